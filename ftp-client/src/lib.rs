@@ -1,0 +1,1 @@
+//! ftp-client (work in progress).

@@ -1,0 +1,3 @@
+//! ftp-client binary.
+
+fn main() {}

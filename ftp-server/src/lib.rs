@@ -1,0 +1,1 @@
+//! ftp-server (work in progress).

@@ -1,0 +1,3 @@
+//! ftp-server binary.
+
+fn main() {}
