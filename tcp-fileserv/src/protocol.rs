@@ -1,0 +1,551 @@
+//! The tcp-fileserv wire protocol, as a pure codec: bytes in, typed values (or "need more bytes")
+//! out. No sockets here, so every malformed input can be unit-tested.
+//!
+//! Every message starts with a fixed 16-byte header, all integers big-endian (network order), as
+//! Python's `struct.pack("!3sBBBHQ", ...)` writes them. See `docs/tcp-protocol.md` for the byte
+//! diagram.
+//!
+//! ```text
+//! request:  "TFS" | version u8 | kind u8 | flags u8 (0) | name_len u16 | offset u64 | name bytes
+//! reply:    "TFS" | version u8 | status u8 | 0 u8       | msg_len u16  | length u64 | body
+//! ```
+//!
+//! A reply with status 0 is followed by exactly `length` body bytes; any other status is followed
+//! by `msg_len` bytes of UTF-8 text for a person, and `length` is 0.
+
+use thiserror::Error;
+
+/// The three magic bytes that open every request and reply.
+pub const MAGIC: [u8; 3] = *b"TFS";
+/// The protocol version this implementation speaks.
+pub const VERSION: u8 = 1;
+/// Size of the fixed request and reply headers.
+pub const HEADER_LEN: usize = 16;
+/// Longest file name (in bytes) a request may carry. Longer names are refused from the header
+/// alone, before any of the name is read or allocated.
+pub const MAX_NAME_LEN: usize = 4096;
+/// Longest error message a reply may carry.
+pub const MAX_MESSAGE_LEN: usize = 1024;
+/// Largest listing body a client accepts (a listing is held in memory).
+pub const MAX_LISTING_LEN: u64 = 64 << 20;
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Send the bytes of a regular file, from `offset` on.
+    Get = 1,
+    /// Send the entries of a directory (see [`encode_listing`]).
+    List = 2,
+}
+
+/// A request header, decoded; the name follows it on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHeader {
+    /// What is asked for.
+    pub kind: Kind,
+    /// Length of the name that follows, in bytes (at most [`MAX_NAME_LEN`]).
+    pub name_len: u16,
+    /// Where to start in the file (for resuming); 0 for a whole file.
+    pub offset: u64,
+}
+
+/// A whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// What is asked for.
+    pub kind: Kind,
+    /// The file or directory name, relative to the server's root, `/`-separated.
+    pub name: String,
+    /// Start offset for [`Kind::Get`].
+    pub offset: u64,
+}
+
+/// The outcome a reply announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Success: `length` body bytes follow.
+    Ok = 0,
+    /// No such file or directory.
+    NotFound = 1,
+    /// The name is refused: it leads outside the root, or the server may not read it.
+    AccessDenied = 2,
+    /// The name exists but is not a regular file (a directory, FIFO, device, ...).
+    NotRegularFile = 3,
+    /// The request is malformed (bad magic, unknown kind, bad name encoding, ...).
+    BadRequest = 4,
+    /// The server is at its connection limit; try again later.
+    Busy = 5,
+    /// The request's protocol version is not supported.
+    UnsupportedVersion = 6,
+    /// The resume offset lies beyond the end of the file.
+    BadOffset = 7,
+    /// The server failed for a reason of its own (an I/O error).
+    ServerError = 8,
+}
+
+impl Status {
+    /// Decodes a status byte.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Ok,
+            1 => Self::NotFound,
+            2 => Self::AccessDenied,
+            3 => Self::NotRegularFile,
+            4 => Self::BadRequest,
+            5 => Self::Busy,
+            6 => Self::UnsupportedVersion,
+            7 => Self::BadOffset,
+            8 => Self::ServerError,
+            _ => return None,
+        })
+    }
+}
+
+/// A reply header, decoded; `msg_len` message bytes or `length` body bytes follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHeader {
+    /// The outcome.
+    pub status: Status,
+    /// Length of the error message that follows (0 on success).
+    pub msg_len: u16,
+    /// Number of body bytes that follow (0 on error).
+    pub length: u64,
+}
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The first three bytes are not `TFS`: this is not our protocol.
+    #[error("not a tcp-fileserv message (bad magic bytes {0:02x?})")]
+    BadMagic([u8; 3]),
+    /// A version we do not speak.
+    #[error("unsupported protocol version {0} (this build speaks version {VERSION})")]
+    UnsupportedVersion(u8),
+    /// A request kind we do not know.
+    #[error("unknown request kind {0}")]
+    UnknownKind(u8),
+    /// A reserved byte that must be zero is not.
+    #[error("reserved header byte is {0}, expected 0")]
+    Reserved(u8),
+    /// The announced name is longer than [`MAX_NAME_LEN`].
+    #[error("name of {0} bytes is longer than the maximum of {MAX_NAME_LEN}")]
+    NameTooLong(usize),
+    /// The name is empty.
+    #[error("empty name")]
+    EmptyName,
+    /// The name is not valid UTF-8.
+    #[error("name is not valid UTF-8")]
+    NameNotUtf8,
+    /// A status byte we do not know.
+    #[error("unknown reply status {0}")]
+    UnknownStatus(u8),
+    /// An error reply that claims a body, or a message longer than [`MAX_MESSAGE_LEN`].
+    #[error("malformed reply: {0}")]
+    BadReply(&'static str),
+    /// A listing body that does not parse.
+    #[error("malformed listing: {0}")]
+    BadListing(&'static str),
+}
+
+fn check_magic_version(buf: &[u8]) -> Result<(), DecodeError> {
+    let magic = [buf[0], buf[1], buf[2]];
+    if magic != MAGIC {
+        return Err(DecodeError::BadMagic(magic));
+    }
+    if buf[3] != VERSION {
+        return Err(DecodeError::UnsupportedVersion(buf[3]));
+    }
+    Ok(())
+}
+
+fn u16_at(buf: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([buf[at], buf[at + 1]])
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_be_bytes(b)
+}
+
+/// Decodes a request header from the start of `buf`; `Ok(None)` when fewer than
+/// [`HEADER_LEN`] bytes are there yet.
+pub fn decode_request_header(buf: &[u8]) -> Result<Option<RequestHeader>, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    check_magic_version(buf)?;
+    let kind = match buf[4] {
+        1 => Kind::Get,
+        2 => Kind::List,
+        k => return Err(DecodeError::UnknownKind(k)),
+    };
+    if buf[5] != 0 {
+        return Err(DecodeError::Reserved(buf[5]));
+    }
+    let name_len = u16_at(buf, 6);
+    if name_len as usize > MAX_NAME_LEN {
+        return Err(DecodeError::NameTooLong(name_len as usize));
+    }
+    if name_len == 0 {
+        return Err(DecodeError::EmptyName);
+    }
+    Ok(Some(RequestHeader {
+        kind,
+        name_len,
+        offset: u64_at(buf, 8),
+    }))
+}
+
+/// Decodes a request name (the bytes after the header).
+pub fn decode_name(bytes: &[u8]) -> Result<String, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::EmptyName);
+    }
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| DecodeError::NameNotUtf8)
+}
+
+/// Decodes a whole request from the start of `buf`: `Ok(Some((request, bytes_used)))`, or
+/// `Ok(None)` when more bytes are needed.
+pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, DecodeError> {
+    let Some(h) = decode_request_header(buf)? else {
+        return Ok(None);
+    };
+    let end = HEADER_LEN + h.name_len as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    let name = decode_name(&buf[HEADER_LEN..end])?;
+    Ok(Some((
+        Request {
+            kind: h.kind,
+            name,
+            offset: h.offset,
+        },
+        end,
+    )))
+}
+
+/// Encodes a request. Fails on names that are empty or longer than [`MAX_NAME_LEN`], so a client
+/// never sends what the server must refuse for its size.
+pub fn encode_request(req: &Request) -> Result<Vec<u8>, DecodeError> {
+    let name = req.name.as_bytes();
+    if name.is_empty() {
+        return Err(DecodeError::EmptyName);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(DecodeError::NameTooLong(name.len()));
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + name.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(req.kind as u8);
+    out.push(0);
+    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    out.extend_from_slice(&req.offset.to_be_bytes());
+    out.extend_from_slice(name);
+    Ok(out)
+}
+
+/// Encodes a success reply header announcing `length` body bytes.
+pub fn encode_ok(length: u64) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[..3].copy_from_slice(&MAGIC);
+    out[3] = VERSION;
+    out[4] = Status::Ok as u8;
+    out[8..16].copy_from_slice(&length.to_be_bytes());
+    out
+}
+
+/// Encodes an error reply: header plus message (cut to [`MAX_MESSAGE_LEN`] bytes on a character
+/// boundary). `status` must not be [`Status::Ok`]; if it is, [`Status::ServerError`] is sent.
+pub fn encode_error(status: Status, message: &str) -> Vec<u8> {
+    let status = if status == Status::Ok {
+        Status::ServerError
+    } else {
+        status
+    };
+    let mut cut = message.len().min(MAX_MESSAGE_LEN);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let msg = &message.as_bytes()[..cut];
+    let mut out = Vec::with_capacity(HEADER_LEN + msg.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(status as u8);
+    out.push(0);
+    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    out.extend_from_slice(&0u64.to_be_bytes());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// Decodes a reply header; `Ok(None)` when fewer than [`HEADER_LEN`] bytes are there.
+pub fn decode_reply_header(buf: &[u8]) -> Result<Option<ReplyHeader>, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    check_magic_version(buf)?;
+    let status = Status::from_u8(buf[4]).ok_or(DecodeError::UnknownStatus(buf[4]))?;
+    if buf[5] != 0 {
+        return Err(DecodeError::Reserved(buf[5]));
+    }
+    let msg_len = u16_at(buf, 6);
+    let length = u64_at(buf, 8);
+    if msg_len as usize > MAX_MESSAGE_LEN {
+        return Err(DecodeError::BadReply(
+            "error message longer than the maximum",
+        ));
+    }
+    match status {
+        Status::Ok if msg_len != 0 => Err(DecodeError::BadReply("success reply with a message")),
+        s if s != Status::Ok && length != 0 => {
+            Err(DecodeError::BadReply("error reply announcing a body"))
+        }
+        _ => Ok(Some(ReplyHeader {
+            status,
+            msg_len,
+            length,
+        })),
+    }
+}
+
+/// What a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file (downloadable).
+    File,
+    /// A directory (listable).
+    Dir,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// File or directory.
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// The entry's name (one path component).
+    pub name: String,
+}
+
+/// Encodes a listing body: per entry `kind u8 ('f' | 'd') | size u64 | name_len u16 | name`.
+/// Entries whose name exceeds [`MAX_NAME_LEN`] are left out (nobody could request them).
+pub fn encode_listing(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries.iter().filter(|e| e.name.len() <= MAX_NAME_LEN) {
+        out.push(match e.kind {
+            EntryKind::File => b'f',
+            EntryKind::Dir => b'd',
+        });
+        out.extend_from_slice(&e.size.to_be_bytes());
+        out.extend_from_slice(&(e.name.len() as u16).to_be_bytes());
+        out.extend_from_slice(e.name.as_bytes());
+    }
+    out
+}
+
+/// Decodes a whole listing body (see [`encode_listing`]).
+pub fn decode_listing(mut buf: &[u8]) -> Result<Vec<Entry>, DecodeError> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        if buf.len() < 11 {
+            return Err(DecodeError::BadListing("truncated entry header"));
+        }
+        let kind = match buf[0] {
+            b'f' => EntryKind::File,
+            b'd' => EntryKind::Dir,
+            _ => return Err(DecodeError::BadListing("unknown entry kind")),
+        };
+        let size = u64_at(buf, 1);
+        let len = u16_at(buf, 9) as usize;
+        if len > MAX_NAME_LEN {
+            return Err(DecodeError::BadListing("entry name too long"));
+        }
+        let rest = &buf[11..];
+        if rest.len() < len {
+            return Err(DecodeError::BadListing("truncated entry name"));
+        }
+        let name = std::str::from_utf8(&rest[..len])
+            .map_err(|_| DecodeError::BadListing("entry name is not UTF-8"))?
+            .to_owned();
+        out.push(Entry { kind, size, name });
+        buf = &rest[len..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(name: &str, offset: u64) -> Request {
+        Request {
+            kind: Kind::Get,
+            name: name.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn request_round_trips() {
+        let req = get("dir/ünï code.bin", 12345);
+        let bytes = encode_request(&req).unwrap();
+        assert_eq!(&bytes[..3], b"TFS");
+        assert_eq!(bytes.len(), HEADER_LEN + req.name.len());
+        assert_eq!(decode_request(&bytes).unwrap(), Some((req, bytes.len())));
+    }
+
+    #[test]
+    fn header_layout_matches_python_struct() {
+        // struct.pack("!3sBBBHQ", b"TFS", 1, 1, 0, 3, 7) + b"a.b"
+        let expect: Vec<u8> = [
+            b"TFS".as_slice(),
+            &[1, 1, 0],
+            &[0, 3],
+            &[0, 0, 0, 0, 0, 0, 0, 7],
+            b"a.b",
+        ]
+        .concat();
+        assert_eq!(encode_request(&get("a.b", 7)).unwrap(), expect);
+    }
+
+    #[test]
+    fn every_truncation_asks_for_more() {
+        let bytes = encode_request(&get("some/file.txt", 0)).unwrap();
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_request(&bytes[..cut]), Ok(None), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn oversized_name_is_refused_from_the_header_alone() {
+        let mut h = encode_request(&get("x", 0)).unwrap();
+        h.truncate(HEADER_LEN);
+        h[6..8].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(
+            decode_request_header(&h),
+            Err(DecodeError::NameTooLong(65535))
+        );
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            encode_request(&get(&long, 0)),
+            Err(DecodeError::NameTooLong(MAX_NAME_LEN + 1))
+        );
+        assert!(encode_request(&get(&"a".repeat(MAX_NAME_LEN), 0)).is_ok());
+    }
+
+    #[test]
+    fn unknown_version_kind_and_reserved_are_refused() {
+        let good = encode_request(&get("f", 0)).unwrap();
+        let mut v = good.clone();
+        v[3] = 9;
+        assert_eq!(decode_request(&v), Err(DecodeError::UnsupportedVersion(9)));
+        let mut k = good.clone();
+        k[4] = 77;
+        assert_eq!(decode_request(&k), Err(DecodeError::UnknownKind(77)));
+        let mut r = good.clone();
+        r[5] = 1;
+        assert_eq!(decode_request(&r), Err(DecodeError::Reserved(1)));
+        let mut z = good;
+        z[6..8].copy_from_slice(&[0, 0]);
+        assert_eq!(decode_request(&z), Err(DecodeError::EmptyName));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert_eq!(
+            decode_request(b"GET /etc/passwd HTTP/1.1\r\n\r\n"),
+            Err(DecodeError::BadMagic(*b"GET"))
+        );
+        assert!(matches!(
+            decode_request(&[0xff; 64]),
+            Err(DecodeError::BadMagic(_))
+        ));
+        let mut bad_utf8 = encode_request(&get("ab", 0)).unwrap();
+        bad_utf8[HEADER_LEN] = 0xff;
+        assert_eq!(decode_request(&bad_utf8), Err(DecodeError::NameNotUtf8));
+    }
+
+    #[test]
+    fn replies_round_trip_and_are_checked() {
+        let ok = encode_ok(1 << 40);
+        assert_eq!(
+            decode_reply_header(&ok).unwrap(),
+            Some(ReplyHeader {
+                status: Status::Ok,
+                msg_len: 0,
+                length: 1 << 40
+            })
+        );
+        let err = encode_error(Status::NotFound, "no such file: a b");
+        let h = decode_reply_header(&err).unwrap().unwrap();
+        assert_eq!(h.status, Status::NotFound);
+        assert_eq!(&err[HEADER_LEN..], b"no such file: a b");
+        assert_eq!(decode_reply_header(&ok[..15]), Ok(None));
+        let mut unknown = ok;
+        unknown[4] = 200;
+        assert_eq!(
+            decode_reply_header(&unknown),
+            Err(DecodeError::UnknownStatus(200))
+        );
+        let mut body_on_error = encode_error(Status::Busy, "busy");
+        body_on_error[15] = 1;
+        assert!(matches!(
+            decode_reply_header(&body_on_error),
+            Err(DecodeError::BadReply(_))
+        ));
+        let mut huge_msg = encode_error(Status::Busy, "busy");
+        huge_msg[6..8].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert!(matches!(
+            decode_reply_header(&huge_msg),
+            Err(DecodeError::BadReply(_))
+        ));
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let msg = "é".repeat(MAX_MESSAGE_LEN);
+        let bytes = encode_error(Status::ServerError, &msg);
+        let h = decode_reply_header(&bytes).unwrap().unwrap();
+        assert!(h.msg_len as usize <= MAX_MESSAGE_LEN);
+        assert!(std::str::from_utf8(&bytes[HEADER_LEN..]).is_ok());
+        assert_eq!(
+            decode_reply_header(&encode_error(Status::Ok, "x"))
+                .unwrap()
+                .unwrap()
+                .status,
+            Status::ServerError
+        );
+    }
+
+    #[test]
+    fn listing_round_trips_and_rejects_truncation() {
+        let entries = vec![
+            Entry {
+                kind: EntryKind::File,
+                size: 42,
+                name: "-dash .txt".into(),
+            },
+            Entry {
+                kind: EntryKind::Dir,
+                size: 0,
+                name: "文件".into(),
+            },
+        ];
+        let bytes = encode_listing(&entries);
+        assert_eq!(decode_listing(&bytes).unwrap(), entries);
+        for cut in 1..bytes.len() {
+            let r = decode_listing(&bytes[..cut]);
+            // A cut exactly between two entries is a valid shorter listing.
+            if cut != 11 + "-dash .txt".len() {
+                assert!(r.is_err(), "cut at {cut} accepted");
+            }
+        }
+        assert!(decode_listing(b"x\0\0\0\0\0\0\0\0\0\0").is_err());
+    }
+}
