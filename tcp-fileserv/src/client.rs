@@ -323,10 +323,33 @@ pub fn default_file_name(name: &str) -> Option<&str> {
     }
 }
 
-fn part_path(target: &Path) -> PathBuf {
-    let mut s = target.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
+/// Longest file name most Linux file systems accept (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// Where a download to `target` is written until it is complete: `<target>.part`. When that name
+/// would exceed NAME_MAX (a 255-byte target), the target's name is shortened and a hash of the
+/// whole name is added, so the part name stays unique and the same on every run (for
+/// `--continue`).
+pub fn part_path(target: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let name = target.file_name().unwrap_or_default();
+    let bytes = name.as_bytes();
+    if bytes.len() + ".part".len() <= NAME_MAX {
+        let mut s = target.as_os_str().to_owned();
+        s.push(".part");
+        return PathBuf::from(s);
+    }
+    // FNV-1a: tiny, stable across builds and platforms.
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let suffix = format!("-{hash:016x}.part");
+    let lossy = String::from_utf8_lossy(bytes);
+    let mut cut = (NAME_MAX - suffix.len()).min(lossy.len());
+    while !lossy.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    target.with_file_name(format!("{}{suffix}", &lossy[..cut]))
 }
 
 fn progress_bar(enabled: bool, total: u64, name: &str) -> Option<indicatif::ProgressBar> {
@@ -470,6 +493,29 @@ mod tests {
         assert_eq!(default_file_name("."), None);
         assert_eq!(default_file_name("/"), None);
         assert_eq!(default_file_name(""), None);
+    }
+
+    #[test]
+    fn part_names_fit_name_max_and_stay_distinct() {
+        assert_eq!(
+            part_path(Path::new("d/a b.txt")),
+            Path::new("d/a b.txt.part")
+        );
+        let long_a = format!("{}a.dat", "L".repeat(250));
+        let long_b = format!("{}b.dat", "L".repeat(250));
+        let (pa, pb) = (part_path(Path::new(&long_a)), part_path(Path::new(&long_b)));
+        assert_ne!(pa, pb);
+        assert_eq!(pa, part_path(Path::new(&long_a)), "stable across calls");
+        for p in [&pa, &pb] {
+            let n = p.file_name().unwrap().len();
+            assert!(
+                n <= NAME_MAX && p.to_str().unwrap().ends_with(".part"),
+                "{p:?}"
+            );
+        }
+        let uni = "é".repeat(127); // 254 bytes
+        let p = part_path(Path::new(&uni));
+        assert!(p.file_name().unwrap().len() <= NAME_MAX);
     }
 
     #[test]

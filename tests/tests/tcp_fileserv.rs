@@ -1,0 +1,703 @@
+//! End-to-end tests of tcp-fileserv: the server runs in-process on 127.0.0.1:0, driven by the
+//! library client, by raw sockets speaking (and breaking) the protocol, by the real binary (for
+//! exit codes, resume and output forms) and by the Python snippet in docs/tcp-protocol.md.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{
+    Fixture, hostile_names, long_name, pattern_bytes, require_python_module, require_tool, sha256,
+    sha256_file, workspace_bin,
+};
+use tcp_fileserv::client::{self, Client, ClientError, GetOptions, Output as Dest, exit};
+use tcp_fileserv::protocol::{self, HEADER_LEN, Kind, Request, Status};
+use tcp_fileserv::server::{self, ServerConfig};
+
+/// A server running on its own runtime thread; stopped (gracefully) on drop.
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start(root: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut cfg = ServerConfig::new(root.to_path_buf());
+        cfg.grace = Duration::from_secs(5);
+        tweak(&mut cfg);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind 127.0.0.1:0");
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                server::run(listener, cfg, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("server run");
+            });
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server started");
+        Self {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.addr.to_string(), Duration::from_secs(10)).expect("connect")
+    }
+
+    /// Stops the server and waits for it (graceful: running transfers may finish).
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Downloads `name` into memory over a fresh connection.
+fn fetch(srv: &TestServer, name: &str) -> Result<Vec<u8>, ClientError> {
+    let mut c = srv.client();
+    let len = c.request(Kind::Get, name, 0)?;
+    let mut out = Vec::new();
+    c.read_body(name, len, &mut out, "memory", &mut |_| {})?;
+    Ok(out)
+}
+
+fn refused_status(r: Result<Vec<u8>, ClientError>) -> Status {
+    match r {
+        Err(ClientError::Refused { status, .. }) => status,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Sends raw bytes on a new connection and returns the reply header and message (if any).
+fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (protocol::ReplyHeader, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    read_reply(&mut s)
+}
+
+fn read_reply(s: &mut TcpStream) -> (protocol::ReplyHeader, String) {
+    let mut head = [0u8; HEADER_LEN];
+    s.read_exact(&mut head).expect("reply header");
+    let h = protocol::decode_reply_header(&head).unwrap().unwrap();
+    let mut msg = vec![0u8; h.msg_len as usize];
+    s.read_exact(&mut msg).unwrap();
+    (h, String::from_utf8(msg).unwrap())
+}
+
+fn request_bytes(kind: Kind, name: &str, offset: u64) -> Vec<u8> {
+    protocol::encode_request(&Request {
+        kind,
+        name: name.into(),
+        offset,
+    })
+    .unwrap()
+}
+
+fn run_bin(args: &[&str], cwd: &Path) -> Output {
+    Command::new(workspace_bin("tcp-fileserv"))
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tcp-fileserv")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn hostile_names_download_byte_for_byte() {
+    let fx = Fixture::with_hostile_files(100_000);
+    fx.write("sub dir/nested ünï.bin", &pattern_bytes(300_000, 99));
+    let srv = TestServer::start(fx.path(), |_| {});
+    let mut names = hostile_names();
+    names.push("sub dir/nested ünï.bin".into());
+    // One connection carries every request (the lessons' "serve the same client again").
+    let mut c = srv.client();
+    for name in &names {
+        let len = c.request(Kind::Get, name, 0).unwrap();
+        let mut got = Vec::new();
+        c.read_body(name, len, &mut got, "memory", &mut |_| {})
+            .unwrap();
+        assert_eq!(
+            sha256(&got),
+            sha256_file(&fx.path().join(name)),
+            "content of {name:?}"
+        );
+    }
+    // Zero-length and large (sendfile path) files too.
+    fx.write("empty", b"");
+    fx.write("large.bin", &pattern_bytes(20 << 20, 7));
+    assert_eq!(fetch(&srv, "empty").unwrap(), b"");
+    assert_eq!(
+        sha256(&fetch(&srv, "large.bin").unwrap()),
+        sha256_file(&fx.path().join("large.bin"))
+    );
+}
+
+#[test]
+fn refusals_are_replies_never_file_bytes() {
+    let outside = Fixture::empty();
+    outside.write("secret.txt", b"top secret");
+    let fx = Fixture::with_hostile_files(10);
+    fx.write("dir/inner.txt", b"inner");
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), fx.path().join("escape"))
+        .unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../etc/passwd",
+        fx.path().join("rel-escape"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), fx.path().join("dir-escape")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", fx.path().join("device-link")).unwrap();
+    let fifo = fx.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let srv = TestServer::start(fx.path(), |_| {});
+
+    let cases = [
+        ("missing.txt", Status::NotFound),
+        ("dir", Status::NotRegularFile),
+        (".", Status::NotRegularFile),
+        ("fifo", Status::NotRegularFile),
+        ("escape", Status::AccessDenied),
+        ("rel-escape", Status::AccessDenied),
+        ("dir-escape/secret.txt", Status::AccessDenied),
+        ("device-link", Status::AccessDenied),
+        ("../secret.txt", Status::BadRequest),
+        ("dir/../../x", Status::BadRequest),
+        ("/etc/passwd", Status::BadRequest),
+        ("a\0b", Status::BadRequest),
+    ];
+    for (name, want) in cases {
+        assert_eq!(refused_status(fetch(&srv, name)), want, "name {name:?}");
+    }
+    // Listing a symlink that leaves the root is refused too; the listing of the root leaves out
+    // escaping links and the FIFO.
+    let mut c = srv.client();
+    assert!(matches!(
+        c.list("dir-escape"),
+        Err(ClientError::Refused {
+            status: Status::AccessDenied,
+            ..
+        })
+    ));
+    let listed: Vec<String> = srv
+        .client()
+        .list(".")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(listed.contains(&"dir".to_string()) && listed.contains(&long_name()));
+    for hidden in ["escape", "rel-escape", "dir-escape", "fifo", "device-link"] {
+        assert!(!listed.contains(&hidden.to_string()), "{hidden} listed");
+    }
+
+    // A name that is not UTF-8: bad request, and the connection stays usable.
+    let mut s = TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut bad = request_bytes(Kind::Get, "ab", 0);
+    bad[HEADER_LEN] = 0xff;
+    s.write_all(&bad).unwrap();
+    let (h, msg) = read_reply(&mut s);
+    assert_eq!(h.status, Status::BadRequest);
+    assert!(msg.contains("UTF-8"), "{msg}");
+    s.write_all(&request_bytes(Kind::Get, "dir/inner.txt", 0))
+        .unwrap();
+    let (h, _) = read_reply(&mut s);
+    assert_eq!((h.status, h.length), (Status::Ok, 5));
+}
+
+#[test]
+fn malformed_headers_get_an_error_and_never_hurt_others() {
+    let fx = Fixture::empty();
+    fx.write("f.txt", b"hello");
+    let srv = TestServer::start(fx.path(), |_| {});
+
+    // Garbage (an HTTP request): bad request, then the server closes.
+    let (h, msg) = raw_exchange(srv.addr, b"GET /f.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.status, Status::BadRequest);
+    assert!(msg.contains("magic"), "{msg}");
+
+    // A header announcing a 65535-byte name: refused from the header, nothing allocated/read.
+    let mut huge = request_bytes(Kind::Get, "f.txt", 0);
+    huge.truncate(HEADER_LEN);
+    huge[6..8].copy_from_slice(&u16::MAX.to_be_bytes());
+    let (h, msg) = raw_exchange(srv.addr, &huge);
+    assert_eq!(h.status, Status::BadRequest);
+    assert!(msg.contains("longer than the maximum"), "{msg}");
+
+    // An unknown version and an unknown kind.
+    let mut v9 = request_bytes(Kind::Get, "f.txt", 0);
+    v9[3] = 9;
+    assert_eq!(
+        raw_exchange(srv.addr, &v9).0.status,
+        Status::UnsupportedVersion
+    );
+    let mut k = request_bytes(Kind::Get, "f.txt", 0);
+    k[4] = 42;
+    assert_eq!(raw_exchange(srv.addr, &k).0.status, Status::BadRequest);
+
+    // A truncated header, then the client vanishes; and a resume offset past the end.
+    {
+        let mut s = TcpStream::connect(srv.addr).unwrap();
+        s.write_all(&request_bytes(Kind::Get, "f.txt", 0)[..7])
+            .unwrap();
+    }
+    let (h, msg) = raw_exchange(srv.addr, &request_bytes(Kind::Get, "f.txt", 6));
+    assert_eq!(h.status, Status::BadOffset);
+    assert!(msg.contains("only 5 bytes"), "{msg}");
+
+    // Everyone else is still served.
+    assert_eq!(fetch(&srv, "f.txt").unwrap(), b"hello");
+}
+
+#[test]
+fn fifty_parallel_downloads_are_all_correct() {
+    let fx = Fixture::empty();
+    for i in 0..5u64 {
+        fx.write(&format!("file {i}.bin"), &pattern_bytes(1 << 20, i + 10));
+    }
+    let srv = TestServer::start(fx.path(), |_| {});
+    let want: Vec<String> = (0..5)
+        .map(|i| sha256_file(&fx.path().join(format!("file {i}.bin"))))
+        .collect();
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = srv.addr;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&addr.to_string(), Duration::from_secs(30)).unwrap();
+                let name = format!("file {}.bin", i % 5);
+                let len = c.request(Kind::Get, &name, 0).unwrap();
+                let mut out = Vec::with_capacity(len as usize);
+                c.read_body(&name, len, &mut out, "memory", &mut |_| {})
+                    .unwrap();
+                (i % 5, sha256(&out))
+            })
+        })
+        .collect();
+    for h in handles {
+        let (idx, got) = h.join().expect("download thread");
+        assert_eq!(got, want[idx]);
+    }
+}
+
+#[test]
+fn a_client_vanishing_mid_stream_does_not_affect_others() {
+    let fx = Fixture::empty();
+    fx.write("big.bin", &pattern_bytes(64 << 20, 3));
+    fx.write("small.txt", b"still here");
+    let srv = TestServer::start(fx.path(), |_| {});
+    // Start a big download on a raw socket, read a little, and drop it mid-stream.
+    {
+        let mut s = TcpStream::connect(srv.addr).unwrap();
+        s.write_all(&request_bytes(Kind::Get, "big.bin", 0))
+            .unwrap();
+        let mut some = vec![0u8; 100_000];
+        s.read_exact(&mut some).unwrap();
+    }
+    // Meanwhile (and after), other clients are served in full.
+    for _ in 0..3 {
+        assert_eq!(fetch(&srv, "small.txt").unwrap(), b"still here");
+    }
+    assert_eq!(
+        sha256(&fetch(&srv, "big.bin").unwrap()),
+        sha256_file(&fx.path().join("big.bin"))
+    );
+}
+
+/// Reads until EOF or error; returns the byte count and whether the server closed the
+/// connection (EOF or reset) before `deadline`.
+fn read_until_closed(s: &mut TcpStream, deadline: Duration) -> (u64, bool) {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    while start.elapsed() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return (total, true),
+            Ok(n) => total += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (total, true),
+        }
+    }
+    (total, false)
+}
+
+#[test]
+fn idle_and_slow_clients_are_dropped_by_the_timeouts() {
+    let fx = Fixture::empty();
+    let size = 64u64 << 20;
+    fx.write("big.bin", &pattern_bytes(size as usize, 5));
+    fx.write("f.txt", b"ok");
+    let srv = TestServer::start(fx.path(), |c| {
+        c.idle_timeout = Duration::from_secs(1);
+        c.io_timeout = Duration::from_secs(1);
+    });
+    // Idle: connects and says nothing.
+    let mut idle = TcpStream::connect(srv.addr).unwrap();
+    // Slow: sends half a header and stops.
+    let mut half = TcpStream::connect(srv.addr).unwrap();
+    half.write_all(&request_bytes(Kind::Get, "f.txt", 0)[..8])
+        .unwrap();
+    // Stalled: asks for a big file and stops reading.
+    let mut stalled = TcpStream::connect(srv.addr).unwrap();
+    stalled
+        .write_all(&request_bytes(Kind::Get, "big.bin", 0))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+
+    assert!(
+        read_until_closed(&mut idle, Duration::from_secs(10)).1,
+        "idle client not closed"
+    );
+    assert!(
+        read_until_closed(&mut half, Duration::from_secs(10)).1,
+        "half-header client not closed"
+    );
+    let (got, closed) = read_until_closed(&mut stalled, Duration::from_secs(20));
+    assert!(closed, "stalled client not closed");
+    assert!(
+        got < size + HEADER_LEN as u64,
+        "stalled client got the whole file ({got} bytes): it was not dropped"
+    );
+    // The server itself is fine.
+    assert_eq!(fetch(&srv, "f.txt").unwrap(), b"ok");
+}
+
+#[test]
+fn beyond_the_connection_limit_clients_are_told_busy() {
+    let fx = Fixture::empty();
+    fx.write("f.txt", b"ok");
+    let srv = TestServer::start(fx.path(), |c| c.max_connections = 2);
+    let a = srv.client();
+    let b = srv.client();
+    // Give the accept loop a moment to hand both to their tasks.
+    std::thread::sleep(Duration::from_millis(200));
+    let out = run_bin(
+        &["get", &srv.addr.to_string(), "f.txt", "-o", "-"],
+        Path::new("."),
+    );
+    assert_eq!(out.status.code(), Some(exit::BUSY), "{}", stderr(&out));
+    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
+    drop((a, b));
+    // Once they leave, new clients get in again.
+    let start = Instant::now();
+    loop {
+        match fetch(&srv, "f.txt") {
+            Ok(b) => {
+                assert_eq!(b, b"ok");
+                break;
+            }
+            Err(ClientError::Refused {
+                status: Status::Busy,
+                ..
+            }) if start.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn binary_exit_codes_messages_and_outputs() {
+    let fx = Fixture::with_hostile_files(5000);
+    fx.write("dir/x.txt", b"x");
+    let srv = TestServer::start(fx.path(), |_| {});
+    let addr = srv.addr.to_string();
+    let work = Fixture::empty();
+
+    // Default output: ./<basename>, for every hostile name; `--` lets a name start with a dash,
+    // as with any POSIX tool.
+    for name in hostile_names() {
+        let out = run_bin(&["get", "-q", &addr, "--", &name], work.path());
+        assert!(out.status.success(), "{name:?}: {}", stderr(&out));
+        assert_eq!(
+            sha256_file(&work.path().join(&name)),
+            sha256_file(&fx.path().join(&name))
+        );
+    }
+    // `-o -` writes the bytes to stdout, the summary to stderr.
+    let name = &hostile_names()[1];
+    let out = run_bin(&["get", &addr, name, "-o", "-"], work.path());
+    assert!(out.status.success());
+    assert_eq!(sha256(&out.stdout), sha256_file(&fx.path().join(name)));
+    assert!(stderr(&out).contains("5000 bytes"), "{}", stderr(&out));
+    // A subdirectory name saves under its basename only.
+    let out = run_bin(&["get", &addr, "dir/x.txt", "-q"], work.path());
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(work.path().join("x.txt")).unwrap(), b"x");
+
+    let cases: &[(&str, i32, &str)] = &[
+        ("missing.txt", exit::NOT_FOUND, "missing.txt"),
+        ("dir", exit::NOT_FOUND, "not a regular file"),
+        ("../etc/passwd", exit::ACCESS_DENIED, ".."),
+    ];
+    for (name, code, text) in cases {
+        let out = run_bin(&["get", &addr, name, "-o", "out.bin"], work.path());
+        assert_eq!(out.status.code(), Some(*code), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(text), "{name}: {}", stderr(&out));
+        assert!(!work.path().join("out.bin").exists());
+        assert!(!work.path().join("out.bin.part").exists());
+    }
+    // Nothing listens: cannot connect.
+    let closed = e2e_tests::free_port();
+    let out = run_bin(
+        &["get", &format!("127.0.0.1:{closed}"), "f", "-q"],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(exit::CONNECT), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+    // Bad flags: usage.
+    let out = run_bin(&["get", &addr, "f", "--timeout", "0"], work.path());
+    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--timeout"));
+    let out = run_bin(&["serve", "--root", "/no/such/dir"], work.path());
+    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--root"));
+
+    // ls: names and sizes, directories marked.
+    let out = run_bin(&["ls", &addr], work.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.trim_start() == "-  dir/"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start() == format!("5000  {}", long_name())),
+        "{text}"
+    );
+    let out = run_bin(&["ls", &addr, "missing-dir"], work.path());
+    assert_eq!(out.status.code(), Some(exit::NOT_FOUND));
+}
+
+#[test]
+fn timeout_when_the_server_never_answers() {
+    // A listener that accepts (the kernel does) but never replies.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let work = Fixture::empty();
+    let out = run_bin(&["get", &addr, "f", "--timeout", "1"], work.path());
+    assert_eq!(out.status.code(), Some(exit::TIMEOUT), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert!(!work.path().join("f").exists() && !work.path().join("f.part").exists());
+}
+
+#[test]
+fn killed_download_keeps_the_old_file_and_resumes() {
+    let fx = Fixture::empty();
+    let size = 8usize << 20;
+    let data = pattern_bytes(size, 11);
+    fx.write("big file.bin", &data);
+    let work = Fixture::empty();
+    let target = work.path().join("big file.bin");
+    std::fs::write(&target, b"the previous version").unwrap();
+    let part = work.path().join("big file.bin.part");
+
+    // A server that announces the whole file, sends its first 3 MiB, then stalls, so the client
+    // is reliably killed mid-stream.
+    let stalling = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stall_addr = stalling.local_addr().unwrap().to_string();
+    let sent = 3usize << 20;
+    let head_and_part = [&protocol::encode_ok(size as u64)[..], &data[..sent]].concat();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = stalling.accept().unwrap();
+        let mut req = [0u8; HEADER_LEN];
+        s.read_exact(&mut req).unwrap();
+        let _ = s.write_all(&head_and_part);
+        // Hold the connection open (stalled) until the client is gone.
+        let mut sink = [0u8; 64];
+        let _ = s.read(&mut sink);
+    });
+    let mut child = Command::new(workspace_bin("tcp-fileserv"))
+        .args(["get", &stall_addr, "big file.bin", "-o"])
+        .arg(&target)
+        .args(["-q", "--timeout", "60"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < sent as u64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no progress in .part"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    fake.join().unwrap();
+    // The old file is untouched by the interrupted transfer; what arrived is in the .part.
+    assert_eq!(std::fs::read(&target).unwrap(), b"the previous version");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), sent as u64);
+
+    // --continue against the real server picks up from the part's length and completes it.
+    let srv = TestServer::start(fx.path(), |_| {});
+    let out = Command::new(workspace_bin("tcp-fileserv"))
+        .args(["get", &srv.addr.to_string(), "big file.bin", "-o"])
+        .arg(&target)
+        .arg("--continue")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("resumed at byte {sent}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!part.exists());
+    assert_eq!(sha256_file(&target), sha256(&data));
+}
+
+#[test]
+fn a_transfer_cut_short_is_an_error_and_leaves_no_final_file() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0u8; HEADER_LEN];
+        s.read_exact(&mut req).unwrap();
+        // Announce 1000 bytes, send 10, close.
+        let _ = s.write_all(&[&protocol::encode_ok(1000)[..], &[7u8; 10]].concat());
+    });
+    let work = Fixture::empty();
+    let out = run_bin(&["get", &addr, "short.bin"], work.path());
+    fake.join().unwrap();
+    assert_eq!(out.status.code(), Some(exit::PROTOCOL), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("after 10 of 1000 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!work.path().join("short.bin").exists());
+}
+
+#[test]
+fn library_download_resumes_and_refuses_an_impossible_resume() {
+    let fx = Fixture::empty();
+    let data = pattern_bytes(3 << 20, 21);
+    fx.write("r.bin", &data);
+    let srv = TestServer::start(fx.path(), |_| {});
+    let work = Fixture::empty();
+    let target = work.path().join("r.bin");
+    std::fs::write(work.path().join("r.bin.part"), &data[..1_234_567]).unwrap();
+    let opts = GetOptions {
+        output: Dest::Path(target.clone()),
+        resume: true,
+        progress: false,
+    };
+    let s = client::download(&mut srv.client(), "r.bin", &opts).unwrap();
+    assert_eq!(
+        (s.resumed_from, s.bytes),
+        (1_234_567, (3 << 20) - 1_234_567)
+    );
+    assert_eq!(sha256_file(&target), sha256(&data));
+    // A part longer than the remote file cannot be resumed: exit code 10, part kept.
+    std::fs::write(work.path().join("r.bin.part"), vec![0u8; (3 << 20) + 1]).unwrap();
+    let err = client::download(&mut srv.client(), "r.bin", &opts).unwrap_err();
+    assert_eq!(err.exit_code(), exit::RESUME, "{err}");
+    assert!(work.path().join("r.bin.part").exists());
+}
+
+#[test]
+fn shutdown_lets_a_running_transfer_finish_and_stops_accepting() {
+    let fx = Fixture::empty();
+    fx.write("big.bin", &pattern_bytes(32 << 20, 8));
+    let mut srv = TestServer::start(fx.path(), |_| {});
+    let addr = srv.addr;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&request_bytes(Kind::Get, "big.bin", 0))
+        .unwrap();
+    let mut head = [0u8; HEADER_LEN];
+    s.read_exact(&mut head).unwrap();
+    let len = protocol::decode_reply_header(&head)
+        .unwrap()
+        .unwrap()
+        .length;
+    // Ask for shutdown while the body is in flight (the client has read none of it yet).
+    let stopper = std::thread::spawn(move || srv.stop());
+    let mut body = Vec::new();
+    s.take(len).read_to_end(&mut body).unwrap();
+    assert_eq!(sha256(&body), sha256_file(&fx.path().join("big.bin")));
+    stopper.join().unwrap();
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn the_python_snippet_in_the_docs_works() {
+    if require_tool("python3").is_none() || !require_python_module("struct") {
+        return;
+    }
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/tcp-protocol.md"),
+    )
+    .unwrap();
+    let start = doc.find("```python\n").expect("python block in the doc") + 10;
+    let len = doc[start..].find("```").expect("end of the python block");
+    let work = Fixture::empty();
+    let script = work.write("client.py", &doc.as_bytes()[start..start + len]);
+
+    let fx = Fixture::with_hostile_files(200_000);
+    let srv = TestServer::start(fx.path(), |_| {});
+    for name in hostile_names() {
+        let out = Command::new("python3")
+            .arg(&script)
+            .args(["127.0.0.1", &srv.addr.port().to_string(), &name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name:?}: {}", stderr(&out));
+        assert_eq!(sha256(&out.stdout), sha256_file(&fx.path().join(&name)));
+    }
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["127.0.0.1", &srv.addr.port().to_string(), "../nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
+}
