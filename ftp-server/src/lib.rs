@@ -1,1 +1,32 @@
-//! ftp-server (work in progress).
+//! An FTP server (RFC 959, with RFC 2428 EPSV and RFC 3659 extensions from libunftp) with the
+//! classic account model: anonymous, real and guest accounts, each chrooted to its home.
+//!
+//! The library takes an already bound listener, a validated [`Config`] and a shutdown future, so
+//! tests serve on `127.0.0.1:0` in-process:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ftp_server::Config::new("/srv/ftp"); // anonymous, read-only
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! ftp_server::run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! or, from synchronous code, [`BackgroundServer::start`].
+//!
+//! Modules: [`config`] (file and flags → [`Config`]), [`cli`] (the flags), [`auth`] (classes,
+//! passwords, lockout), [`storage`] (permissions, fast data path, atomic uploads), [`path`]
+//! (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod path;
+pub mod server;
+pub mod storage;
+pub mod xferlog;
+
+pub use auth::{hash_password, hash_password_with_cost};
+pub use cli::{Cli, Command};
+pub use config::{Config, ConfigError};
+pub use server::{BackgroundServer, ServerError, reachable_urls, run};

@@ -1,3 +1,131 @@
-//! ftp-server binary.
+//! `ftp-server`: parse the flags, validate them into a [`ftp_server::Config`], serve until
+//! Ctrl-C / SIGTERM. Exit codes: 0 success, 1 runtime error, 2 bad configuration.
 
-fn main() {}
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ftp_server::{Cli, Command, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,libunftp=warn,unftp_sbe_fs=warn".into()),
+        )
+        .init();
+    match cli.command.clone() {
+        Some(Command::HashPassword) => report(hash_password()),
+        Some(Command::CheckConfig { file }) => match Config::load(&file) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok (root {}, accounts: {})",
+                    file.display(),
+                    cfg.root.display(),
+                    cfg.classes_summary()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        None => match Config::try_from(cli) {
+            Ok(cfg) => report(serve(cfg)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if p != again {
+            bail!("the passwords differ");
+        }
+        p
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    let phc =
+        ftp_server::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{phc}")?;
+    Ok(())
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+        let local = listener.local_addr()?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "Serving {}", cfg.root.display())?;
+            for url in ftp_server::reachable_urls(local) {
+                writeln!(out, "  {url}")?;
+            }
+            writeln!(out, "Accounts: {}", cfg.classes_summary())?;
+            out.flush()?;
+        }
+        ftp_server::run(listener, cfg, shutdown_signal())
+            .await
+            .context("server failed")
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C still works");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

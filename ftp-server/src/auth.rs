@@ -1,0 +1,512 @@
+//! The account model (anonymous, real, guest) on top of libunftp's `Authenticator`.
+//!
+//! libunftp has no notion of account classes, and each `Server::service()` call builds its own
+//! failed-login cache, so both live here:
+//! - [`Accounts`] is shared by every connection: the accounts from the config, and the per-IP
+//!   failure counter ([`Lockout`]) that refuses an IP after too many failures within a window.
+//! - [`SessionAuth`] is made per connection. It implements both `Authenticator` and
+//!   `UserDetailProvider`, handing the [`FtpUser`] it resolved (with the e-mail an anonymous user
+//!   gave) from one to the other.
+//!
+//! Unknown user, wrong password, expired guest and a locked-out IP all get the same 530 reply
+//! (libunftp maps every authentication error to it). Passwords are argon2id, verified on the
+//! blocking pool because argon2 is slow on purpose; an unknown user is verified against a dummy
+//! hash with the same cost so timing does not reveal which names exist.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use unftp_core::auth::{
+    AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
+    UserDetailProvider,
+};
+
+use crate::config::{Config, LoginPolicy};
+
+/// The classic FTP account classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// `anonymous` / `ftp` with any non-empty password (traditionally an e-mail address).
+    Anonymous,
+    /// A named account with its own home.
+    Real,
+    /// A temporary login confined to the shared guest area.
+    Guest,
+}
+
+impl Class {
+    /// Lower-case name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Anonymous => "anonymous",
+            Class::Real => "real",
+            Class::Guest => "guest",
+        }
+    }
+}
+
+/// What a logged-in user may do; the storage layer enforces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Read anywhere in the home; if `upload_dir` is set, upload new names there, and neither
+    /// list nor download anything inside it.
+    Anonymous {
+        /// The drop box, relative to the home.
+        upload_dir: Option<PathBuf>,
+    },
+    /// Read; upload new names when `upload`; never delete, rename, overwrite or make directories.
+    Guest {
+        /// Whether new names may be uploaded.
+        upload: bool,
+    },
+    /// Everything when `write`, read-only otherwise.
+    Real {
+        /// Whether the account may modify its home.
+        write: bool,
+    },
+}
+
+/// A logged-in user as libunftp's `UserDetail`.
+#[derive(Debug, Clone)]
+pub struct FtpUser {
+    /// The login name (`anonymous` for both anonymous spellings).
+    pub name: String,
+    /// The account class.
+    pub class: Class,
+    /// What the user may do.
+    pub access: Access,
+    /// The home relative to the server root (empty: the root).
+    pub home_rel: PathBuf,
+    /// The home as an absolute path below the root; `None` when it is the root itself.
+    home_abs: Option<PathBuf>,
+    /// For anonymous users: the password given, traditionally an e-mail address.
+    pub anon_email: Option<String>,
+}
+
+impl UserDetail for FtpUser {
+    fn home(&self) -> Option<&Path> {
+        self.home_abs.as_deref()
+    }
+}
+
+impl fmt::Display for FtpUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.class.as_str())
+    }
+}
+
+/// Hashes a password with argon2id and the argon2 crate's default cost (19 MiB, 2 passes),
+/// returning the PHC string that goes into the config.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+/// Hashes with an explicit argon2id cost (`m_kib` KiB of memory, `t` passes). Tests use a low
+/// cost so that unoptimised builds stay fast; production hashes should use [`hash_password`].
+pub fn hash_password_with_cost(
+    password: &str,
+    m_kib: u32,
+    t: u32,
+) -> Result<String, argon2::password_hash::Error> {
+    let params = argon2::Params::new(m_kib, t, 1, None)?;
+    let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(a.hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+fn verify(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(h) => Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Per-IP failed-login counter with a sliding window and a lockout period. Pure bookkeeping:
+/// every method takes `now`, so it is tested without sleeping.
+#[derive(Debug)]
+pub struct Lockout {
+    policy: LoginPolicy,
+    ips: Mutex<HashMap<IpAddr, IpRecord>>,
+}
+
+#[derive(Debug, Default)]
+struct IpRecord {
+    failures: VecDeque<Instant>,
+    locked_until: Option<Instant>,
+}
+
+/// Entries kept before stale ones are swept, so a flood of source addresses cannot grow the map
+/// without bound.
+const LOCKOUT_SWEEP_AT: usize = 4096;
+
+impl Lockout {
+    /// A counter following `policy`.
+    pub fn new(policy: LoginPolicy) -> Self {
+        Self {
+            policy,
+            ips: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, IpRecord>> {
+        self.ips
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `ip` is refused at `now`.
+    pub fn is_locked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.lock()
+            .get(&ip)
+            .and_then(|r| r.locked_until)
+            .is_some_and(|until| now < until)
+    }
+
+    /// Counts a failure; returns `true` when this failure starts a lockout.
+    ///
+    /// A successful login does not reset the count: otherwise an attacker could interleave
+    /// anonymous logins with password guesses.
+    pub fn record_failure(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut map = self.lock();
+        if map.len() >= LOCKOUT_SWEEP_AT {
+            let window = self.policy.window;
+            map.retain(|_, r| {
+                r.locked_until.is_some_and(|u| now < u)
+                    || r.failures
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        let rec = map.entry(ip).or_default();
+        while rec
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.policy.window)
+        {
+            rec.failures.pop_front();
+        }
+        rec.failures.push_back(now);
+        if rec.failures.len() >= self.policy.max_failures as usize
+            && rec.locked_until.is_none_or(|u| now >= u)
+        {
+            rec.locked_until = Some(now + self.policy.lockout);
+            rec.failures.clear();
+            return true;
+        }
+        false
+    }
+}
+
+#[derive(Debug)]
+struct Account {
+    password: String,
+    class: Class,
+    access: Access,
+    home: PathBuf,
+    expires: Option<OffsetDateTime>,
+}
+
+/// The accounts of a configuration plus the shared lockout state. One per server.
+#[derive(Debug)]
+pub struct Accounts {
+    root: PathBuf,
+    anonymous: Option<(PathBuf, Option<PathBuf>)>,
+    named: HashMap<String, Account>,
+    lockout: Lockout,
+    dummy_hash: OnceLock<String>,
+}
+
+impl Accounts {
+    /// Builds the account table from a validated configuration.
+    pub fn new(cfg: &Config) -> Self {
+        let mut named = HashMap::new();
+        for u in &cfg.users {
+            named.insert(
+                u.name.clone(),
+                Account {
+                    password: u.password.clone(),
+                    class: Class::Real,
+                    access: Access::Real { write: u.write },
+                    home: u.home.clone(),
+                    expires: None,
+                },
+            );
+        }
+        if let Some(area) = &cfg.guest_area {
+            for g in &cfg.guests {
+                named.insert(
+                    g.name.clone(),
+                    Account {
+                        password: g.password.clone(),
+                        class: Class::Guest,
+                        access: Access::Guest {
+                            upload: area.upload,
+                        },
+                        home: area.home.clone(),
+                        expires: g.expires,
+                    },
+                );
+            }
+        }
+        Self {
+            root: cfg.root.clone(),
+            anonymous: cfg
+                .anonymous
+                .as_ref()
+                .map(|a| (a.home.clone(), a.upload_dir.clone())),
+            named,
+            lockout: Lockout::new(cfg.login_policy.clone()),
+            dummy_hash: OnceLock::new(),
+        }
+    }
+
+    /// The shared per-IP lockout.
+    pub fn lockout(&self) -> &Lockout {
+        &self.lockout
+    }
+
+    /// A hash to verify unknown users against, with the same cost as a configured one.
+    fn dummy_hash(&self) -> String {
+        self.dummy_hash
+            .get_or_init(|| {
+                let params = self
+                    .named
+                    .values()
+                    .find_map(|a| PasswordHash::new(&a.password).ok())
+                    .and_then(|h| argon2::Params::try_from(&h).ok())
+                    .unwrap_or_default();
+                let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+                let salt = SaltString::generate(&mut OsRng);
+                a.hash_password(b"no such user, no such password", &salt)
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    fn user(&self, name: &str, class: Class, access: Access, home: &Path) -> FtpUser {
+        FtpUser {
+            name: name.to_string(),
+            class,
+            access,
+            home_rel: home.to_path_buf(),
+            home_abs: if home.as_os_str().is_empty() {
+                None
+            } else {
+                Some(self.root.join(home))
+            },
+            anon_email: None,
+        }
+    }
+
+    /// Checks a login. `Err` carries the reason for the log only; the client always sees 530.
+    pub async fn check(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<FtpUser, &'static str> {
+        if self.lockout.is_locked(ip, Instant::now()) {
+            return Err("client IP is locked out after repeated failures");
+        }
+        let lower = username.to_ascii_lowercase();
+        if lower == "anonymous" || lower == "ftp" {
+            if let Some((home, upload_dir)) = &self.anonymous {
+                if password.is_empty() {
+                    return Err("anonymous login without a password");
+                }
+                let mut u = self.user(
+                    "anonymous",
+                    Class::Anonymous,
+                    Access::Anonymous {
+                        upload_dir: upload_dir.clone(),
+                    },
+                    home,
+                );
+                u.anon_email = Some(password.to_string());
+                return Ok(u);
+            }
+        }
+        let account = self.named.get(username);
+        let phc = match account {
+            Some(a) => a.password.clone(),
+            None => self.dummy_hash(),
+        };
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify(&pw, &phc))
+            .await
+            .unwrap_or(false);
+        match account {
+            None => Err("unknown user"),
+            Some(_) if !ok => Err("wrong password"),
+            Some(a) if a.expires.is_some_and(|e| OffsetDateTime::now_utc() > e) => {
+                Err("guest login has expired")
+            }
+            Some(a) => Ok(self.user(username, a.class, a.access.clone(), &a.home)),
+        }
+    }
+}
+
+/// The per-connection authenticator and user-detail provider.
+#[derive(Debug)]
+pub struct SessionAuth {
+    accounts: Arc<Accounts>,
+    resolved: Mutex<Option<FtpUser>>,
+}
+
+impl SessionAuth {
+    /// A fresh per-connection authenticator over the shared accounts.
+    pub fn new(accounts: Arc<Accounts>) -> Self {
+        Self {
+            accounts,
+            resolved: Mutex::new(None),
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<FtpUser>> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Authenticator for SessionAuth {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
+        let password = creds.password.as_deref().unwrap_or("");
+        let ip = creds.source_ip;
+        match self.accounts.check(username, password, ip).await {
+            Ok(user) => {
+                match &user.anon_email {
+                    Some(email) => tracing::info!(
+                        class = user.class.as_str(),
+                        user = %user.name,
+                        email = %email,
+                        peer = %ip,
+                        result = "ok",
+                        "login"
+                    ),
+                    None => tracing::info!(
+                        class = user.class.as_str(),
+                        user = %user.name,
+                        peer = %ip,
+                        result = "ok",
+                        "login"
+                    ),
+                }
+                let principal = Principal {
+                    username: user.name.clone(),
+                };
+                *self.slot() = Some(user);
+                Ok(principal)
+            }
+            Err(reason) => {
+                let locked_now = if reason.starts_with("client IP is locked") {
+                    false
+                } else {
+                    self.accounts.lockout.record_failure(ip, Instant::now())
+                };
+                tracing::warn!(user = %username, peer = %ip, result = "refused", reason, "login");
+                if locked_now {
+                    tracing::warn!(peer = %ip, "too many failed logins: client IP locked out");
+                }
+                Err(AuthenticationError::BadPassword)
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        "ftp-server accounts"
+    }
+}
+
+#[async_trait]
+impl UserDetailProvider for SessionAuth {
+    type User = FtpUser;
+
+    async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
+        match self.slot().take() {
+            Some(u) if u.name == principal.username => Ok(u),
+            _ => Err(UserDetailError::UserNotFound {
+                username: principal.username.clone(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn policy() -> LoginPolicy {
+        LoginPolicy {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn lockout_after_max_failures_in_window() {
+        let l = Lockout::new(policy());
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let other: IpAddr = [10, 0, 0, 2].into();
+        let t0 = Instant::now();
+        assert!(!l.record_failure(ip, t0));
+        assert!(!l.record_failure(ip, t0 + Duration::from_secs(1)));
+        assert!(!l.is_locked(ip, t0 + Duration::from_secs(2)));
+        assert!(l.record_failure(ip, t0 + Duration::from_secs(2)));
+        assert!(l.is_locked(ip, t0 + Duration::from_secs(3)));
+        assert!(!l.is_locked(other, t0 + Duration::from_secs(3)));
+        assert!(!l.is_locked(ip, t0 + Duration::from_secs(303)));
+    }
+
+    #[test]
+    fn failures_outside_window_do_not_count() {
+        let l = Lockout::new(policy());
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let t0 = Instant::now();
+        assert!(!l.record_failure(ip, t0));
+        assert!(!l.record_failure(ip, t0 + Duration::from_secs(61)));
+        assert!(!l.record_failure(ip, t0 + Duration::from_secs(62)));
+        assert!(l.record_failure(ip, t0 + Duration::from_secs(63)));
+    }
+
+    #[test]
+    fn map_is_bounded() {
+        let l = Lockout::new(policy());
+        let t0 = Instant::now();
+        for i in 0..(LOCKOUT_SWEEP_AT as u32 + 10) {
+            l.record_failure(IpAddr::from(i.to_be_bytes()), t0);
+        }
+        let later = t0 + Duration::from_secs(120);
+        l.record_failure([1, 2, 3, 4].into(), later);
+        assert!(l.lock().len() < 10);
+    }
+
+    #[test]
+    fn hash_roundtrip() {
+        let h = hash_password_with_cost("s3cret", 64, 1).expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify("s3cret", &h));
+        assert!(!verify("wrong", &h));
+    }
+}

@@ -1,0 +1,87 @@
+//! The command line: raw flags only. [`crate::Config::try_from`] turns them into a validated
+//! configuration, so a bad flag fails before any socket opens.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// An FTP server with anonymous, real and guest accounts.
+///
+/// With no arguments it serves the current directory anonymously and read-only on port 2121 of
+/// every interface. Flags override the config file's keys.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ftp-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Directory every home is below (default: the current directory).
+    #[arg(long, value_name = "DIR", env = "FTP_SERVER_ROOT")]
+    pub root: Option<PathBuf>,
+
+    /// Address and port to listen on, IPv4 or IPv6 (default 0.0.0.0:2121; e.g. [::]:2121).
+    #[arg(long, value_name = "ADDR:PORT", env = "FTP_SERVER_BIND")]
+    pub bind: Option<String>,
+
+    /// Ports offered for passive data connections (default 49152-65535).
+    #[arg(long, value_name = "LOW-HIGH", env = "FTP_SERVER_PASSIVE_PORTS")]
+    pub passive_ports: Option<String>,
+
+    /// IPv4 address or host name to advertise in PASV replies (behind NAT).
+    #[arg(long, value_name = "HOST", env = "FTP_SERVER_PASSIVE_HOST")]
+    pub passive_host: Option<String>,
+
+    /// TOML config file with accounts and limits (see docs/ftp-server.md).
+    #[arg(long, short = 'c', value_name = "FILE", env = "FTP_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Also log every transfer to FILE in the classic xferlog format.
+    #[arg(long, value_name = "FILE", env = "FTP_SERVER_XFERLOG")]
+    pub xferlog: Option<PathBuf>,
+
+    /// Connections served at once (default 200).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands that do not serve.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Read a password (without echo on a terminal, else one line of stdin) and print its
+    /// argon2id PHC string for the config's `password` keys.
+    HashPassword,
+    /// Validate a config file; exit non-zero with a message naming the key and its line.
+    CheckConfig {
+        /// The config file to check.
+        file: PathBuf,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "ftp-server",
+            "--root",
+            "/srv",
+            "--bind",
+            "[::]:21",
+            "--passive-ports",
+            "50000-50010",
+        ])
+        .expect("parse");
+        assert_eq!(cli.bind.as_deref(), Some("[::]:21"));
+        let cli = Cli::try_parse_from(["ftp-server", "check-config", "x.toml"]).expect("parse");
+        assert!(matches!(cli.command, Some(Command::CheckConfig { .. })));
+    }
+}

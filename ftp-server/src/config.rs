@@ -1,0 +1,870 @@
+//! Configuration in two stages: the TOML file and the command-line flags are parsed into raw
+//! values, then validated into a [`Config`] whose every field is ready to use. A bad value fails
+//! before any socket opens, with a message naming the key and its line (file) or the flag.
+//!
+//! The file format and every key are documented in `docs/ftp-server.md`.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+use toml::Spanned;
+
+use crate::cli::Cli;
+use crate::path::confine;
+
+/// The port the server listens on when neither `--bind` nor `bind` says otherwise.
+pub const DEFAULT_PORT: u16 = 2121;
+
+/// Why a configuration was refused. Each variant names where the bad value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key of the TOML file has a bad value (or the file is not valid TOML).
+    #[error("{}:{line}: `{key}`: {message}", file.display())]
+    File {
+        /// The config file.
+        file: PathBuf,
+        /// 1-based line of the offending key or value.
+        line: usize,
+        /// The key, e.g. `users[1].password` or `max_connections`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A command-line flag (or its environment variable) has a bad value.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// The flag, e.g. `--passive-ports`.
+        flag: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The config file could not be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The path given.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Per-IP brute-force protection, shared by all connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginPolicy {
+    /// Failed logins from one IP within `window` that trigger a lockout (default 5).
+    pub max_failures: u32,
+    /// The sliding window failures are counted in (default 60 s).
+    pub window: Duration,
+    /// How long a locked-out IP is refused (default 300 s).
+    pub lockout: Duration,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The anonymous class (`anonymous` or `ftp`, any non-empty password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnonymousConfig {
+    /// What anonymous users see as `/`, relative to the root (empty: the root itself).
+    pub home: PathBuf,
+    /// Optional drop box, relative to `home`: new names may be uploaded there, nothing there may
+    /// be listed or downloaded.
+    pub upload_dir: Option<PathBuf>,
+}
+
+/// A real account: full rights in its home (or read-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealUser {
+    /// Login name.
+    pub name: String,
+    /// argon2id PHC string, as printed by `ftp-server hash-password`.
+    pub password: String,
+    /// Home, relative to the root.
+    pub home: PathBuf,
+    /// `false` makes the account read-only.
+    pub write: bool,
+}
+
+/// The shared area every guest is confined to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestArea {
+    /// The guests' home, relative to the root.
+    pub home: PathBuf,
+    /// Whether guests may upload new names (never overwrite, delete or rename).
+    pub upload: bool,
+}
+
+/// A temporary guest login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    /// Login name.
+    pub name: String,
+    /// argon2id PHC string.
+    pub password: String,
+    /// The instant after which the login is refused (with the same reply as a wrong password).
+    pub expires: Option<OffsetDateTime>,
+}
+
+/// A validated server configuration. Build it with [`Config::new`] (anonymous read-only over a
+/// directory), [`Config::from_toml_str`], [`Config::load`] or `Config::try_from(cli)`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Every home is below this directory (absolute).
+    pub root: PathBuf,
+    /// Where the binary listens (the library takes an already bound listener instead).
+    pub bind: SocketAddr,
+    /// Ports offered for passive data connections (PASV/EPSV).
+    pub passive_ports: RangeInclusive<u16>,
+    /// IPv4 address or DNS name advertised in PASV replies (default: the control connection's
+    /// local address).
+    pub passive_host: Option<String>,
+    /// Connections served at once; beyond it a new client gets `421` and is closed.
+    pub max_connections: usize,
+    /// Connections served at once per client IP.
+    pub max_connections_per_ip: usize,
+    /// A control connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// A data transfer that moves no byte for this long is ended.
+    pub data_timeout: Duration,
+    /// Brute-force protection.
+    pub login_policy: LoginPolicy,
+    /// On Ctrl-C / SIGTERM, running transfers get this long to finish.
+    pub shutdown_grace: Duration,
+    /// Also write transfers in the classic xferlog format to this file.
+    pub xferlog: Option<PathBuf>,
+    /// The anonymous class, if enabled.
+    pub anonymous: Option<AnonymousConfig>,
+    /// Real accounts.
+    pub users: Vec<RealUser>,
+    /// The guest area (required when there are guests).
+    pub guest_area: Option<GuestArea>,
+    /// Guest logins.
+    pub guests: Vec<Guest>,
+}
+
+impl Config {
+    /// Anonymous, read-only access to `root` with every other setting at its default.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            passive_ports: 49152..=65535,
+            passive_host: None,
+            max_connections: 200,
+            max_connections_per_ip: 16,
+            idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(60),
+            login_policy: LoginPolicy::default(),
+            shutdown_grace: Duration::from_secs(10),
+            xferlog: None,
+            anonymous: Some(AnonymousConfig {
+                home: PathBuf::new(),
+                upload_dir: None,
+            }),
+            users: Vec::new(),
+            guest_area: None,
+            guests: Vec::new(),
+        }
+    }
+
+    /// Reads and validates a config file. Relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        Self::parse(&text, path, base)
+    }
+
+    /// Parses and validates config text; relative paths are resolved against `base_dir`.
+    /// Errors name the file as `<config>`.
+    pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        Self::parse(text, Path::new("<config>"), base_dir)
+    }
+
+    fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
+        let ctx = Ctx { text, file };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let start = e.span().map_or(0, |s| s.start);
+            let line = ctx.line_of(start);
+            ConfigError::File {
+                file: file.to_path_buf(),
+                line,
+                key: ctx.key_on_line(line),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let mut cfg = Config::new(PathBuf::new());
+        let root = match &raw.root {
+            Some(r) => {
+                let p = Path::new(r.get_ref());
+                let p = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                };
+                check_root(&p).map_err(|m| ctx.err(r.span(), "root", m))?
+            }
+            None => check_root(base).map_err(|m| ctx.err(0..0, "root", m))?,
+        };
+        cfg.root = root;
+        if let Some(b) = &raw.bind {
+            cfg.bind = parse_bind(b.get_ref()).map_err(|m| ctx.err(b.span(), "bind", m))?;
+        }
+        if let Some(p) = &raw.passive_ports {
+            cfg.passive_ports =
+                parse_port_range(p.get_ref()).map_err(|m| ctx.err(p.span(), "passive_ports", m))?;
+        }
+        if let Some(h) = &raw.passive_host {
+            check_passive_host(h.get_ref()).map_err(|m| ctx.err(h.span(), "passive_host", m))?;
+            cfg.passive_host = Some(h.get_ref().clone());
+        }
+        let positive = |v: &Option<Spanned<u64>>, key: &str| -> Result<Option<u64>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(s) if *s.get_ref() == 0 => {
+                    Err(ctx.err(s.span(), key, "must be at least 1".into()))
+                }
+                Some(s) => Ok(Some(*s.get_ref())),
+            }
+        };
+        if let Some(n) = positive(&raw.max_connections, "max_connections")? {
+            cfg.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = positive(&raw.max_connections_per_ip, "max_connections_per_ip")? {
+            cfg.max_connections_per_ip = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = positive(&raw.idle_timeout_secs, "idle_timeout_secs")? {
+            cfg.idle_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = positive(&raw.data_timeout_secs, "data_timeout_secs")? {
+            cfg.data_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = positive(&raw.max_login_failures, "max_login_failures")? {
+            cfg.login_policy.max_failures = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = positive(&raw.login_failure_window_secs, "login_failure_window_secs")? {
+            cfg.login_policy.window = Duration::from_secs(n);
+        }
+        if let Some(n) = positive(&raw.login_lockout_secs, "login_lockout_secs")? {
+            cfg.login_policy.lockout = Duration::from_secs(n);
+        }
+        if let Some(s) = &raw.shutdown_grace_secs {
+            cfg.shutdown_grace = Duration::from_secs(*s.get_ref());
+        }
+        if let Some(x) = &raw.xferlog {
+            let p = Path::new(x.get_ref());
+            cfg.xferlog = Some(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            });
+        }
+
+        let mut names: HashSet<String> = HashSet::new();
+        for (i, u) in raw.users.iter().enumerate() {
+            let key = |k: &str| format!("users[{i}].{k}");
+            let name = check_name(&u.name, &mut names)
+                .map_err(|m| ctx.err(u.name.span(), &key("name"), m))?;
+            check_phc(u.password.get_ref())
+                .map_err(|m| ctx.err(u.password.span(), &key("password"), m))?;
+            let home = check_home(&cfg.root, u.home.get_ref())
+                .map_err(|m| ctx.err(u.home.span(), &key("home"), m))?;
+            cfg.users.push(RealUser {
+                name,
+                password: u.password.get_ref().clone(),
+                home,
+                write: u.write,
+            });
+        }
+        if let Some(g) = &raw.guest {
+            let g = g.get_ref();
+            let home = check_home(&cfg.root, g.home.get_ref())
+                .map_err(|m| ctx.err(g.home.span(), "guest.home", m))?;
+            cfg.guest_area = Some(GuestArea {
+                home,
+                upload: g.upload,
+            });
+        }
+        for (i, g) in raw.guests.iter().enumerate() {
+            let key = |k: &str| format!("guests[{i}].{k}");
+            let name = check_name(&g.name, &mut names)
+                .map_err(|m| ctx.err(g.name.span(), &key("name"), m))?;
+            check_phc(g.password.get_ref())
+                .map_err(|m| ctx.err(g.password.span(), &key("password"), m))?;
+            let expires = match &g.expires {
+                None => None,
+                Some(e) => Some(
+                    OffsetDateTime::parse(
+                        e.get_ref(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .map_err(|err| {
+                        ctx.err(
+                            e.span(),
+                            &key("expires"),
+                            format!("not an RFC 3339 date-time like 2026-12-31T23:59:59Z ({err})"),
+                        )
+                    })?,
+                ),
+            };
+            if cfg.guest_area.is_none() {
+                return Err(ctx.err(
+                    g.name.span(),
+                    &key("name"),
+                    "guests need a [guest] table with the shared `home` they are confined to"
+                        .into(),
+                ));
+            }
+            cfg.guests.push(Guest {
+                name,
+                password: g.password.get_ref().clone(),
+                expires,
+            });
+        }
+        // Without an [anonymous] table, anonymous access is on only when no other account
+        // exists: a config that defines real users must not expose their homes anonymously by
+        // accident.
+        cfg.anonymous = match &raw.anonymous {
+            None if cfg.users.is_empty() && cfg.guests.is_empty() => Some(AnonymousConfig {
+                home: PathBuf::new(),
+                upload_dir: None,
+            }),
+            None => None,
+            Some(a) if !a.get_ref().enabled => None,
+            Some(a) => {
+                let a = a.get_ref();
+                let home_s = a.home.as_ref().map(|h| h.get_ref().as_str()).unwrap_or("");
+                let home_span = a.home.as_ref().map_or(0..0, |h| h.span());
+                let home = check_home(&cfg.root, home_s)
+                    .map_err(|m| ctx.err(home_span, "anonymous.home", m))?;
+                let upload_dir = match &a.upload_dir {
+                    None => None,
+                    Some(u) => {
+                        let rel = check_home(&cfg.root.join(&home), u.get_ref())
+                            .map_err(|m| ctx.err(u.span(), "anonymous.upload_dir", m))?;
+                        if rel.as_os_str().is_empty() {
+                            return Err(ctx.err(
+                                u.span(),
+                                "anonymous.upload_dir",
+                                "must be a directory below anonymous.home, not the home itself"
+                                    .into(),
+                            ));
+                        }
+                        Some(rel)
+                    }
+                };
+                Some(AnonymousConfig { home, upload_dir })
+            }
+        };
+        if cfg.anonymous.is_none() && cfg.users.is_empty() && cfg.guests.is_empty() {
+            return Err(ctx.err(
+                0..0,
+                "anonymous",
+                "no account class is enabled: enable [anonymous] or add [[users]] / [[guests]]"
+                    .into(),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The account classes that are on, for the start-up banner: e.g.
+    /// `anonymous (read-only), 2 real, 1 guest`.
+    pub fn classes_summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(a) = &self.anonymous {
+            match &a.upload_dir {
+                Some(u) => parts.push(format!("anonymous (read-only, drop box /{})", u.display())),
+                None => parts.push("anonymous (read-only)".to_string()),
+            }
+        }
+        if !self.users.is_empty() {
+            parts.push(format!("{} real", self.users.len()));
+        }
+        if !self.guests.is_empty() {
+            parts.push(format!("{} guest", self.guests.len()));
+        }
+        parts.join(", ")
+    }
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = ConfigError;
+
+    /// Loads `--config` if given (or the defaults), then lets each flag override its key.
+    fn try_from(cli: Cli) -> Result<Self, Self::Error> {
+        let mut cfg = match &cli.config {
+            Some(path) => Config::load(path)?,
+            None => {
+                let root = match &cli.root {
+                    Some(r) => r.clone(),
+                    None => std::env::current_dir().map_err(|e| ConfigError::Flag {
+                        flag: "--root",
+                        message: format!("cannot determine the current directory: {e}"),
+                    })?,
+                };
+                let mut c = Config::new(PathBuf::new());
+                c.root = check_root(&root).map_err(|message| ConfigError::Flag {
+                    flag: "--root",
+                    message,
+                })?;
+                c
+            }
+        };
+        if let (Some(root), Some(_)) = (&cli.root, &cli.config) {
+            cfg.root = check_root(root).map_err(|message| ConfigError::Flag {
+                flag: "--root",
+                message,
+            })?;
+            // Homes were checked against the file's root; check them again against the flag's.
+            for home in cfg.homes() {
+                check_home(&cfg.root, &home.to_string_lossy()).map_err(|message| {
+                    ConfigError::Flag {
+                        flag: "--root",
+                        message: format!("with this root, {message}"),
+                    }
+                })?;
+            }
+        }
+        if let Some(b) = &cli.bind {
+            cfg.bind = parse_bind(b).map_err(|message| ConfigError::Flag {
+                flag: "--bind",
+                message,
+            })?;
+        }
+        if let Some(p) = &cli.passive_ports {
+            cfg.passive_ports = parse_port_range(p).map_err(|message| ConfigError::Flag {
+                flag: "--passive-ports",
+                message,
+            })?;
+        }
+        if let Some(h) = &cli.passive_host {
+            check_passive_host(h).map_err(|message| ConfigError::Flag {
+                flag: "--passive-host",
+                message,
+            })?;
+            cfg.passive_host = Some(h.clone());
+        }
+        if let Some(x) = &cli.xferlog {
+            cfg.xferlog = Some(x.clone());
+        }
+        if let Some(n) = cli.max_connections {
+            if n == 0 {
+                return Err(ConfigError::Flag {
+                    flag: "--max-connections",
+                    message: "must be at least 1".into(),
+                });
+            }
+            cfg.max_connections = n;
+        }
+        Ok(cfg)
+    }
+}
+
+impl Config {
+    fn homes(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.users.iter().map(|u| u.home.clone()).collect();
+        if let Some(a) = &self.anonymous {
+            v.push(a.home.clone());
+        }
+        if let Some(g) = &self.guest_area {
+            v.push(g.home.clone());
+        }
+        v
+    }
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The key written on a line (`key = value`), for syntax errors toml reports by position.
+    fn key_on_line(&self, line: usize) -> String {
+        let l = self.text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+        match l.split_once('=') {
+            Some((k, _)) => k.trim().to_string(),
+            None => l.trim().to_string(),
+        }
+    }
+
+    fn err(&self, span: std::ops::Range<usize>, key: &str, message: String) -> ConfigError {
+        ConfigError::File {
+            file: self.file.to_path_buf(),
+            line: self.line_of(span.start),
+            key: key.to_string(),
+            message,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    root: Option<Spanned<String>>,
+    bind: Option<Spanned<String>>,
+    passive_ports: Option<Spanned<String>>,
+    passive_host: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+    max_connections_per_ip: Option<Spanned<u64>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
+    data_timeout_secs: Option<Spanned<u64>>,
+    max_login_failures: Option<Spanned<u64>>,
+    login_failure_window_secs: Option<Spanned<u64>>,
+    login_lockout_secs: Option<Spanned<u64>>,
+    shutdown_grace_secs: Option<Spanned<u64>>,
+    xferlog: Option<Spanned<String>>,
+    anonymous: Option<Spanned<RawAnonymous>>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    guest: Option<Spanned<RawGuestArea>>,
+    #[serde(default)]
+    guests: Vec<RawGuest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnonymous {
+    #[serde(default = "yes")]
+    enabled: bool,
+    home: Option<Spanned<String>>,
+    upload_dir: Option<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    password: Spanned<String>,
+    home: Spanned<String>,
+    #[serde(default)]
+    write: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuestArea {
+    home: Spanned<String>,
+    #[serde(default)]
+    upload: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuest {
+    name: Spanned<String>,
+    password: Spanned<String>,
+    expires: Option<Spanned<String>>,
+}
+
+fn check_root(p: &Path) -> Result<PathBuf, String> {
+    let canon = std::fs::canonicalize(p)
+        .map_err(|e| format!("root directory {} is not usable: {e}", p.display()))?;
+    if !canon.is_dir() {
+        return Err(format!("root {} is not a directory", p.display()));
+    }
+    Ok(canon)
+}
+
+/// A home (or upload dir) must be relative, stay inside its base, and exist as a directory.
+fn check_home(base: &Path, home: &str) -> Result<PathBuf, String> {
+    let p = Path::new(home);
+    if p.is_absolute() {
+        return Err(format!(
+            "{home:?} must be relative to the root (every home is below `root`)"
+        ));
+    }
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!("{home:?} must not contain `..`"));
+    }
+    let rel = confine(p).ok_or_else(|| format!("{home:?} leaves the root"))?;
+    let full = base.join(&rel);
+    if !full.is_dir() {
+        return Err(format!("directory {} does not exist", full.display()));
+    }
+    Ok(rel)
+}
+
+fn check_name(name: &Spanned<String>, seen: &mut HashSet<String>) -> Result<String, String> {
+    let n = name.get_ref();
+    if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "{n:?} is not a valid login name (1-64 characters, no spaces or control characters)"
+        ));
+    }
+    let lower = n.to_ascii_lowercase();
+    if lower == "anonymous" || lower == "ftp" {
+        return Err(format!("{n:?} is reserved for the anonymous class"));
+    }
+    if !seen.insert(n.clone()) {
+        return Err(format!("login name {n:?} is defined twice"));
+    }
+    Ok(n.clone())
+}
+
+fn check_phc(s: &str) -> Result<(), String> {
+    let h = argon2::PasswordHash::new(s).map_err(|e| {
+        format!("not a PHC password hash ({e}); create one with `ftp-server hash-password`")
+    })?;
+    if h.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "hash algorithm is {}, expected argon2id; create one with `ftp-server hash-password`",
+            h.algorithm
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `ADDR:PORT` (`[::]:2121` for IPv6) or a bare address (port 2121).
+pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    Err(format!(
+        "{s:?} is not ADDR:PORT (e.g. 0.0.0.0:2121 or [::]:2121)"
+    ))
+}
+
+/// Parses `LOW-HIGH` (inclusive, both ≥ 1024, LOW ≤ HIGH).
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?} is not a port range LOW-HIGH like 49152-65535");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo < 1024 {
+        return Err(format!(
+            "{s:?}: passive ports must be 1024 or above (ports below are privileged)"
+        ));
+    }
+    if lo > hi {
+        return Err(format!("{s:?}: LOW is above HIGH"));
+    }
+    Ok(lo..=hi)
+}
+
+fn check_passive_host(h: &str) -> Result<(), String> {
+    if h.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Err(format!(
+            "{h:?}: PASV can only advertise an IPv4 address (IPv6 clients use EPSV, which needs none)"
+        ));
+    }
+    if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{h:?} is not an IPv4 address or host name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("tempdir");
+        for sub in ["pub", "pub/incoming", "home/alice", "guest"] {
+            std::fs::create_dir_all(d.path().join(sub)).expect("mkdir");
+        }
+        d
+    }
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0zJ8BgyNpyGbMsoJf5hN8bfx6X1Dm3Gk9r5HqfLMzK4";
+
+    fn err_of(text: &str) -> (usize, String, String) {
+        let d = root();
+        match Config::from_toml_str(text, d.path()) {
+            Err(ConfigError::File {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected a file error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let d = root();
+        let text = format!(
+            r#"
+root = "."
+bind = "127.0.0.1:2121"
+passive_ports = "50000-50100"
+max_connections = 20
+max_connections_per_ip = 4
+idle_timeout_secs = 30
+
+[anonymous]
+enabled = true
+home = "pub"
+upload_dir = "incoming"
+
+[[users]]
+name = "alice"
+password = "{HASH}"
+home = "home/alice"
+write = true
+
+[guest]
+home = "guest"
+upload = true
+
+[[guests]]
+name = "visitor"
+password = "{HASH}"
+expires = "2026-12-31T23:59:59Z"
+"#
+        );
+        let c = Config::from_toml_str(&text, d.path()).expect("valid");
+        assert_eq!(c.passive_ports, 50000..=50100);
+        assert_eq!(c.max_connections_per_ip, 4);
+        let a = c.anonymous.expect("anonymous on");
+        assert_eq!(a.home, Path::new("pub"));
+        assert_eq!(a.upload_dir.as_deref(), Some(Path::new("incoming")));
+        assert_eq!(c.users[0].name, "alice");
+        assert!(c.guests[0].expires.is_some());
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let cases: Vec<(String, usize, &str, &str)> = vec![
+            (
+                "max_connections = \"many\"\n".into(),
+                1,
+                "max_connections",
+                "invalid type",
+            ),
+            (
+                "\n\npassive_ports = \"10-20\"\n".into(),
+                3,
+                "passive_ports",
+                "1024",
+            ),
+            ("bind = \"nowhere\"\n".into(), 1, "bind", "ADDR:PORT"),
+            ("colour = 1\n".into(), 1, "colour", "unknown field"),
+            (
+                "max_connections = 0\n".into(),
+                1,
+                "max_connections",
+                "at least 1",
+            ),
+            (
+                "[[users]]\nname = \"bob\"\npassword = \"hunter2\"\nhome = \"home/alice\"\n".into(),
+                3,
+                "users[0].password",
+                "PHC",
+            ),
+            (
+                format!("[[users]]\nname = \"bob\"\npassword = \"{HASH}\"\nhome = \"../etc\"\n"),
+                4,
+                "users[0].home",
+                "..",
+            ),
+            (
+                format!("[[users]]\nname = \"bob\"\npassword = \"{HASH}\"\nhome = \"nope\"\n"),
+                4,
+                "users[0].home",
+                "does not exist",
+            ),
+            (
+                format!("[[users]]\nname = \"ftp\"\npassword = \"{HASH}\"\nhome = \"pub\"\n"),
+                2,
+                "users[0].name",
+                "reserved",
+            ),
+            (
+                format!(
+                    "[guest]\nhome = \"guest\"\n[[guests]]\nname = \"v\"\npassword = \"{HASH}\"\nexpires = \"tomorrow\"\n"
+                ),
+                6,
+                "guests[0].expires",
+                "RFC 3339",
+            ),
+            (
+                format!("[[guests]]\nname = \"v\"\npassword = \"{HASH}\"\n"),
+                2,
+                "guests[0].name",
+                "[guest]",
+            ),
+            (
+                "[anonymous]\nenabled = false\n".into(),
+                1,
+                "anonymous",
+                "no account class",
+            ),
+            (
+                "[anonymous]\nhome = \"pub\"\nupload_dir = \"/tmp\"\n".into(),
+                3,
+                "anonymous.upload_dir",
+                "relative",
+            ),
+            ("max_connections = \n".into(), 1, "max_connections", ""),
+        ];
+        for (text, line, key, needle) in cases {
+            let (l, k, m) = err_of(&text);
+            assert_eq!((l, k.as_str()), (line, key), "for {text:?}: {m}");
+            assert!(
+                m.contains(needle),
+                "message for {text:?} lacks {needle:?}: {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn anonymous_defaults_depend_on_other_accounts() {
+        let d = root();
+        let c = Config::from_toml_str("", d.path()).expect("empty config");
+        assert!(c.anonymous.is_some());
+        let text =
+            format!("[[users]]\nname = \"bob\"\npassword = \"{HASH}\"\nhome = \"home/alice\"\n");
+        let c = Config::from_toml_str(&text, d.path()).expect("users only");
+        assert!(c.anonymous.is_none());
+    }
+
+    #[test]
+    fn ranges_and_binds() {
+        assert_eq!(parse_port_range("2000-2000"), Ok(2000..=2000));
+        assert!(parse_port_range("3000-2000").is_err());
+        assert!(parse_port_range("2000").is_err());
+        assert!(parse_port_range("-").is_err());
+        assert_eq!(
+            parse_bind("[::1]:21"),
+            Ok(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 21)))
+        );
+        assert_eq!(parse_bind("127.0.0.1").map(|a| a.port()), Ok(DEFAULT_PORT));
+    }
+}
