@@ -701,3 +701,52 @@ fn the_python_snippet_in_the_docs_works() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_binary_prints_its_addresses_and_exits_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let fx = Fixture::with_hostile_files(1000);
+    let mut child = Command::new(workspace_bin("tcp-fileserv"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--root"])
+        .arg(fx.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    assert!(
+        banner.contains(fx.path().canonicalize().unwrap().to_str().unwrap()),
+        "{banner}"
+    );
+    let hint = lines.next().unwrap().unwrap();
+    let addr = hint
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {hint:?}"))
+        .to_string();
+    assert!(!addr.ends_with(":0"), "the bound port is printed: {hint}");
+    let work = Fixture::empty();
+    let name = &hostile_names()[0];
+    let out = run_bin(&["get", "-q", &addr, name], work.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
