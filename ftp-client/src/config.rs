@@ -1,0 +1,541 @@
+//! Command line in two stages: [`Cli`] holds the raw flags as clap parsed them, and
+//! [`Config::try_from`] checks and resolves them (target form, credentials from `-u`, the URL,
+//! `FTP_PASSWORD` or netrc, output path) so a bad flag fails before any socket opens, with a
+//! message that names it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::ClientError;
+use crate::netrc;
+use crate::target::{self, Remote};
+
+/// Retrieve, list and upload files on any RFC 959 FTP server.
+///
+/// A remote file is named by HOST, DIR and FILE (as in `get ftp.acc.umu.se Public/EFLIB/ README`)
+/// or by an RFC 1738 URL (`ftp://[USER[:PASS]@]HOST[:PORT]/DIR/FILE[;type=a|i]`). Exit codes
+/// follow curl's: 6 resolve, 7 connect, 9 CWD refused, 18 partial transfer, 23 local write,
+/// 28 timeout, 36 resume impossible, 67 login refused, 78 remote file not found, 2 usage.
+#[derive(Debug, Parser)]
+#[command(name = "ftp-client", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download a file: `get HOST DIR FILE` or `get ftp://HOST/DIR/FILE`.
+    Get {
+        /// HOST (then DIR and FILE follow) or an ftp:// URL.
+        target: String,
+        /// Remote directory, e.g. `Public/EFLIB/` (not with a URL).
+        dir: Option<String>,
+        /// Remote file name (not with a URL). Put `--` before a name that starts with `-`.
+        file: Option<String>,
+        /// Where to save: a path, a directory, or `-` for standard output [default: ./FILE].
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// List a directory: `ls HOST [DIR]` or `ls ftp://HOST/DIR/`.
+    Ls {
+        /// HOST (then DIR may follow) or an ftp:// URL.
+        target: String,
+        /// Remote directory (not with a URL).
+        dir: Option<String>,
+        /// Print the server's own listing lines instead of the table.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Upload a file: `put LOCAL HOST [DIR]` or `put LOCAL ftp://HOST/DIR/[NAME]`.
+    Put {
+        /// The local file to send.
+        local: PathBuf,
+        /// HOST (then DIR may follow) or an ftp:// URL (ending in `/` to keep LOCAL's name).
+        target: String,
+        /// Remote directory (not with a URL).
+        dir: Option<String>,
+    },
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Server port [default: the URL's, else 21].
+    #[arg(long, global = true, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// USER or USER:PASS (default: anonymous). Without PASS the password comes from
+    /// FTP_PASSWORD, then netrc, then a prompt when a terminal is there.
+    #[arg(short = 'u', long = "user", global = true, value_name = "USER[:PASS]")]
+    pub user: Option<String>,
+    /// Password for the user (prefer FTP_PASSWORD or netrc: a flag shows in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "FTP_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASS"
+    )]
+    pub password: Option<String>,
+    /// Look the host up in ~/.netrc (or $NETRC) for the login and password.
+    #[arg(long, global = true)]
+    pub netrc: bool,
+    /// Look the host up in this netrc file (implies --netrc).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub netrc_file: Option<PathBuf>,
+    /// Resume: continue FILE.part (or a shorter FILE) with REST; for put, append with APPE.
+    #[arg(short = 'C', long = "continue", global = true)]
+    pub resume: bool,
+    /// Show the protocol dialog on stderr (the PASS argument masked).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Seconds to wait for a connection, each reply, and each read or write of data.
+    #[arg(long, global = true, default_value = "30", value_name = "SECS")]
+    pub timeout: f64,
+    /// Try again this many times after a network failure, a timeout or a 4xx reply.
+    #[arg(long, global = true, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+    /// No progress bar and no summary line.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Connect to the address a PASV reply names instead of the control connection's peer.
+    #[arg(long, global = true)]
+    pub trust_pasv_ip: bool,
+}
+
+/// Where a download goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Standard output (`-o -`).
+    Stdout,
+    /// A local file, written as `<file>.part` first.
+    File(PathBuf),
+}
+
+/// The checked operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Download `remote.file` from `remote.dirs`.
+    Get {
+        /// The remote file.
+        remote: Remote,
+        /// Where to write it.
+        output: Output,
+    },
+    /// List `remote.dirs`.
+    Ls {
+        /// The remote directory.
+        remote: Remote,
+        /// Print the server's lines as they are.
+        raw: bool,
+    },
+    /// Upload `local` as `name` into `remote.dirs`.
+    Put {
+        /// The local file.
+        local: PathBuf,
+        /// The remote directory.
+        remote: Remote,
+        /// The remote name.
+        name: String,
+    },
+}
+
+/// Everything the client needs, checked.
+#[derive(Clone)]
+pub struct Config {
+    /// What to do, and where.
+    pub op: Operation,
+    /// The server.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// Login name (`anonymous` by default).
+    pub user: String,
+    /// Password; `None` means "ask" (main prompts on a terminal, else an empty one is sent).
+    pub password: Option<String>,
+    /// Resume (-C).
+    pub resume: bool,
+    /// The limit of every network wait.
+    pub timeout: Duration,
+    /// Retries after transient failures.
+    pub retries: u32,
+    /// Draw a progress bar on stderr (main sets it when stderr is a terminal and not -q).
+    pub progress: bool,
+    /// No summary line.
+    pub quiet: bool,
+    /// Print the protocol dialog.
+    pub verbose: bool,
+    /// Use the PASV reply's address.
+    pub trust_pasv_ip: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        f.debug_struct("Config")
+            .field("op", &self.op)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "****"))
+            .field("resume", &self.resume)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The anonymous login of RFC 1635: user `anonymous`, an e-mail-like password.
+pub const ANONYMOUS: (&str, &str) = ("anonymous", "anonymous@");
+
+fn usage<T>(msg: impl Into<String>) -> Result<T, ClientError> {
+    Err(ClientError::Usage(msg.into()))
+}
+
+/// Builds the [`Remote`] from TARGET and the optional positional DIR / FILE.
+fn remote_of(
+    target_arg: &str,
+    dir: Option<&str>,
+    file: Option<&str>,
+    needs_file: bool,
+) -> Result<Remote, ClientError> {
+    let r = if target::is_url(target_arg) {
+        if dir.is_some() || file.is_some() {
+            return usage(format!(
+                "{target_arg:?} is a URL: put the directory and file in it, not after it"
+            ));
+        }
+        target::parse_url(target_arg)
+    } else {
+        if needs_file && file.is_none() {
+            return usage("get needs HOST DIR FILE (or an ftp:// URL)");
+        }
+        target::from_parts(target_arg, dir.unwrap_or(""), file)
+    };
+    let r = r.map_err(|e| ClientError::Usage(format!("bad target: {e}")))?;
+    if needs_file && r.file.is_none() {
+        return usage(format!(
+            "{target_arg:?} names a directory, not a file (use `ls` to list it)"
+        ));
+    }
+    Ok(r)
+}
+
+fn default_netrc() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NETRC") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".netrc"))
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = ClientError;
+
+    fn try_from(cli: Cli) -> Result<Self, ClientError> {
+        let c = cli.common;
+        if !(c.timeout.is_finite() && c.timeout > 0.0 && c.timeout <= 86_400.0) {
+            return usage(format!(
+                "--timeout {}: give seconds between 0 and 86400",
+                c.timeout
+            ));
+        }
+        let (op, remote) = match cli.command {
+            Command::Get {
+                target,
+                dir,
+                file,
+                output,
+            } => {
+                let remote = remote_of(&target, dir.as_deref(), file.as_deref(), true)?;
+                let name = remote.file.clone().unwrap_or_default();
+                if name == "." || name == ".." {
+                    return usage(format!("{name:?} is not a file name"));
+                }
+                let output = match output {
+                    Some(p) if p.as_os_str() == "-" => {
+                        if c.resume {
+                            return usage("--continue cannot resume standard output (-o -)");
+                        }
+                        Output::Stdout
+                    }
+                    Some(p) if p.is_dir() => Output::File(p.join(&name)),
+                    Some(p) => Output::File(p),
+                    None => Output::File(PathBuf::from(&name)),
+                };
+                (
+                    Operation::Get {
+                        remote: remote.clone(),
+                        output,
+                    },
+                    remote,
+                )
+            }
+            Command::Ls { target, dir, raw } => {
+                let mut remote = remote_of(&target, dir.as_deref(), None, false)?;
+                // `ls ftp://h/a/b` lists b: a last segment without `/` is a directory here.
+                if let Some(f) = remote.file.take() {
+                    remote.dirs.push(f);
+                }
+                (
+                    Operation::Ls {
+                        remote: remote.clone(),
+                        raw,
+                    },
+                    remote,
+                )
+            }
+            Command::Put { local, target, dir } => {
+                let mut remote = remote_of(&target, dir.as_deref(), None, false)?;
+                let name = match remote.file.take() {
+                    Some(n) => n,
+                    None => match local.file_name().and_then(|n| n.to_str()) {
+                        Some(n) => n.to_string(),
+                        None => {
+                            return usage(format!(
+                                "{}: no UTF-8 file name to upload as; name it in the URL",
+                                local.display()
+                            ));
+                        }
+                    },
+                };
+                (
+                    Operation::Put {
+                        local,
+                        remote: remote.clone(),
+                        name,
+                    },
+                    remote,
+                )
+            }
+        };
+
+        let port = c.port.or(remote.port).unwrap_or(21);
+        if port == 0 {
+            return usage("--port 0 is not a port");
+        }
+
+        // Credentials: -u beats the URL; a password from either beats FTP_PASSWORD / --password,
+        // which beats netrc.
+        let (mut user, mut password) = match &c.user {
+            Some(u) => match u.split_once(':') {
+                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                None => (Some(u.clone()), None),
+            },
+            None => (remote.user.clone(), remote.password.clone()),
+        };
+        if user.as_deref() == Some("") {
+            return usage("-u: the user name is empty");
+        }
+        if user.is_some() && password.is_none() {
+            password = c.password.clone();
+        }
+        let netrc_path = match (&c.netrc_file, c.netrc) {
+            (Some(p), _) => {
+                if !p.is_file() {
+                    return usage(format!("--netrc-file {}: no such file", p.display()));
+                }
+                Some(p.clone())
+            }
+            (None, true) => default_netrc().filter(|p| p.is_file()),
+            (None, false) => None,
+        };
+        if password.is_none() {
+            if let Some(p) = netrc_path {
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    ClientError::Usage(format!("cannot read netrc {}: {e}", p.display()))
+                })?;
+                let entries = netrc::parse(&text);
+                if let Some(e) = netrc::lookup(&entries, &remote.host, user.as_deref()) {
+                    if user.is_none() {
+                        user = e.login.clone();
+                    }
+                    password = e.password.clone();
+                }
+            }
+        }
+        let user = match user {
+            Some(u) => u,
+            None => {
+                password = Some(password.unwrap_or_else(|| ANONYMOUS.1.to_string()));
+                ANONYMOUS.0.to_string()
+            }
+        };
+        if password.is_none() && (user == "anonymous" || user == "ftp") {
+            password = Some(ANONYMOUS.1.to_string());
+        }
+        for v in std::iter::once(&user).chain(password.iter()) {
+            if v.contains(['\r', '\n', '\0']) {
+                return usage("the user name or password contains CR, LF or NUL");
+            }
+        }
+
+        Ok(Config {
+            op,
+            host: remote.host.clone(),
+            port,
+            user,
+            password,
+            resume: c.resume,
+            timeout: Duration::from_secs_f64(c.timeout),
+            retries: c.retries.min(100),
+            progress: false,
+            quiet: c.quiet,
+            verbose: c.verbose,
+            trust_pasv_ip: c.trust_pasv_ip,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_debug_assert() {
+        Cli::command().debug_assert();
+    }
+
+    fn cfg(args: &[&str]) -> Result<Config, ClientError> {
+        let cli = Cli::try_parse_from(std::iter::once("ftp-client").chain(args.iter().copied()))
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        Config::try_from(cli)
+    }
+
+    #[test]
+    fn get_three_parts_anonymous() {
+        let c = cfg(&["get", "ftp.acc.umu.se", "Public/EFLIB/", "README"]).unwrap();
+        assert_eq!((c.user.as_str(), c.password.as_deref()), ANONYMOUS_PAIR);
+        assert_eq!(c.port, 21);
+        match c.op {
+            Operation::Get { remote, output } => {
+                assert_eq!(remote.dirs, vec!["Public", "EFLIB"]);
+                assert_eq!(output, Output::File("README".into()));
+            }
+            _ => panic!(),
+        }
+    }
+    const ANONYMOUS_PAIR: (&str, Option<&str>) = ("anonymous", Some("anonymous@"));
+
+    #[test]
+    fn get_url_credentials_and_flags() {
+        let c = cfg(&[
+            "get",
+            "ftp://bob:pw@h:2121/d/f",
+            "-o",
+            "-",
+            "--port",
+            "3000",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.as_deref()),
+            ("bob", Some("pw"))
+        );
+        assert_eq!(c.port, 3000);
+        assert!(matches!(
+            c.op,
+            Operation::Get {
+                output: Output::Stdout,
+                ..
+            }
+        ));
+        let c = cfg(&["get", "ftp://bob:pw@h/d/f", "-u", "carol:x"]).unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.as_deref()),
+            ("carol", Some("x"))
+        );
+        let c = cfg(&["get", "ftp://h/d/f", "-u", "dave"]).unwrap();
+        assert_eq!(c.user, "dave");
+        // No password given: None (main prompts) unless FTP_PASSWORD is set around the tests.
+        if std::env::var_os("FTP_PASSWORD").is_none() {
+            assert_eq!(c.password, None);
+        }
+        let c = cfg(&["get", "ftp://h/d/f", "-u", "dave", "--password", "pp"]).unwrap();
+        assert_eq!(c.password.as_deref(), Some("pp"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &["get", "h", "d"][..],
+            &["get", "ftp://h/d/"],
+            &["get", "ftp://h/d/f", "d"],
+            &["get", "h", "d", "f", "-C", "-o", "-"],
+            &["get", "h", "d", "f", "--timeout", "0"],
+            &["get", "h", "d", "f", "--timeout", "nan"],
+            &["get", "h", "d", ".."],
+            &["get", "http://h/f"],
+            &["get", "h", "d", "f", "-u", ""],
+            &["get", "h", "d", "f", "--netrc-file", "/nonexistent/netrc"],
+            &["put", "x", "ftp://h/d/", "extra"],
+        ] {
+            let e = cfg(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn ls_and_put_forms() {
+        let c = cfg(&["ls", "ftp://h/a/b"]).unwrap();
+        match c.op {
+            Operation::Ls { remote, .. } => assert_eq!(remote.dirs, vec!["a", "b"]),
+            _ => panic!(),
+        }
+        let c = cfg(&["put", "/tmp/some file.bin", "h", "up/dir"]).unwrap();
+        match c.op {
+            Operation::Put { remote, name, .. } => {
+                assert_eq!(remote.dirs, vec!["up", "dir"]);
+                assert_eq!(name, "some file.bin");
+            }
+            _ => panic!(),
+        }
+        let c = cfg(&["put", "local.bin", "ftp://h/up/new%20name"]).unwrap();
+        match c.op {
+            Operation::Put { name, .. } => assert_eq!(name, "new name"),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn netrc_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("netrc");
+        std::fs::write(&p, "machine 127.0.0.1 login alice password s3cret\n").unwrap();
+        let ps = p.to_str().unwrap();
+        let c = cfg(&["get", "127.0.0.1", "d", "f", "--netrc-file", ps]).unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.as_deref()),
+            ("alice", Some("s3cret"))
+        );
+        // Another host: anonymous.
+        let c = cfg(&["get", "localhost", "d", "f", "--netrc-file", ps]).unwrap();
+        assert_eq!(c.user, "anonymous");
+        // An explicit password wins over netrc.
+        let c = cfg(&[
+            "get",
+            "127.0.0.1",
+            "d",
+            "f",
+            "--netrc-file",
+            ps,
+            "-u",
+            "alice:x",
+        ])
+        .unwrap();
+        assert_eq!(c.password.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn debug_hides_password() {
+        let c = cfg(&["get", "ftp://bob:topsecret@h/d/f"]).unwrap();
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,455 @@
+//! The one I/O adapter of the control connection: suppaftp's [`AsyncFtpStream`] underneath,
+//! with what it lacks added here (see docs/ftp-client.md and the dependency notes):
+//!
+//! - every wait runs under `--timeout` (suppaftp only times the connect);
+//! - our own protocol trace, with the PASS argument masked (suppaftp's `log` output prints it);
+//! - `TYPE I` is sent by the caller before SIZE/REST/RETR (suppaftp never sends it);
+//! - EPSV first, PASV when EPSV is refused, and the PASV address replaced by the control
+//!   connection's peer unless `--trust-pasv-ip` (suppaftp has no fallback and trusts PASV);
+//! - data connections are opened and read here, not through suppaftp's `TransferStream`, whose
+//!   `finish()` reports success after a short read: we count bytes ourselves.
+//!
+//! Commands go through `custom_command(line, &[])`: with no expected code every reply comes
+//! back as `UnexpectedResponse`, i.e. the whole reply, which we classify ourselves. suppaftp
+//! still does the parts it does well: it refuses a command line containing CR/LF, doubles
+//! Telnet IAC bytes, assembles multi-line replies, and bounds a reply at 256 KiB (an endless
+//! reply line is an error after 256 KiB, not unbounded memory).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use suppaftp::FtpError;
+use suppaftp::tokio::AsyncFtpStream;
+use tokio::net::TcpStream;
+
+use crate::error::ClientError;
+use crate::reply::{Reply, mask_command, parse_epsv, parse_pasv};
+
+/// Receives each line of the protocol dialog (`> ` for what we send, `< ` for replies).
+pub type Tracer = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A logged-in (or about to be) control connection.
+pub struct Session {
+    ftp: AsyncFtpStream,
+    /// The server name as the user gave it, for messages.
+    pub host: String,
+    peer: SocketAddr,
+    timeout: Duration,
+    trace: Option<Tracer>,
+    trust_pasv_ip: bool,
+    epsv_refused: bool,
+}
+
+/// Runs `fut` under `timeout`, turning expiry into [`ClientError::Timeout`].
+pub async fn timed<T>(
+    host: &str,
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    fut: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout {
+            host: host.to_string(),
+            what: what(),
+            secs: timeout.as_secs_f64(),
+        }),
+    }
+}
+
+fn is_reply_too_large(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<suppaftp::ReplyTooLarge>())
+}
+
+impl Session {
+    /// Resolves `host`, connects (trying each address), reads the greeting.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        trace: Option<Tracer>,
+        trust_pasv_ip: bool,
+    ) -> Result<Self, ClientError> {
+        let addrs: Vec<SocketAddr> =
+            timed(host, timeout, || "resolving the host name".into(), async {
+                tokio::net::lookup_host((host, port))
+                    .await
+                    .map(Iterator::collect)
+                    .map_err(|source| ClientError::Resolve {
+                        host: host.to_string(),
+                        source,
+                    })
+            })
+            .await?;
+        let mut last = None;
+        let mut stream = None;
+        for addr in &addrs {
+            if let Some(t) = &trace {
+                t(&format!("* connecting to {addr}"));
+            }
+            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    stream = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    last = Some(ClientError::Connect {
+                        what: "server",
+                        addr: addr.to_string(),
+                        source: e,
+                    })
+                }
+                Err(_) => {
+                    last = Some(ClientError::Timeout {
+                        host: host.to_string(),
+                        what: format!("connecting to {addr}"),
+                        secs: timeout.as_secs_f64(),
+                    })
+                }
+            }
+        }
+        let Some(stream) = stream else {
+            return Err(last.unwrap_or_else(|| ClientError::Resolve {
+                host: host.to_string(),
+                source: std::io::Error::other("no address"),
+            }));
+        };
+        // Commands and replies are small: don't let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().map_err(|e| ClientError::Network {
+            host: host.to_string(),
+            what: "after connecting".into(),
+            source: e,
+        })?;
+        let host_s = host.to_string();
+        let ftp = timed(
+            host,
+            timeout,
+            || "waiting for the server's greeting".into(),
+            async {
+                AsyncFtpStream::connect_with_stream(stream)
+                    .await
+                    .map_err(|e| Self::map_ftp_error(&host_s, "(greeting)", e))
+            },
+        )
+        .await;
+        let ftp = match ftp {
+            Ok(f) => f,
+            Err(ClientError::Protocol {
+                reply, transient, ..
+            }) => {
+                if let Some(t) = &trace {
+                    t(&format!("< {reply}"));
+                }
+                return Err(ClientError::Protocol {
+                    host: host.to_string(),
+                    command: "(greeting)".into(),
+                    reply,
+                    transient,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if let (Some(t), Some(w)) = (&trace, ftp.get_welcome_msg()) {
+            for l in w.lines() {
+                t(&format!("< {}", crate::listing::printable(l)));
+            }
+        }
+        Ok(Self {
+            ftp,
+            host: host.to_string(),
+            peer,
+            timeout,
+            trace,
+            trust_pasv_ip,
+            epsv_refused: false,
+        })
+    }
+
+    fn trace(&self, line: impl FnOnce() -> String) {
+        if let Some(t) = &self.trace {
+            t(&line());
+        }
+    }
+
+    /// suppaftp's error → ours. `UnexpectedResponse` never gets here (it is the normal path).
+    fn map_ftp_error(host: &str, command: &str, e: FtpError) -> ClientError {
+        match e {
+            FtpError::ConnectionError(e) if is_reply_too_large(&e) => ClientError::Protocol {
+                host: host.to_string(),
+                command: command.to_string(),
+                reply: "reply longer than 256 KiB (endless line?), giving up".into(),
+                transient: false,
+            },
+            FtpError::ConnectionError(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                ClientError::Usage(format!("cannot send {command:?}: {e}"))
+            }
+            FtpError::ConnectionError(e) => ClientError::Network {
+                host: host.to_string(),
+                what: format!("waiting for the reply to {command}"),
+                source: e,
+            },
+            FtpError::UnexpectedResponse(r) => {
+                let r = Reply::from_bytes(&r.body);
+                ClientError::Protocol {
+                    host: host.to_string(),
+                    command: command.to_string(),
+                    transient: r.is_transient(),
+                    reply: r.one_line(),
+                }
+            }
+            other => ClientError::Protocol {
+                host: host.to_string(),
+                command: command.to_string(),
+                reply: other.to_string(),
+                transient: false,
+            },
+        }
+    }
+
+    fn reply_of(
+        &self,
+        shown: &str,
+        r: Result<suppaftp::types::Response, FtpError>,
+    ) -> Result<Reply, ClientError> {
+        let reply = match r {
+            Ok(resp) | Err(FtpError::UnexpectedResponse(resp)) => Reply::from_bytes(&resp.body),
+            Err(e) => return Err(Self::map_ftp_error(&self.host, shown, e)),
+        };
+        if reply.code < 100 {
+            return Err(ClientError::Protocol {
+                host: self.host.clone(),
+                command: shown.to_string(),
+                reply: reply.one_line(),
+                transient: false,
+            });
+        }
+        for l in reply.text.lines() {
+            self.trace(|| format!("< {}", crate::listing::printable(l)));
+        }
+        Ok(reply)
+    }
+
+    /// Sends one command line and returns its reply, whatever the code, under the timeout.
+    pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        let shown = mask_command(line);
+        self.trace(|| format!("> {shown}"));
+        let r = match tokio::time::timeout(self.timeout, self.ftp.custom_command(line, &[])).await {
+            Ok(r) => r,
+            Err(_) => return Err(self.timeout_err(format!("waiting for the reply to {shown}"))),
+        };
+        self.reply_of(&shown, r)
+    }
+
+    /// Reads one more reply (the completion of a transfer), under the timeout.
+    pub async fn read_reply(&mut self, after: &str) -> Result<Reply, ClientError> {
+        let r = match tokio::time::timeout(self.timeout, self.ftp.read_response_in(&[])).await {
+            Ok(r) => r,
+            Err(_) => return Err(self.timeout_err(format!("waiting for the end of {after}"))),
+        };
+        self.reply_of(after, r)
+    }
+
+    /// A [`ClientError::Timeout`] for this server.
+    pub fn timeout_err(&self, what: String) -> ClientError {
+        ClientError::Timeout {
+            host: self.host.clone(),
+            what,
+            secs: self.timeout.as_secs_f64(),
+        }
+    }
+
+    /// The configured wait limit.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A 421 (or other 4xx where a 2xx/3xx was needed) as a transient protocol error.
+    pub fn unexpected(&self, command: &str, r: &Reply) -> ClientError {
+        ClientError::Protocol {
+            host: self.host.clone(),
+            command: mask_command(command),
+            reply: r.one_line(),
+            transient: r.is_transient(),
+        }
+    }
+
+    /// USER, then PASS when asked (RFC 959 §5.4: 230 after USER means no password needed).
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
+        let refused = |s: &Self, r: &Reply| {
+            if r.code == 421 {
+                s.unexpected("USER", r)
+            } else {
+                ClientError::Login {
+                    host: s.host.clone(),
+                    user: user.to_string(),
+                    reply: r.one_line(),
+                }
+            }
+        };
+        let r = self.command(&format!("USER {user}")).await?;
+        match r.code {
+            230 => return Ok(()),
+            331 | 332 => {}
+            _ => return Err(refused(self, &r)),
+        }
+        let r = self.command(&format!("PASS {password}")).await?;
+        match r.code {
+            230 | 202 => Ok(()),
+            _ => Err(refused(self, &r)),
+        }
+    }
+
+    /// One CWD per directory segment (RFC 1738 §3.2.2).
+    pub async fn cwd_all(&mut self, dirs: &[String]) -> Result<(), ClientError> {
+        for d in dirs {
+            let r = self.command(&format!("CWD {d}")).await?;
+            if r.code == 421 {
+                return Err(self.unexpected("CWD", &r));
+            }
+            if !r.is_ok() {
+                return Err(ClientError::Cwd {
+                    host: self.host.clone(),
+                    dir: d.clone(),
+                    reply: r.one_line(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `TYPE I` (or `TYPE A`): must precede SIZE, REST and every transfer, since servers start
+    /// in ASCII and some (pyftpdlib) then refuse SIZE and REST.
+    pub async fn set_type(&mut self, ascii: bool) -> Result<(), ClientError> {
+        let cmd = if ascii { "TYPE A" } else { "TYPE I" };
+        let r = self.command(cmd).await?;
+        if r.is_ok() {
+            Ok(())
+        } else {
+            Err(self.unexpected(cmd, &r))
+        }
+    }
+
+    /// `SIZE name`; `None` when the server does not say.
+    pub async fn size(&mut self, name: &str) -> Result<Option<u64>, ClientError> {
+        let r = self.command(&format!("SIZE {name}")).await?;
+        if r.code == 421 {
+            return Err(self.unexpected("SIZE", &r));
+        }
+        Ok(crate::reply::parse_size(&r))
+    }
+
+    /// FEAT's feature names (empty when refused).
+    pub async fn features(&mut self) -> Result<Vec<String>, ClientError> {
+        let r = self.command("FEAT").await?;
+        if r.code == 421 {
+            return Err(self.unexpected("FEAT", &r));
+        }
+        Ok(if r.code == 211 {
+            crate::listing::parse_feat(&r.text)
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// The data address: EPSV (RFC 2428) and the control peer's IP; if the server does not
+    /// know EPSV, PASV, whose IP is replaced by the control peer's unless `--trust-pasv-ip`
+    /// (a server behind NAT, or a hostile one pointing us at a third host: RFC 2577 §3).
+    async fn data_address(&mut self) -> Result<SocketAddr, ClientError> {
+        if !self.epsv_refused {
+            let r = self.command("EPSV").await?;
+            if r.code == 229 {
+                return match parse_epsv(&r.text) {
+                    Some(port) => Ok(SocketAddr::new(self.peer.ip(), port)),
+                    None => Err(ClientError::Passive {
+                        host: self.host.clone(),
+                        reply: r.one_line(),
+                    }),
+                };
+            }
+            if r.code == 421 {
+                return Err(self.unexpected("EPSV", &r));
+            }
+            // 500/502 unknown, 501/504/522 not for this protocol: fall back to PASV for the
+            // rest of the session.
+            self.epsv_refused = true;
+        }
+        let r = self.command("PASV").await?;
+        if r.code != 227 {
+            if r.is_transient() {
+                return Err(self.unexpected("PASV", &r));
+            }
+            return Err(ClientError::Passive {
+                host: self.host.clone(),
+                reply: r.one_line(),
+            });
+        }
+        let Some(given) = parse_pasv(&r.text) else {
+            return Err(ClientError::Passive {
+                host: self.host.clone(),
+                reply: r.one_line(),
+            });
+        };
+        if self.trust_pasv_ip {
+            return Ok(SocketAddr::from(given));
+        }
+        let ip: IpAddr = self.peer.ip();
+        if ip != IpAddr::V4(*given.ip()) {
+            self.trace(|| format!("* ignoring the PASV address {}, using {ip}", given.ip()));
+        }
+        Ok(SocketAddr::new(ip, given.port()))
+    }
+
+    /// Opens a passive data connection, under the timeout.
+    pub async fn open_data(&mut self) -> Result<TcpStream, ClientError> {
+        let addr = self.data_address().await?;
+        self.trace(|| format!("* data connection to {addr}"));
+        match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(ClientError::Connect {
+                what: "data port",
+                addr: addr.to_string(),
+                source: e,
+            }),
+            Err(_) => Err(self.timeout_err(format!("connecting to the data port {addr}"))),
+        }
+    }
+
+    /// Opens the data connection, sends `REST offset` when given, then `cmd`. Returns the data
+    /// stream once the server answered 1xx; `Ok(Err(reply))` when it refused `cmd`.
+    pub async fn start_transfer(
+        &mut self,
+        cmd: &str,
+        rest: Option<u64>,
+    ) -> Result<Result<TcpStream, Reply>, ClientError> {
+        let data = self.open_data().await?;
+        if let Some(off) = rest {
+            let r = self.command(&format!("REST {off}")).await?;
+            if r.code != 350 {
+                if r.code == 421 {
+                    return Err(self.unexpected("REST", &r));
+                }
+                return Err(ClientError::Resume {
+                    host: self.host.clone(),
+                    path: cmd.split_once(' ').map_or(cmd, |(_, p)| p).to_string(),
+                    reason: format!("REST {off} refused: {}", r.one_line()),
+                });
+            }
+        }
+        let r = self.command(cmd).await?;
+        if r.is_preliminary() {
+            Ok(Ok(data))
+        } else {
+            Ok(Err(r))
+        }
+    }
+
+    /// QUIT, best effort (the transfer outcome is already known).
+    pub async fn quit(mut self) {
+        let t = self.timeout.min(Duration::from_secs(2));
+        let _ = tokio::time::timeout(t, self.command("QUIT")).await;
+    }
+}

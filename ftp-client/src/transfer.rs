@@ -1,0 +1,647 @@
+//! The three operations (get, ls, put) on top of [`Session`], and the streamed data path.
+//!
+//! The data path reads the socket into 1 MiB buffers and hands them to a blocking writer (disk
+//! or stdout) over a small bounded channel, so the network and the disk work at the same time
+//! and memory stays at a handful of buffers whatever the file size. Buffers are recycled, and
+//! filled with `read_buf` so they are never zeroed again.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::config::{Config, Output};
+use crate::error::ClientError;
+use crate::listing;
+use crate::reply::Reply;
+use crate::session::{Session, Tracer};
+use crate::target::{Remote, TypeCode};
+
+/// Size of each data buffer.
+const BUF: usize = 1 << 20;
+/// Buffers in flight between the socket and the disk.
+const IN_FLIGHT: usize = 4;
+/// Longest listing line accepted (a hostile server could send one endless line).
+const MAX_LIST_LINE: u64 = 64 * 1024;
+
+/// What a finished operation did, for the summary line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Bytes moved over the data connection in this run (not counting a resumed offset).
+    pub bytes: u64,
+    /// Time from the first data byte's request to the completion reply.
+    pub elapsed: Duration,
+    /// "downloaded", "uploaded", "listed".
+    pub verb: &'static str,
+}
+
+impl Report {
+    /// `downloaded 1048576 bytes in 0.42 s (2.50 MB/s)`.
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.bytes as f64 / secs / 1e6
+        } else {
+            0.0
+        };
+        format!(
+            "{} {} bytes in {:.2} s ({:.2} MB/s)",
+            self.verb, self.bytes, secs, rate
+        )
+    }
+}
+
+/// A progress bar on stderr, or nothing.
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new(show: bool, total: Option<u64>, start: u64) -> Self {
+        if !show {
+            return Self(None);
+        }
+        let bar = match total {
+            Some(t) => {
+                let b = ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr());
+                if let Ok(style) = ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ) {
+                    b.set_style(style);
+                }
+                b
+            }
+            None => {
+                let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                if let Ok(style) =
+                    ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec} {elapsed}")
+                {
+                    b.set_style(style);
+                }
+                b
+            }
+        };
+        bar.set_position(start);
+        Self(Some(bar))
+    }
+
+    fn inc(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Connects, logs in, changes directory.
+async fn open(
+    cfg: &Config,
+    trace: &Option<Tracer>,
+    dirs: &[String],
+) -> Result<Session, ClientError> {
+    let mut s = Session::connect(
+        &cfg.host,
+        cfg.port,
+        cfg.timeout,
+        trace.clone(),
+        cfg.trust_pasv_ip,
+    )
+    .await?;
+    let pass = cfg.password.clone().unwrap_or_default();
+    s.login(&cfg.user, &pass).await?;
+    s.cwd_all(dirs).await?;
+    Ok(s)
+}
+
+/// A refused RETR/LIST/MLSD reply as an error.
+fn refused(s: &Session, command: &'static str, path: &str, r: &Reply) -> ClientError {
+    if r.is_transient() {
+        return s.unexpected(command, r);
+    }
+    if r.code == 550 && command == "RETR" {
+        return ClientError::NotFound {
+            host: s.host.clone(),
+            path: path.to_string(),
+            reply: r.one_line(),
+        };
+    }
+    ClientError::Refused {
+        host: s.host.clone(),
+        command,
+        path: path.to_string(),
+        reply: r.one_line(),
+    }
+}
+
+/// The blocking side of a download: writes buffers in order, returns them for reuse.
+struct Sink {
+    tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Sink {
+    fn spawn(mut w: Box<dyn Write + Send>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+        let (free_tx, free) = std::sync::mpsc::channel();
+        let handle = tokio::task::spawn_blocking(move || {
+            while let Some(buf) = rx.blocking_recv() {
+                w.write_all(&buf)?;
+                let _ = free_tx.send(buf);
+            }
+            w.flush()
+        });
+        Self {
+            tx: Some(tx),
+            free,
+            handle,
+        }
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        let mut b = self
+            .free
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BUF));
+        b.clear();
+        b
+    }
+
+    /// Queues `buf`; `false` when the writer has stopped (its error comes from `finish`).
+    async fn send(&self, buf: Vec<u8>) -> bool {
+        match &self.tx {
+            Some(tx) => tx.send(buf).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn finish(mut self) -> std::io::Result<()> {
+        self.tx = None;
+        match self.handle.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// `<file>.part`.
+pub fn part_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+/// Downloads `remote.file` to `output`.
+pub async fn get(
+    cfg: &Config,
+    remote: &Remote,
+    output: &Output,
+    trace: &Option<Tracer>,
+) -> Result<Report, ClientError> {
+    let name = remote.file.clone().unwrap_or_default();
+    let path_disp = remote.path_display();
+    let mut s = open(cfg, trace, &remote.dirs).await?;
+    let ascii = remote.type_code == Some(TypeCode::Ascii);
+    s.set_type(ascii).await?;
+    // In ASCII the byte count differs from SIZE (CRLF), so only binary transfers are checked.
+    let size = if ascii { None } else { s.size(&name).await? };
+
+    let (final_path, part) = match output {
+        Output::Stdout => (None, None),
+        Output::File(p) => (Some(p.clone()), Some(part_path(p))),
+    };
+    let mut offset = 0u64;
+    if cfg.resume {
+        if let (Some(fin), Some(part)) = (&final_path, &part) {
+            let part_len = std::fs::metadata(part).map(|m| m.len()).ok();
+            let fin_len = std::fs::metadata(fin).map(|m| m.len()).ok();
+            offset = match (part_len, fin_len) {
+                (Some(n), _) => n,
+                // A shorter file under the final name (from another tool): continue it.
+                (None, Some(n)) => {
+                    std::fs::rename(fin, part).map_err(|e| ClientError::LocalWrite {
+                        path: part.clone(),
+                        source: e,
+                    })?;
+                    n
+                }
+                (None, None) => 0,
+            };
+            if let Some(sz) = size {
+                if offset > sz {
+                    return Err(ClientError::Resume {
+                        host: s.host.clone(),
+                        path: path_disp,
+                        reason: format!(
+                            "the local copy has {offset} bytes, more than the server's {sz}"
+                        ),
+                    });
+                }
+                if offset == sz && offset > 0 {
+                    rename_final(part, fin)?;
+                    s.quit().await;
+                    return Ok(Report {
+                        bytes: 0,
+                        elapsed: Duration::ZERO,
+                        verb: "already complete:",
+                    });
+                }
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let rest = (offset > 0).then_some(offset);
+    let mut data = match s.start_transfer(&format!("RETR {name}"), rest).await? {
+        Ok(d) => d,
+        Err(r) => return Err(refused(&s, "RETR", &path_disp, &r)),
+    };
+
+    // Only now, with the server sending, create the local file: a refusal leaves nothing.
+    let writer: Box<dyn Write + Send> = match &part {
+        None => Box::new(std::io::stdout()),
+        Some(p) => {
+            let f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(offset > 0)
+                .truncate(offset == 0)
+                .open(p)
+                .map_err(|e| ClientError::LocalWrite {
+                    path: p.clone(),
+                    source: e,
+                })?;
+            Box::new(f)
+        }
+    };
+    let sink = Sink::spawn(writer);
+    let progress = Progress::new(cfg.progress, size, offset);
+    let mut got = 0u64;
+    let mut stop: Option<ClientError> = None;
+    loop {
+        let mut buf = sink.buffer();
+        let n = match tokio::time::timeout(s.timeout(), data.read_buf(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                stop = Some(partial(&s, &path_disp, offset + got, size, e.to_string()));
+                break;
+            }
+            Err(_) => {
+                stop = Some(s.timeout_err(format!(
+                    "waiting for data of {path_disp:?} after {} bytes",
+                    offset + got
+                )));
+                break;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        progress.inc(n as u64);
+        if !sink.send(buf).await {
+            break;
+        }
+    }
+    drop(data);
+    drop(progress);
+    let local = part.clone().unwrap_or_else(|| PathBuf::from("-"));
+    if let Err(e) = sink.finish().await {
+        // A local write error outranks whatever the network did afterwards.
+        return Err(ClientError::LocalWrite {
+            path: local,
+            source: e,
+        });
+    }
+    let cleanup = |got: u64| {
+        // Keep a partial file for -C; remove an empty one (nothing to resume).
+        if let Some(p) = &part {
+            if offset + got == 0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    };
+    if let Some(e) = stop {
+        cleanup(got);
+        return Err(e);
+    }
+    let reply = match s.read_reply("RETR").await {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup(got);
+            return Err(match e {
+                ClientError::Timeout { .. } => e,
+                other => partial(&s, &path_disp, offset + got, size, other.to_string()),
+            });
+        }
+    };
+    let elapsed = started.elapsed();
+    if !reply.is_ok() {
+        cleanup(got);
+        return Err(partial(
+            &s,
+            &path_disp,
+            offset + got,
+            size,
+            reply.one_line(),
+        ));
+    }
+    if let Some(sz) = size {
+        if offset + got < sz {
+            cleanup(got);
+            return Err(partial(
+                &s,
+                &path_disp,
+                offset + got,
+                size,
+                format!(
+                    "the server said {:?} but the data stopped short",
+                    reply.one_line()
+                ),
+            ));
+        }
+    }
+    if let (Some(part), Some(fin)) = (&part, &final_path) {
+        rename_final(part, fin)?;
+    }
+    s.quit().await;
+    Ok(Report {
+        bytes: got,
+        elapsed,
+        verb: "downloaded",
+    })
+}
+
+fn rename_final(part: &Path, fin: &Path) -> Result<(), ClientError> {
+    std::fs::rename(part, fin).map_err(|e| ClientError::LocalWrite {
+        path: fin.to_path_buf(),
+        source: e,
+    })
+}
+
+fn partial(s: &Session, path: &str, got: u64, size: Option<u64>, detail: String) -> ClientError {
+    ClientError::Partial {
+        host: s.host.clone(),
+        path: path.to_string(),
+        got,
+        expected: size.map(|n| format!(" of {n}")).unwrap_or_default(),
+        detail,
+    }
+}
+
+/// Lists `remote.dirs` into `out`: MLSD when FEAT offers MLST (RFC 3659 §7), else LIST.
+pub async fn ls(
+    cfg: &Config,
+    remote: &Remote,
+    raw: bool,
+    out: &mut (dyn Write + Send),
+    trace: &Option<Tracer>,
+) -> Result<Report, ClientError> {
+    let path_disp = remote.dir_display();
+    let mut s = open(cfg, trace, &remote.dirs).await?;
+    s.set_type(false).await?;
+    let mlsd = s.features().await?.iter().any(|f| f == "MLST");
+    let command = if mlsd { "MLSD" } else { "LIST" };
+    let started = Instant::now();
+    let data: TcpStream = match s.start_transfer(command, None).await? {
+        Ok(d) => d,
+        Err(r) => return Err(refused(&s, command, &path_disp, &r)),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let today = (now.year(), u8::from(now.month()) as u32, now.day() as u32);
+    let mut reader = BufReader::with_capacity(64 * 1024, data);
+    let mut line = Vec::new();
+    let mut bytes = 0u64;
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(MAX_LIST_LINE + 1);
+        let read = limited.read_until(b'\n', &mut line);
+        let n = match tokio::time::timeout(s.timeout(), read).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(partial(&s, &path_disp, bytes, None, e.to_string())),
+            Err(_) => {
+                return Err(s.timeout_err(format!("waiting for the listing of {path_disp:?}")));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if n as u64 > MAX_LIST_LINE {
+            return Err(ClientError::Protocol {
+                host: s.host.clone(),
+                command: command.to_string(),
+                reply: format!("a listing line longer than {MAX_LIST_LINE} bytes"),
+                transient: false,
+            });
+        }
+        bytes += n as u64;
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let shown = if raw {
+            (!text.is_empty()).then(|| listing::printable(text))
+        } else if mlsd {
+            listing::parse_mlsd_line(text).map(|e| listing::format_entry(&e))
+        } else {
+            listing::parse_list_line(text, today).map(|e| listing::format_entry(&e))
+        };
+        if let Some(l) = shown {
+            writeln!(out, "{l}").map_err(|e| ClientError::LocalWrite {
+                path: PathBuf::from("-"),
+                source: e,
+            })?;
+        }
+    }
+    let reply = s.read_reply(command).await?;
+    if !reply.is_ok() {
+        return Err(partial(&s, &path_disp, bytes, None, reply.one_line()));
+    }
+    s.quit().await;
+    Ok(Report {
+        bytes,
+        elapsed: started.elapsed(),
+        verb: "listed",
+    })
+}
+
+/// Uploads `local` as `name` into `remote.dirs`; with -C, appends what the server lacks.
+pub async fn put(
+    cfg: &Config,
+    local: &Path,
+    remote: &Remote,
+    name: &str,
+    trace: &Option<Tracer>,
+) -> Result<Report, ClientError> {
+    let read_err = |e| ClientError::LocalRead {
+        path: local.to_path_buf(),
+        source: e,
+    };
+    let mut file = std::fs::File::open(local).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::other("not a regular file")));
+    }
+    let len = meta.len();
+    let mut path_disp = remote.dir_display();
+    if !path_disp.is_empty() && !path_disp.ends_with('/') {
+        path_disp.push('/');
+    }
+    path_disp.push_str(name);
+
+    let mut s = open(cfg, trace, &remote.dirs).await?;
+    s.set_type(false).await?;
+    let mut offset = 0;
+    if cfg.resume {
+        if let Some(sz) = s.size(name).await? {
+            if sz > len {
+                return Err(ClientError::Resume {
+                    host: s.host.clone(),
+                    path: path_disp,
+                    reason: format!("the server has {sz} bytes, more than the local {len}"),
+                });
+            }
+            offset = sz;
+        }
+        if offset == len && len > 0 {
+            s.quit().await;
+            return Ok(Report {
+                bytes: 0,
+                elapsed: Duration::ZERO,
+                verb: "already complete:",
+            });
+        }
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
+
+    let started = Instant::now();
+    // RFC 959 APPE appends to an existing file: the resume of an upload.
+    let cmd = if offset > 0 {
+        format!("APPE {name}")
+    } else {
+        format!("STOR {name}")
+    };
+    let mut data = match s.start_transfer(&cmd, None).await? {
+        Ok(d) => d,
+        Err(r) if r.is_transient() => return Err(s.unexpected(&cmd, &r)),
+        Err(r) => {
+            return Err(ClientError::Upload {
+                host: s.host.clone(),
+                path: path_disp,
+                reply: r.one_line(),
+            });
+        }
+    };
+
+    // Blocking reader: fills recycled buffers from the file.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<(Vec<u8>, usize)>>(IN_FLIGHT);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = free_rx.try_recv().unwrap_or_else(|_| vec![0u8; BUF]);
+            match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(Ok((buf, n))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let progress = Progress::new(cfg.progress, Some(len), offset);
+    let mut sent = 0u64;
+    let mut failure = None;
+    while let Some(chunk) = rx.recv().await {
+        let (buf, n) = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                failure = Some(read_err(e));
+                break;
+            }
+        };
+        match tokio::time::timeout(s.timeout(), data.write_all(&buf[..n])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure = Some(partial(
+                    &s,
+                    &path_disp,
+                    offset + sent,
+                    Some(len),
+                    e.to_string(),
+                ));
+                break;
+            }
+            Err(_) => {
+                failure = Some(s.timeout_err(format!("sending data of {path_disp:?}")));
+                break;
+            }
+        }
+        sent += n as u64;
+        progress.inc(n as u64);
+        let _ = free_tx.send(buf);
+    }
+    drop(rx);
+    let _ = reader.await;
+    drop(progress);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    // Closing the data connection is what tells the server the file is complete (RFC 959
+    // stream mode), so a failed shutdown is a failed upload.
+    match tokio::time::timeout(s.timeout(), data.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(partial(
+                &s,
+                &path_disp,
+                offset + sent,
+                Some(len),
+                e.to_string(),
+            ));
+        }
+        Err(_) => return Err(s.timeout_err("closing the upload".into())),
+    }
+    drop(data);
+    let reply = s.read_reply(&cmd).await?;
+    let elapsed = started.elapsed();
+    if !reply.is_ok() {
+        return Err(partial(
+            &s,
+            &path_disp,
+            offset + sent,
+            Some(len),
+            reply.one_line(),
+        ));
+    }
+    // Check what landed, when the server can tell.
+    if let Some(sz) = s.size(name).await? {
+        if sz != len {
+            return Err(partial(
+                &s,
+                &path_disp,
+                sz,
+                Some(len),
+                format!("the server reports {sz} bytes after the upload"),
+            ));
+        }
+    }
+    s.quit().await;
+    Ok(Report {
+        bytes: sent,
+        elapsed,
+        verb: "uploaded",
+    })
+}
