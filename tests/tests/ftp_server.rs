@@ -1,0 +1,959 @@
+//! End-to-end tests of `ftp-server`: the library served in-process on `127.0.0.1:0`, driven by
+//! a small raw control-channel client (to check exact reply codes) and by real clients (curl,
+//! wget, lftp, Python's ftplib); a few tests spawn the binary for its flags, exit codes and
+//! banner.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{
+    Fixture, hostile_names, long_name, pattern_bytes, require_python_module, require_tool, sha256,
+    sha256_file, workspace_bin,
+};
+use ftp_server::{BackgroundServer, Config};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// A minimal FTP control client (RFC 959 replies, RFC 2428 EPSV), synchronous and bounded.
+
+struct Ftp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    server: SocketAddr,
+}
+
+impl Ftp {
+    fn from_stream(s: TcpStream, server: SocketAddr) -> (Self, u16, String) {
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let w = s.try_clone().expect("clone");
+        let mut f = Self {
+            r: BufReader::new(s),
+            w,
+            server,
+        };
+        let (c, t) = f.reply();
+        (f, c, t)
+    }
+
+    fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        let (f, c, t) = Self::from_stream(s, addr);
+        assert_eq!(c, 220, "greeting: {t}");
+        f
+    }
+
+    /// One reply, multi-line aware (`123-...` up to `123 ...`). Code 0 means the server closed.
+    fn reply(&mut self) -> (u16, String) {
+        let mut text = String::new();
+        let mut first: Option<String> = None;
+        for _ in 0..1000 {
+            let mut line = String::new();
+            match self.r.read_line(&mut line) {
+                Ok(0) | Err(_) => return (0, text),
+                Ok(_) => {}
+            }
+            text.push_str(&line);
+            let code = line.get(..3).unwrap_or("").to_string();
+            let sep = line.as_bytes().get(3).copied();
+            match &first {
+                None if sep == Some(b'-') => first = Some(code),
+                None => return (code.parse().unwrap_or(0), text),
+                Some(c) if *c == code && sep == Some(b' ') => {
+                    return (code.parse().unwrap_or(0), text);
+                }
+                Some(_) => {}
+            }
+        }
+        panic!("reply too long: {text}");
+    }
+
+    fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.w
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("send command");
+        self.reply()
+    }
+
+    fn code(&mut self, line: &str) -> u16 {
+        self.cmd(line).0
+    }
+
+    fn login(&mut self, user: &str, pass: &str) -> (u16, String) {
+        let (c, t) = self.cmd(&format!("USER {user}"));
+        assert_eq!(c, 331, "USER: {t}");
+        self.cmd(&format!("PASS {pass}"))
+    }
+
+    fn logged_in(addr: SocketAddr, user: &str, pass: &str) -> Self {
+        let mut f = Self::connect(addr);
+        let (c, t) = f.login(user, pass);
+        assert_eq!(c, 230, "login {user}: {t}");
+        assert_eq!(f.code("TYPE I"), 200);
+        f
+    }
+
+    fn epsv(&mut self) -> TcpStream {
+        let (c, t) = self.cmd("EPSV");
+        assert_eq!(c, 229, "EPSV: {t}");
+        let inner = t
+            .split("(|||")
+            .nth(1)
+            .and_then(|s| s.split('|').next())
+            .expect("EPSV port");
+        let port: u16 = inner.parse().expect("port number");
+        let s = TcpStream::connect_timeout(&SocketAddr::new(self.server.ip(), port), IO_TIMEOUT)
+            .expect("data connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s
+    }
+
+    /// RETR: `Ok(bytes)` after 150 + 226, `Err(code)` for a refusal.
+    fn retr(&mut self, path: &str) -> Result<Vec<u8>, u16> {
+        let mut data = self.epsv();
+        let (c, t) = self.cmd(&format!("RETR {path}"));
+        if c != 150 && c != 125 {
+            return Err(c);
+        }
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).expect("read data");
+        let (c, t2) = self.reply();
+        if c == 226 { Ok(buf) } else { Err(c) }.map_err(|c| {
+            eprintln!("RETR {path}: {t} {t2}");
+            c
+        })
+    }
+
+    /// STOR: the final reply code (226 on success).
+    fn stor(&mut self, path: &str, body: &[u8]) -> u16 {
+        self.upload("STOR", path, body)
+    }
+
+    /// STOR or APPE: the final reply code.
+    fn upload(&mut self, verb: &str, path: &str, body: &[u8]) -> u16 {
+        let mut data = self.epsv();
+        let (c, _) = self.cmd(&format!("{verb} {path}"));
+        if c != 150 && c != 125 {
+            return c;
+        }
+        let _ = data.write_all(body);
+        drop(data);
+        self.reply().0
+    }
+
+    /// LIST: `Ok(listing)` or `Err(code)`.
+    fn list(&mut self, path: &str) -> Result<String, u16> {
+        let mut data = self.epsv();
+        let (c, _) = self.cmd(&format!("LIST {path}").trim_end().to_string());
+        if c != 150 && c != 125 {
+            return Err(c);
+        }
+        let mut buf = Vec::new();
+        let _ = data.read_to_end(&mut buf);
+        let (c, _) = self.reply();
+        if c == 226 {
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        } else {
+            Err(c)
+        }
+    }
+
+    /// The session still answers (a refusal must never end it).
+    fn assert_alive(&mut self) {
+        assert_eq!(self.code("NOOP"), 200, "session ended after a refusal");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures.
+
+const ANON_PASS: &str = "tester@example.org";
+const ALICE_PW: &str = "alice pw ünï";
+const BOB_PW: &str = "bob-pw";
+const GUEST_PW: &str = "visitor-pw";
+
+fn cheap_hash(pw: &str) -> String {
+    // Low argon2 cost: tests run unoptimised builds. The format is what production uses.
+    ftp_server::hash_password_with_cost(pw, 64, 1).expect("hash")
+}
+
+/// root/pub (anonymous, hostile names, incoming/), root/home/alice (rw), root/home/bob (ro),
+/// root/guest (guest area), root/secret.txt outside every home, and symlinks leading out.
+fn tree() -> Fixture {
+    let f = Fixture::empty();
+    for (i, name) in hostile_names().iter().enumerate() {
+        f.write(
+            &format!("pub/{name}"),
+            &pattern_bytes(3000 + i, i as u64 + 1),
+        );
+    }
+    f.write("pub/incoming/dropped-by-other.txt", b"private drop");
+    f.write(
+        "pub/sub dir/nested ünï/deep.bin",
+        &pattern_bytes(70_000, 99),
+    );
+    f.write("home/alice/keep.bin", &pattern_bytes(200_000, 7));
+    f.write("home/alice/doc.txt", b"alice's doc");
+    f.write("home/bob/readme.txt", b"bob's readme");
+    f.write("guest/shared.txt", b"for guests");
+    f.write("secret.txt", b"TOP SECRET");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("../../secret.txt", f.path().join("home/alice/escape.txt"))
+            .expect("symlink");
+        std::os::unix::fs::symlink("/etc", f.path().join("home/alice/etc")).expect("symlink");
+        std::os::unix::fs::symlink("../secret.txt", f.path().join("pub/leak.txt"))
+            .expect("symlink");
+    }
+    f
+}
+
+fn config_text(extra_top: &str, guest_expires: &str) -> String {
+    format!(
+        r#"
+root = "."
+passive_ports = "40000-60000"
+{extra_top}
+
+[anonymous]
+home = "pub"
+upload_dir = "incoming"
+
+[[users]]
+name = "alice"
+password = "{alice}"
+home = "home/alice"
+write = true
+
+[[users]]
+name = "bob"
+password = "{bob}"
+home = "home/bob"
+write = false
+
+[guest]
+home = "guest"
+upload = true
+
+[[guests]]
+name = "visitor"
+password = "{guest}"
+expires = "2999-12-31T23:59:59Z"
+
+[[guests]]
+name = "expired"
+password = "{guest}"
+expires = "{guest_expires}"
+"#,
+        alice = cheap_hash(ALICE_PW),
+        bob = cheap_hash(BOB_PW),
+        guest = cheap_hash(GUEST_PW),
+    )
+}
+
+fn start(f: &Fixture, extra_top: &str) -> BackgroundServer {
+    let text = config_text(extra_top, "2020-01-01T00:00:00Z");
+    let cfg = Config::from_toml_str(&text, f.path()).expect("valid config");
+    BackgroundServer::start(cfg).expect("start server")
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("ftp://{}:{}/{}", addr.ip(), addr.port(), path)
+}
+
+/// Percent-encodes a path for a URL (curl and wget both decode it).
+fn enc(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real clients.
+
+#[test]
+fn curl_lists_downloads_and_uploads_hostile_names() {
+    let Some(curl) = require_tool("curl") else {
+        return;
+    };
+    let f = tree();
+    let xferlog = f.path().join("xfer.log");
+    let srv = start(&f, &format!("xferlog = {:?}", xferlog.to_string_lossy()));
+    let addr = srv.addr();
+
+    let out = run_ok(
+        Command::new(&curl).args(["-sS", "--max-time", "20", &url(addr, "")]),
+        "curl list",
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in hostile_names() {
+        assert!(listing.contains(&name), "LIST lacks {name:?}:\n{listing}");
+    }
+
+    let dl = tempfile::tempdir().expect("tempdir");
+    for (i, name) in hostile_names().iter().enumerate() {
+        let dest = dl.path().join(format!("dl{i}"));
+        run_ok(
+            Command::new(&curl)
+                .args(["-sS", "--max-time", "20", "-o"])
+                .arg(&dest)
+                .arg(url(addr, &enc(name))),
+            &format!("curl download {name:?}"),
+        );
+        assert_eq!(
+            sha256_file(&dest),
+            sha256_file(&f.path().join("pub").join(name)),
+            "content of {name:?}"
+        );
+    }
+
+    // Upload as a real user, with a hostile name, then overwrite it (real users may).
+    let src = f.write("local-upload.bin", &pattern_bytes(3 << 20, 42));
+    for round in 0..2 {
+        run_ok(
+            Command::new(&curl)
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "30",
+                    "-u",
+                    &format!("alice:{ALICE_PW}"),
+                    "-T",
+                ])
+                .arg(&src)
+                .arg(url(addr, &enc("up loaded ünï.bin"))),
+            &format!("curl upload round {round}"),
+        );
+        assert_eq!(
+            sha256_file(&f.path().join("home/alice/up loaded ünï.bin")),
+            sha256_file(&src)
+        );
+    }
+    drop(srv);
+    let log = std::fs::read_to_string(&xferlog).expect("xferlog written");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/pub/with_space.txt b _ o a ") && l.ends_with(" ftp 0 * c")),
+        "anonymous download in xferlog:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/home/alice/up_loaded_ünï.bin b _ i r alice ftp 0 * c")),
+        "upload in xferlog:\n{log}"
+    );
+}
+
+#[test]
+fn wget_downloads() {
+    let Some(wget) = require_tool("wget") else {
+        return;
+    };
+    let f = tree();
+    let srv = start(&f, "");
+    let dl = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "with space.txt",
+        "ünïcödé-文件.bin",
+        "sub dir/nested ünï/deep.bin",
+    ] {
+        let dest = dl.path().join("out");
+        run_ok(
+            Command::new(&wget)
+                .args(["-q", "--tries=1", "--timeout=20", "-O"])
+                .arg(&dest)
+                .arg(url(srv.addr(), &enc(name))),
+            &format!("wget {name:?}"),
+        );
+        assert_eq!(
+            sha256_file(&dest),
+            sha256_file(&f.path().join("pub").join(name))
+        );
+    }
+}
+
+#[test]
+fn lftp_mirrors_a_tree() {
+    let Some(lftp) = require_tool("lftp") else {
+        return;
+    };
+    let f = tree();
+    let srv = start(&f, "");
+    let dest = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "set net:max-retries 1; set net:timeout 10; set xfer:clobber on; \
+         open -u anonymous,{ANON_PASS} -p {} {}; mirror --exclude incoming/ / {}",
+        srv.addr().port(),
+        srv.addr().ip(),
+        dest.path().display()
+    );
+    run_ok(Command::new(&lftp).args(["-c", &script]), "lftp mirror");
+    let mut checked = 0;
+    for name in hostile_names() {
+        assert_eq!(
+            sha256_file(&dest.path().join(&name)),
+            sha256_file(&f.path().join("pub").join(&name)),
+            "mirrored {name:?}"
+        );
+        checked += 1;
+    }
+    let deep = "sub dir/nested ünï/deep.bin";
+    assert_eq!(
+        sha256_file(&dest.path().join(deep)),
+        sha256_file(&f.path().join("pub").join(deep))
+    );
+    assert!(checked > 0);
+    assert!(
+        !dest.path().join("leak.txt").exists()
+            || std::fs::read(dest.path().join("leak.txt")).expect("read") != b"TOP SECRET",
+        "a symlink out of the home leaked the secret"
+    );
+}
+
+#[test]
+fn python_ftplib_lesson_flow() {
+    if require_tool("python3").is_none() || !require_python_module("ftplib") {
+        return;
+    }
+    let f = tree();
+    let srv = start(&f, "");
+    let out_file = f.path().join("py-out.bin");
+    let script = r#"
+import ftplib, sys
+host, port, d, name, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ftp = ftplib.FTP(timeout=20)
+ftp.connect(host, port)
+ftp.login()
+ftp.cwd(d)
+with open(out, 'wb') as f:
+    ftp.retrbinary('RETR ' + name, f.write)
+ftp.quit()
+"#;
+    run_ok(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(srv.addr().ip().to_string())
+            .arg(srv.addr().port().to_string())
+            .arg("sub dir/nested ünï")
+            .arg("deep.bin")
+            .arg(&out_file),
+        "python ftplib",
+    );
+    assert_eq!(
+        sha256_file(&out_file),
+        sha256_file(&f.path().join("pub/sub dir/nested ünï/deep.bin"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Account classes.
+
+#[test]
+fn anonymous_reads_and_only_drops_new_names() {
+    let f = tree();
+    let srv = start(&f, "");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let body = c.retr("with space.txt").expect("download");
+    assert_eq!(
+        sha256(&body),
+        sha256_file(&f.path().join("pub/with space.txt"))
+    );
+    assert_eq!(c.stor("new.txt", b"x"), 550, "upload outside the drop box");
+    assert_eq!(c.code("DELE with space.txt"), 550);
+    assert_eq!(c.code("MKD newdir"), 550);
+    assert_eq!(c.code("RNFR with space.txt"), 350);
+    assert_eq!(c.code("RNTO renamed.txt"), 550);
+    c.assert_alive();
+
+    // The drop box: new names only, nothing there readable.
+    assert_eq!(c.stor("incoming/mine ünï.txt", b"dropped"), 226);
+    assert_eq!(
+        std::fs::read(f.path().join("pub/incoming/mine ünï.txt")).expect("dropped"),
+        b"dropped"
+    );
+    assert_eq!(c.stor("incoming/mine ünï.txt", b"again"), 553, "overwrite");
+    assert_eq!(c.stor("incoming/dropped-by-other.txt", b"x"), 553);
+    assert_eq!(c.retr("incoming/dropped-by-other.txt"), Err(550));
+    assert_eq!(c.list("incoming"), Err(550));
+    assert_eq!(c.code("DELE incoming/mine ünï.txt"), 550);
+    assert_eq!(c.code("CWD incoming"), 250);
+    assert_eq!(
+        c.stor(&long_name(), b"long"),
+        226,
+        "255-byte name in the drop box"
+    );
+    c.assert_alive();
+    assert_eq!(
+        std::fs::read(f.path().join("pub/incoming/dropped-by-other.txt")).expect("kept"),
+        b"private drop"
+    );
+    // `ftp` is the other anonymous spelling.
+    let mut c2 = Ftp::logged_in(srv.addr(), "ftp", "x");
+    assert!(c2.list("").expect("list").contains("with space.txt"));
+}
+
+#[test]
+fn real_users_full_or_read_only() {
+    let f = tree();
+    let srv = start(&f, "");
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    assert_eq!(a.retr("doc.txt").expect("read"), b"alice's doc");
+    assert_eq!(a.stor("doc.txt", b"new doc"), 226, "overwrite");
+    assert_eq!(
+        std::fs::read(f.path().join("home/alice/doc.txt")).expect("doc"),
+        b"new doc"
+    );
+    assert_eq!(a.code("MKD d ünï"), 257);
+    assert_eq!(a.stor("d ünï/-leading-dash.txt", b"dash"), 226);
+    assert_eq!(a.code("RNFR d ünï/-leading-dash.txt"), 350);
+    assert_eq!(a.code("RNTO d ünï/renamed.txt"), 250);
+    assert_eq!(a.code("DELE d ünï/renamed.txt"), 250);
+    assert_eq!(a.code("RMD d ünï"), 250);
+    // alice sees her home as /: bob's files are not reachable.
+    assert_eq!(a.retr("/home/bob/readme.txt"), Err(550));
+    a.assert_alive();
+
+    let mut b = Ftp::logged_in(srv.addr(), "bob", BOB_PW);
+    assert_eq!(b.retr("readme.txt").expect("read"), b"bob's readme");
+    assert_eq!(b.stor("new.txt", b"x"), 550);
+    assert_eq!(b.stor("readme.txt", b"x"), 550);
+    assert_eq!(b.code("DELE readme.txt"), 550);
+    assert_eq!(b.code("MKD d"), 550);
+    b.assert_alive();
+    assert_eq!(
+        std::fs::read(f.path().join("home/bob/readme.txt")).expect("kept"),
+        b"bob's readme"
+    );
+}
+
+#[test]
+fn guests_read_and_upload_new_names_only() {
+    let f = tree();
+    let srv = start(&f, "");
+    let mut g = Ftp::logged_in(srv.addr(), "visitor", GUEST_PW);
+    assert_eq!(g.retr("shared.txt").expect("read"), b"for guests");
+    assert_eq!(g.stor("from guest.txt", b"hi"), 226);
+    assert_eq!(g.retr("from guest.txt").expect("read back"), b"hi");
+    assert_eq!(g.stor("from guest.txt", b"changed"), 553, "overwrite");
+    assert_eq!(g.stor("shared.txt", b"changed"), 553, "overwrite");
+    assert_eq!(g.code("DELE shared.txt"), 550);
+    assert_eq!(g.code("RNFR shared.txt"), 350);
+    assert_eq!(g.code("RNTO other.txt"), 550);
+    assert_eq!(g.code("MKD d"), 550);
+    assert_eq!(g.upload("APPE", "shared.txt", b"more"), 550, "append");
+    g.assert_alive();
+    assert_eq!(
+        std::fs::read(f.path().join("guest/shared.txt")).expect("kept"),
+        b"for guests"
+    );
+}
+
+#[test]
+fn expired_guest_unknown_user_and_wrong_password_look_the_same() {
+    let f = tree();
+    let srv = start(&f, "");
+    let mut replies = Vec::new();
+    for (user, pw) in [
+        ("expired", GUEST_PW),
+        ("visitor", "wrong"),
+        ("nobody", "whatever"),
+    ] {
+        let mut c = Ftp::connect(srv.addr());
+        let (code, text) = c.login(user, pw);
+        assert_eq!(code, 530, "{user}: {text}");
+        replies.push(text);
+    }
+    assert!(
+        replies.windows(2).all(|w| w[0] == w[1]),
+        "replies differ: {replies:?}"
+    );
+}
+
+#[test]
+fn per_ip_lockout_after_repeated_failures() {
+    let f = tree();
+    let srv = start(
+        &f,
+        "max_login_failures = 3\nlogin_failure_window_secs = 60\nlogin_lockout_secs = 60",
+    );
+    for i in 0..3 {
+        let mut c = Ftp::connect(srv.addr());
+        assert_eq!(c.login("alice", &format!("guess {i}")).0, 530);
+    }
+    // Locked out now, even with the right password, on a new connection.
+    let mut c = Ftp::connect(srv.addr());
+    assert_eq!(c.login("alice", ALICE_PW).0, 530, "locked IP");
+    // Another client IP (127.0.0.2 is loopback too on Linux) still logs in.
+    let other = connect_from([127, 0, 0, 2], srv.addr());
+    let (mut c2, code, _) = Ftp::from_stream(other, srv.addr());
+    assert_eq!(code, 220);
+    assert_eq!(c2.login("alice", ALICE_PW).0, 230, "other IP not locked");
+}
+
+fn connect_from(src: [u8; 4], dst: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().expect("socket");
+        s.bind(SocketAddr::from((src, 0))).expect("bind 127.0.0.2");
+        let stream = tokio::time::timeout(IO_TIMEOUT, s.connect(dst))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let std = stream.into_std().expect("into std");
+        std.set_nonblocking(false).expect("blocking");
+        std
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Confinement, limits, atomic uploads.
+
+#[test]
+fn traversal_and_symlink_escapes_are_refused() {
+    let f = tree();
+    let srv = start(&f, "");
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    for path in [
+        "../../secret.txt",
+        "/../../secret.txt",
+        "../bob/readme.txt",
+        "escape.txt",
+        "etc/passwd",
+        "/etc/passwd",
+    ] {
+        let got = a.retr(path);
+        assert!(
+            matches!(got, Err(550)),
+            "RETR {path} should be refused with 550, got {:?}",
+            got.map(|b| String::from_utf8_lossy(&b).into_owned())
+        );
+        a.assert_alive();
+    }
+    assert_eq!(a.code("CWD .."), 550);
+    assert_eq!(a.code("CWD ../.."), 550);
+    assert!(
+        a.list("etc").is_err(),
+        "listing through a symlink out of the home"
+    );
+    assert_eq!(a.stor("../bob/planted.txt", b"x"), 550);
+    assert_eq!(a.stor("etc/planted.txt", b"x"), 550);
+    a.assert_alive();
+    assert!(!f.path().join("home/bob/planted.txt").exists());
+
+    let mut anon = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    assert_eq!(
+        anon.retr("leak.txt"),
+        Err(550),
+        "symlink out of the anonymous home"
+    );
+    assert_eq!(anon.retr("../secret.txt"), Err(550));
+    anon.assert_alive();
+}
+
+#[test]
+fn connection_limits_reply_421() {
+    let f = tree();
+    let srv = start(&f, "max_connections_per_ip = 2");
+    let _a = Ftp::connect(srv.addr());
+    let _b = Ftp::connect(srv.addr());
+    let s = TcpStream::connect_timeout(&srv.addr(), IO_TIMEOUT).expect("connect");
+    let (mut c, code, text) = Ftp::from_stream(s, srv.addr());
+    assert_eq!(code, 421, "third connection from one IP: {text}");
+    assert_eq!(c.reply().0, 0, "closed after 421");
+    // Another IP still gets in.
+    let other = connect_from([127, 0, 0, 3], srv.addr());
+    let (_c2, code, _) = Ftp::from_stream(other, srv.addr());
+    assert_eq!(code, 220);
+    drop(srv);
+
+    let srv = start(&f, "max_connections = 1");
+    let _a = Ftp::connect(srv.addr());
+    let other = connect_from([127, 0, 0, 4], srv.addr());
+    let (_c, code, text) = Ftp::from_stream(other, srv.addr());
+    assert_eq!(code, 421, "beyond max_connections: {text}");
+    drop(_a);
+    // The slot is given back when a session ends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = TcpStream::connect_timeout(&srv.addr(), IO_TIMEOUT).expect("connect");
+        let (_c, code, _) = Ftp::from_stream(s, srv.addr());
+        if code == 220 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn no_temp_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(Result::ok)
+        .all(|e| !e.file_name().to_string_lossy().starts_with(".ftp-upload."))
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn aborted_upload_leaves_the_old_file_intact() {
+    let f = tree();
+    let srv = start(&f, "");
+    let old = f.path().join("home/alice/keep.bin");
+    let old_sum = sha256_file(&old);
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+
+    // The client resets the data connection half way (RST, not a clean end of file).
+    let data = a.epsv();
+    let (c, _) = a.cmd("STOR keep.bin");
+    assert_eq!(c, 150);
+    let mut data = data;
+    data.write_all(&pattern_bytes(1 << 20, 5))
+        .expect("send half");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        data.set_nonblocking(true).expect("nonblocking");
+        let t = tokio::net::TcpStream::from_std(data).expect("tokio stream");
+        t.set_zero_linger().expect("SO_LINGER 0");
+        drop(t);
+    });
+    let (code, text) = a.reply();
+    assert!(
+        (400..600).contains(&code),
+        "a reset upload must fail, got {code} {text}"
+    );
+    wait_until("temporary file removed", || {
+        no_temp_files(&f.path().join("home/alice"))
+    });
+    assert_eq!(sha256_file(&old), old_sum, "old file changed");
+    a.assert_alive();
+    drop(a);
+    drop(srv);
+
+    // A stalled upload is ended by data_timeout_secs, with the same guarantees.
+    let srv = start(&f, "data_timeout_secs = 1");
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    let mut data = a.epsv();
+    assert_eq!(a.cmd("STOR keep.bin").0, 150);
+    data.write_all(&pattern_bytes(100_000, 6))
+        .expect("send some");
+    let (code, text) = a.reply(); // arrives after ~1 s while the data socket is still open
+    assert_eq!(code, 451, "stalled upload: {text}");
+    drop(data);
+    wait_until("temporary file removed", || {
+        no_temp_files(&f.path().join("home/alice"))
+    });
+    assert_eq!(sha256_file(&old), old_sum, "old file changed");
+    a.assert_alive();
+}
+
+#[test]
+fn in_process_server_stops_gracefully_with_open_sessions() {
+    let f = tree();
+    let srv = start(&f, "shutdown_grace_secs = 1");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    c.assert_alive();
+    let t0 = Instant::now();
+    srv.stop().expect("clean stop");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(c.reply().0, 0, "idle session closed at shutdown");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary: config errors, banner, signals, hash-password.
+
+#[test]
+fn check_config_names_key_and_line() {
+    let f = tree();
+    let bad = f.write(
+        "bad.toml",
+        b"root = \".\"\nmax_connections = 10\n\n[[users]]\nname = \"carol\"\npassword = \"plaintext\"\nhome = \"home/alice\"\n",
+    );
+    let out = Command::new(workspace_bin("ftp-server"))
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .expect("run check-config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains("bad.toml:6:"), "line number: {err}");
+    assert!(err.contains("users[0].password"), "key: {err}");
+
+    // The server refuses to start on the same error, with the same message.
+    let out = Command::new(workspace_bin("ftp-server"))
+        .arg("--config")
+        .arg(&bad)
+        .arg("--bind")
+        .arg("127.0.0.1:0")
+        .output()
+        .expect("run server");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:6: `users[0].password`"));
+
+    let good = f.write(
+        "good.toml",
+        config_text("", "2020-01-01T00:00:00Z").as_bytes(),
+    );
+    let out = Command::new(workspace_bin("ftp-server"))
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .expect("run check-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(workspace_bin("ftp-server"))
+        .args([
+            "--passive-ports",
+            "80-90",
+            "--bind",
+            "127.0.0.1:0",
+            "--root",
+        ])
+        .arg(f.path())
+        .output()
+        .expect("run server");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--passive-ports"));
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn binary_banner_serves_and_exits_0_on_sigterm() {
+    let f = tree();
+    let child = Command::new(workspace_bin("ftp-server"))
+        .args(["--bind", "127.0.0.1:0", "--root"])
+        .arg(f.path().join("pub"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ftp-server");
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    for _ in 0..3 {
+        banner.push(lines.next().expect("banner line").expect("utf-8"));
+    }
+    assert!(banner[0].starts_with("Serving "), "{banner:?}");
+    assert!(banner[2].contains("anonymous (read-only)"), "{banner:?}");
+    let u = banner[1].trim();
+    let port: u16 = u
+        .trim_start_matches("ftp://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("url in banner: {banner:?}"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut c = Ftp::logged_in(addr, "anonymous", ANON_PASS);
+    assert!(c.retr("with space.txt").is_ok());
+    drop(c);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn hash_password_prints_a_usable_argon2id_hash() {
+    let mut child = Command::new(workspace_bin("ftp-server"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse\n")
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let phc = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+
+    let f = tree();
+    let text = format!(
+        "root = \".\"\n[[users]]\nname = \"dave\"\npassword = \"{phc}\"\nhome = \"home/bob\"\n"
+    );
+    let srv = BackgroundServer::start(Config::from_toml_str(&text, f.path()).expect("config"))
+        .expect("start");
+    let mut c = Ftp::connect(srv.addr());
+    assert_eq!(c.login("dave", "correct horse").0, 230);
+    // Anonymous is off when a config defines accounts but no [anonymous] table.
+    let mut c = Ftp::connect(srv.addr());
+    assert_eq!(c.login("anonymous", ANON_PASS).0, 530);
+}
+
+#[test]
+fn url_encoding_helper() {
+    assert_eq!(enc("a b/ü"), "a%20b/%C3%BC");
+}
