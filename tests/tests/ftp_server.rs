@@ -122,9 +122,8 @@ impl Ftp {
         let mut buf = Vec::new();
         data.read_to_end(&mut buf).expect("read data");
         let (c, t2) = self.reply();
-        if c == 226 { Ok(buf) } else { Err(c) }.map_err(|c| {
+        if c == 226 { Ok(buf) } else { Err(c) }.inspect_err(|_| {
             eprintln!("RETR {path}: {t} {t2}");
-            c
         })
     }
 
@@ -148,7 +147,7 @@ impl Ftp {
     /// LIST: `Ok(listing)` or `Err(code)`.
     fn list(&mut self, path: &str) -> Result<String, u16> {
         let mut data = self.epsv();
-        let (c, _) = self.cmd(&format!("LIST {path}").trim_end().to_string());
+        let (c, _) = self.cmd(format!("LIST {path}").trim_end());
         if c != 150 && c != 125 {
             return Err(c);
         }
