@@ -228,6 +228,17 @@ fn remote_of(
     Ok(r)
 }
 
+/// Parses and checks a command line (first item: the program name) without exiting the
+/// process on a usage error, for callers that embed the client (and the end-to-end tests).
+pub fn from_args<I, T>(args: I) -> Result<Config, ClientError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| ClientError::Usage(e.to_string()))?;
+    Config::try_from(cli)
+}
+
 fn default_netrc() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("NETRC") {
         return Some(PathBuf::from(p));

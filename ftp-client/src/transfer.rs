@@ -193,11 +193,34 @@ impl Sink {
     }
 }
 
-/// `<file>.part`.
+/// Longest file name most Linux file systems accept.
+const NAME_MAX: usize = 255;
+
+/// `<file>.part`, where a download grows until it is complete. A name too long for `.part` to
+/// fit in [`NAME_MAX`] bytes is cut to 200 bytes plus a hash of the whole name, so the part
+/// name stays deterministic (for -C) and distinct.
 pub fn part_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".part");
-    PathBuf::from(s)
+    let Some(name) = path.file_name() else {
+        let mut s = path.as_os_str().to_os_string();
+        s.push(".part");
+        return PathBuf::from(s);
+    };
+    let bytes = name.as_encoded_bytes();
+    if bytes.len() + ".part".len() <= NAME_MAX {
+        let mut s = name.to_os_string();
+        s.push(".part");
+        return path.with_file_name(s);
+    }
+    // FNV-1a 64: stable across Rust versions, unlike DefaultHasher.
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let lossy = name.to_string_lossy();
+    let mut cut = lossy.len().min(200);
+    while !lossy.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    path.with_file_name(format!("{}~{hash:016x}.part", &lossy[..cut]))
 }
 
 /// Downloads `remote.file` to `output`.
@@ -644,4 +667,33 @@ pub async fn put(
         elapsed,
         verb: "uploaded",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names() {
+        assert_eq!(part_path(Path::new("d/f.bin")), Path::new("d/f.bin.part"));
+        assert_eq!(
+            part_path(Path::new("with space")),
+            Path::new("with space.part")
+        );
+        let long = "L".repeat(251) + ".dat";
+        let p = part_path(Path::new(&format!("out/{long}")));
+        let n = p.file_name().unwrap().to_str().unwrap();
+        assert!(n.len() <= NAME_MAX && n.ends_with(".part"), "{n}");
+        assert_eq!(
+            p,
+            part_path(Path::new(&format!("out/{long}"))),
+            "deterministic"
+        );
+        let other = "L".repeat(251) + ".dau";
+        assert_ne!(p, part_path(Path::new(&format!("out/{other}"))), "distinct");
+        // Multi-byte characters are not split.
+        let uni = "文".repeat(84);
+        let n = part_path(Path::new(&uni)).to_string_lossy().into_owned();
+        assert!(n.len() <= NAME_MAX, "{}", n.len());
+    }
 }

@@ -1,0 +1,113 @@
+//! Real FTP servers for the end-to-end tests, started unprivileged on loopback and killed on
+//! drop: vsftpd (Debian's, anonymous read-only, `LIST` only) and pyftpdlib (anonymous read-only
+//! plus named users with write rights, offers `MLSD`).
+//!
+//! Both need a port told in advance, so they get [`free_port`]'s, then we wait until it accepts.
+//! Named vsftpd logins would need a system account with a password (PAM), which an unprivileged
+//! test cannot create, so named users, netrc and uploads are tested against pyftpdlib.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{ChildGuard, free_port, require_python_module, require_tool, wait_for_port};
+
+/// A running server; dropping it kills the process and removes its config.
+pub struct Peer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _child: ChildGuard,
+    _conf: tempfile::TempDir,
+}
+
+impl Peer {
+    /// `127.0.0.1:PORT` as `host:port` for the three-part form.
+    pub fn hostport(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `ftp://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("ftp://{}", self.addr)
+    }
+}
+
+/// Starts vsftpd serving `root` read-only to anonymous users, or `None` when vsftpd is not
+/// installed outside CI (under CI=true that panics).
+pub fn start_vsftpd(root: &Path) -> Option<Peer> {
+    let bin = require_tool("vsftpd")?;
+    let conf = tempfile::tempdir().expect("vsftpd conf dir");
+    let empty = conf.path().join("empty");
+    std::fs::create_dir(&empty).expect("secure_chroot_dir");
+    let port = free_port();
+    // run_as_launching_user + seccomp_sandbox=NO is what lets vsftpd run without root; it then
+    // does no chroot and no privilege separation, fine for a loopback test server.
+    // force_dot_files: vsftpd's LIST hides dotfiles by default, and the fixtures have one.
+    let text = format!(
+        "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
+         background=NO\nrun_as_launching_user=YES\nseccomp_sandbox=NO\n\
+         anonymous_enable=YES\nanon_root={root}\nno_anon_password=YES\n\
+         anon_world_readable_only=NO\nlocal_enable=NO\nwrite_enable=NO\n\
+         secure_chroot_dir={empty}\ncheck_shell=NO\nxferlog_enable=NO\n\
+         pasv_enable=YES\nuse_localtime=NO\nforce_dot_files=YES\n",
+        root = root.display(),
+        empty = empty.display(),
+    );
+    let path = conf.path().join("vsftpd.conf");
+    std::fs::write(&path, text).expect("write vsftpd.conf");
+    let mut cmd = Command::new(bin);
+    cmd.arg(&path);
+    let child = ChildGuard::spawn(cmd, "vsftpd");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for_port(addr, Duration::from_secs(10));
+    Some(Peer {
+        addr,
+        _child: child,
+        _conf: conf,
+    })
+}
+
+/// The pyftpdlib server: anonymous read-only on `root`, plus each `(user, password)` with full
+/// rights on `root`.
+const PYFTPD: &str = r#"
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+logging.basicConfig(level=logging.WARNING)
+port, root = int(sys.argv[1]), sys.argv[2]
+auth = DummyAuthorizer()
+auth.add_anonymous(root)
+for spec in sys.argv[3:]:
+    user, password = spec.split(":", 1)
+    auth.add_user(user, password, root, perm="elradfmwMT")
+handler = FTPHandler
+handler.authorizer = auth
+server = FTPServer(("127.0.0.1", port), handler)
+server.serve_forever()
+"#;
+
+/// Starts pyftpdlib on `root` with `users`, or `None` when it is not installed outside CI.
+pub fn start_pyftpdlib(root: &Path, users: &[(&str, &str)]) -> Option<Peer> {
+    if !require_python_module("pyftpdlib") {
+        return None;
+    }
+    let conf = tempfile::tempdir().expect("pyftpdlib script dir");
+    let script = conf.path().join("serve.py");
+    std::fs::write(&script, PYFTPD).expect("write serve.py");
+    let port = free_port();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).arg(port.to_string()).arg(root);
+    for (u, p) in users {
+        cmd.arg(format!("{u}:{p}"));
+    }
+    let child = ChildGuard::spawn(cmd, "pyftpdlib");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for_port(addr, Duration::from_secs(10));
+    Some(Peer {
+        addr,
+        _child: child,
+        _conf: conf,
+    })
+}

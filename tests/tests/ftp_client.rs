@@ -1,0 +1,742 @@
+//! End-to-end tests of ftp-client: the library against vsftpd and pyftpdlib started on loopback,
+//! small fake servers written here for the failures real servers don't produce on demand, and a
+//! few runs of the binary for exit codes, stdout and the masked trace.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use e2e_tests::peers::{start_pyftpdlib, start_vsftpd};
+use e2e_tests::{Fixture, hostile_names, pattern_bytes, sha256, sha256_file, workspace_bin};
+use ftp_client::{ClientError, Report, Tracer};
+
+/// Runs the client in-process with `args` (as after `ftp-client`); returns the result, the
+/// listing output and the protocol trace.
+fn client(args: &[&str]) -> (Result<Report, ClientError>, String, String) {
+    let config = match ftp_client::config::from_args(
+        std::iter::once("ftp-client").chain(args.iter().copied()),
+    ) {
+        Ok(c) => c,
+        Err(e) => return (Err(e), String::new(), String::new()),
+    };
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    let trace: Tracer = Arc::new(move |l: &str| {
+        let mut s = sink.lock().unwrap();
+        s.push_str(l);
+        s.push('\n');
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    let r = rt.block_on(ftp_client::run(&config, &mut out, Some(trace)));
+    let trace = log.lock().unwrap().clone();
+    (r, String::from_utf8_lossy(&out).into_owned(), trace)
+}
+
+fn exit_code(r: &Result<Report, ClientError>) -> u8 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.exit_code(),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// A root with `pub/sub dir/` holding every hostile name (distinct 70 KB contents).
+fn hostile_root() -> Fixture {
+    let f = Fixture::empty();
+    for (i, name) in hostile_names().iter().enumerate() {
+        f.write(
+            &format!("pub/sub dir/{name}"),
+            &pattern_bytes(70_000 + i, i as u64 + 1),
+        );
+    }
+    f.write("pub/big.bin", &pattern_bytes(5 << 20, 99));
+    f
+}
+
+fn get_all_hostile(host_arg: &str, url: &str, root: &Path, port: &str) {
+    let out = Fixture::empty();
+    for name in hostile_names() {
+        let want = sha256_file(&root.join("pub/sub dir").join(&name));
+        // Three-part form: names literal, `--` before a name with a leading dash.
+        let dest = out.path().join("three");
+        std::fs::create_dir_all(&dest).unwrap();
+        let (r, _, trace) = client(&[
+            "get",
+            "--port",
+            port,
+            "-o",
+            path_str(&dest),
+            host_arg,
+            "pub/sub dir",
+            "--",
+            &name,
+        ]);
+        assert!(r.is_ok(), "{name:?}: {r:?}\n{trace}");
+        assert_eq!(sha256_file(&dest.join(&name)), want, "{name:?}");
+        assert!(trace.contains("> TYPE I"), "TYPE I is sent: {trace}");
+        // URL form: each segment percent-encoded.
+        let dest = out.path().join("url");
+        std::fs::create_dir_all(&dest).unwrap();
+        let u = format!("{url}/pub/{}/{}", enc("sub dir"), enc(&name));
+        let (r, _, trace) = client(&["get", "-o", path_str(&dest), &u]);
+        assert!(r.is_ok(), "{u}: {r:?}\n{trace}");
+        assert_eq!(sha256_file(&dest.join(&name)), want, "{name:?}");
+        assert!(
+            std::fs::read_dir(&dest).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".part")),
+            "no .part left after success"
+        );
+    }
+}
+
+#[test]
+fn vsftpd_get_hostile_names_both_forms_anonymous() {
+    let root = hostile_root();
+    let Some(peer) = start_vsftpd(root.path()) else {
+        return;
+    };
+    let port = peer.addr.port().to_string();
+    get_all_hostile("127.0.0.1", &peer.url(), root.path(), &port);
+}
+
+#[test]
+fn pyftpdlib_get_hostile_names_both_forms_anonymous() {
+    let root = hostile_root();
+    let Some(peer) = start_pyftpdlib(root.path(), &[]) else {
+        return;
+    };
+    let port = peer.addr.port().to_string();
+    get_all_hostile("127.0.0.1", &peer.url(), root.path(), &port);
+}
+
+fn check_listing(out: &str, root: &Path) {
+    for name in hostile_names() {
+        let size = std::fs::metadata(root.join("pub/sub dir").join(&name))
+            .unwrap()
+            .len();
+        let line = out
+            .lines()
+            .find(|l| l.ends_with(&format!("  {name}")))
+            .unwrap_or_else(|| panic!("{name:?} missing from listing:\n{out}"));
+        assert!(line.starts_with('-'), "{line}");
+        assert!(
+            line.contains(&format!(" {size}  ")),
+            "size of {name:?}: {line}"
+        );
+        // A modification time YYYY-MM-DD.
+        assert!(
+            line.split_whitespace()
+                .nth(2)
+                .is_some_and(|d| d.len() == 10 && d.as_bytes()[4] == b'-'),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn ls_list_from_vsftpd_and_mlsd_from_pyftpdlib() {
+    let root = hostile_root();
+    if let Some(v) = start_vsftpd(root.path()) {
+        let (r, out, trace) = client(&["ls", &format!("{}/pub/sub%20dir/", v.url())]);
+        assert!(r.is_ok(), "{r:?}\n{trace}");
+        assert!(
+            trace.contains("> LIST") && !trace.contains("> MLSD"),
+            "{trace}"
+        );
+        check_listing(&out, root.path());
+        let (r, out, _) = client(&["ls", "--raw", &v.hostport(), "pub"]);
+        assert!(r.is_ok());
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with('d') && l.ends_with(" sub dir")),
+            "{out}"
+        );
+    }
+    if let Some(p) = start_pyftpdlib(root.path(), &[]) {
+        let (r, out, trace) = client(&["ls", &p.hostport(), "pub/sub dir"]);
+        assert!(r.is_ok(), "{r:?}\n{trace}");
+        assert!(trace.contains("> MLSD"), "{trace}");
+        check_listing(&out, root.path());
+        let (r, out, _) = client(&["ls", &p.hostport(), "pub"]);
+        assert!(r.is_ok());
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with('d') && l.ends_with(" sub dir/")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn named_login_netrc_put_and_resumed_upload_on_pyftpdlib() {
+    let root = hostile_root();
+    let Some(p) = start_pyftpdlib(root.path(), &[("alice", "s3cr:et w")]) else {
+        return;
+    };
+    let hp = p.hostport();
+    let local = Fixture::empty();
+    let data = pattern_bytes(3_000_000, 7);
+    let src = local.write("-leading dash ünï.bin", &data);
+
+    // Named login with -u USER:PASS (a colon inside the password), upload to DIR.
+    let (r, _, trace) = client(&["put", "-u", "alice:s3cr:et w", path_str(&src), &hp, "pub"]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert!(
+        trace.contains("> PASS ****") && !trace.contains("s3cr"),
+        "masked: {trace}"
+    );
+    let up = root.path().join("pub/-leading dash ünï.bin");
+    assert_eq!(sha256_file(&up), sha256(&data));
+
+    // The same user from a netrc file, uploading under a new name given in the URL.
+    let netrc = local.write(
+        "netrc",
+        b"machine 127.0.0.1\n  login alice\n  password \"s3cr:et w\"\n",
+    );
+    let url = format!("{}/pub/{}", p.url(), enc("renamed %20.bin"));
+    let (r, _, trace) = client(&[
+        "put",
+        "--netrc-file",
+        path_str(&netrc),
+        path_str(&src),
+        &url,
+    ]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert_eq!(
+        sha256_file(&root.path().join("pub/renamed %20.bin")),
+        sha256(&data)
+    );
+
+    // Resume an upload cut in half: -C sends only the rest, with APPE.
+    std::fs::write(&up, &data[..1_234_567]).unwrap();
+    let (r, _, trace) = client(&[
+        "put",
+        "-C",
+        "-u",
+        "alice:s3cr:et w",
+        path_str(&src),
+        &hp,
+        "pub",
+    ]);
+    let rep = r.unwrap_or_else(|e| panic!("{e}\n{trace}"));
+    assert_eq!(rep.bytes, 3_000_000 - 1_234_567);
+    assert!(trace.contains("> APPE "), "{trace}");
+    assert_eq!(sha256_file(&up), sha256(&data));
+
+    // Wrong password: 67. Anonymous upload: refused (25), not a success.
+    let (r, _, _) = client(&["put", "-u", "alice:wrong", path_str(&src), &hp, "pub"]);
+    assert_eq!(exit_code(&r), 67, "{r:?}");
+    let (r, _, _) = client(&["put", path_str(&src), &hp, "pub"]);
+    assert_eq!(exit_code(&r), 25, "{r:?}");
+
+    // Named login for a download too.
+    let out = local.path().join("got.bin");
+    let (r, _, _) = client(&[
+        "get",
+        "-u",
+        "alice:s3cr:et w",
+        "-o",
+        path_str(&out),
+        &hp,
+        "pub",
+        "big.bin",
+    ]);
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        sha256_file(&out),
+        sha256_file(&root.path().join("pub/big.bin"))
+    );
+}
+
+#[test]
+fn resume_partial_download_on_both_servers() {
+    let root = hostile_root();
+    let want = sha256_file(&root.path().join("pub/big.bin"));
+    let full = std::fs::read(root.path().join("pub/big.bin")).unwrap();
+    let servers = [start_vsftpd(root.path()), start_pyftpdlib(root.path(), &[])];
+    for peer in servers.iter().flatten() {
+        let out = Fixture::empty();
+        let dest = out.path().join("big.bin");
+        // An interrupted earlier run left 1 MB + 3 bytes in big.bin.part.
+        out.write("big.bin.part", &full[..1_000_003]);
+        let (r, _, trace) = client(&[
+            "get",
+            "-C",
+            "-o",
+            path_str(&dest),
+            &peer.hostport(),
+            "pub",
+            "big.bin",
+        ]);
+        let rep = r.unwrap_or_else(|e| panic!("{e}\n{trace}"));
+        assert!(trace.contains("> REST 1000003"), "{trace}");
+        assert_eq!(rep.bytes, full.len() as u64 - 1_000_003);
+        assert_eq!(sha256_file(&dest), want);
+        assert!(!out.path().join("big.bin.part").exists());
+        // A local copy larger than the remote file cannot be resumed: 36.
+        out.write("big.bin.part", &pattern_bytes(full.len() + 10, 1));
+        let (r, _, _) = client(&[
+            "get",
+            "-C",
+            "-o",
+            path_str(&dest),
+            &peer.hostport(),
+            "pub",
+            "big.bin",
+        ]);
+        assert_eq!(exit_code(&r), 36, "{r:?}");
+    }
+}
+
+#[test]
+fn refusals_map_to_curl_exit_codes() {
+    let root = hostile_root();
+    let out = Fixture::empty();
+    let o = path_str(out.path());
+    if let Some(v) = start_vsftpd(root.path()) {
+        let hp = v.hostport();
+        let (r, _, _) = client(&["get", "-o", o, &hp, "pub", "no such file"]);
+        assert_eq!(exit_code(&r), 78, "{r:?}");
+        let msg = r.unwrap_err().to_string();
+        assert!(
+            msg.contains("127.0.0.1") && msg.contains("no such file") && msg.contains("550"),
+            "{msg}"
+        );
+        let (r, _, _) = client(&["get", "-o", o, &hp, "pub/missing dir", "f"]);
+        assert_eq!(exit_code(&r), 9, "{r:?}");
+        let (r, _, _) = client(&["ls", &hp, "pub/missing dir"]);
+        assert_eq!(exit_code(&r), 9, "{r:?}");
+        // vsftpd here is anonymous-only: a named login is refused.
+        let (r, _, _) = client(&["get", "-u", "bob:pw", "-o", o, &hp, "pub", "big.bin"]);
+        assert_eq!(exit_code(&r), 67, "{r:?}");
+    }
+    if let Some(p) = start_pyftpdlib(root.path(), &[("alice", "pw")]) {
+        let (r, _, _) = client(&[
+            "get",
+            "-u",
+            "alice:nope",
+            "-o",
+            o,
+            &p.hostport(),
+            "pub",
+            "big.bin",
+        ]);
+        assert_eq!(exit_code(&r), 67, "{r:?}");
+        let (r, _, _) = client(&["get", "-o", o, &format!("{}/pub/none", p.url())]);
+        assert_eq!(exit_code(&r), 78, "{r:?}");
+    }
+    // Nothing was left under any final name.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    // A closed port: 7.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (r, _, _) = client(&[
+        "get",
+        "--port",
+        &closed.to_string(),
+        "-o",
+        o,
+        "127.0.0.1",
+        "d",
+        "f",
+    ]);
+    assert_eq!(exit_code(&r), 7, "{r:?}");
+}
+
+// ---- fake servers ---------------------------------------------------------------------------
+
+/// Accepts one control connection and runs `script` on it in a thread.
+fn fake<T: Send + 'static>(
+    script: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (SocketAddr, JoinHandle<T>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        script(s)
+    });
+    (addr, h)
+}
+
+/// A minimal server dialog: answers login, CWD, TYPE, FEAT, SIZE `size`; EPSV refused; PASV
+/// answered with `pasv_ip` and a data port on 127.0.0.1; RETR sends `payload` then `done`.
+fn scripted_retr(
+    s: TcpStream,
+    pasv_ip: [u8; 4],
+    size: Option<usize>,
+    payload: Vec<u8>,
+    done: &str,
+) -> bool {
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    w.write_all(b"220 fake\r\n").unwrap();
+    let data = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = data.local_addr().unwrap().port();
+    let mut data_connected = false;
+    for _ in 0..30 {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "USER" => "331 pw\r\n".to_string(),
+            "PASS" => "230 ok\r\n".into(),
+            "CWD" => "250 ok\r\n".into(),
+            "TYPE" => "200 ok\r\n".into(),
+            "SIZE" => match size {
+                Some(n) => format!("213 {n}\r\n"),
+                None => "550 no size\r\n".into(),
+            },
+            "EPSV" => "502 no EPSV here\r\n".into(),
+            "PASV" => {
+                let [a, b, c, d] = pasv_ip;
+                format!(
+                    "227 Entering Passive Mode ({a},{b},{c},{d},{},{})\r\n",
+                    port >> 8,
+                    port & 255
+                )
+            }
+            "RETR" => {
+                w.write_all(b"150 here it comes\r\n").unwrap();
+                data.set_nonblocking(false).unwrap();
+                let (mut d, _) = data.accept().unwrap();
+                data_connected = true;
+                let _ = d.write_all(&payload);
+                drop(d);
+                format!("{done}\r\n")
+            }
+            "QUIT" => {
+                let _ = w.write_all(b"221 bye\r\n");
+                break;
+            }
+            _ => "502 ?\r\n".into(),
+        };
+        w.write_all(reply.as_bytes()).unwrap();
+    }
+    data_connected
+}
+
+#[test]
+fn pasv_address_from_server_is_ignored() {
+    let payload = pattern_bytes(300_000, 5);
+    let p2 = payload.clone();
+    // 10.255.255.1: a third host the server must not make us connect to (RFC 2577).
+    let (addr, h) =
+        fake(move |s| scripted_retr(s, [10, 255, 255, 1], Some(300_000), p2, "226 done"));
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    let (r, _, trace) = client(&[
+        "get",
+        "--timeout",
+        "5",
+        "--port",
+        &addr.port().to_string(),
+        "-o",
+        path_str(&dest),
+        "127.0.0.1",
+        "d",
+        "f",
+    ]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert!(
+        h.join().unwrap(),
+        "the data connection reached the fake's 127.0.0.1 port"
+    );
+    assert!(
+        trace.contains("ignoring the PASV address 10.255.255.1"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("> EPSV") && trace.contains("> PASV"),
+        "EPSV first, then PASV: {trace}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), payload);
+}
+
+#[test]
+fn transfer_cut_short_is_18_and_leaves_no_final_file() {
+    let out = Fixture::empty();
+    // The server claims 1 MB, sends 400 KB, closes, and still says 226.
+    let (addr, h) = fake(|s| {
+        scripted_retr(
+            s,
+            [127, 0, 0, 1],
+            Some(1_000_000),
+            pattern_bytes(400_000, 1),
+            "226 all good, honest",
+        )
+    });
+    let dest = out.path().join("short.bin");
+    let (r, _, trace) = client(&[
+        "get",
+        "--timeout",
+        "5",
+        "--port",
+        &addr.port().to_string(),
+        "-o",
+        path_str(&dest),
+        "127.0.0.1",
+        "d",
+        "short.bin",
+    ]);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 18, "{r:?}\n{trace}");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("400000 bytes of 1000000"), "{msg}");
+    assert!(!dest.exists(), "nothing under the final name");
+    assert_eq!(
+        std::fs::metadata(out.path().join("short.bin.part"))
+            .unwrap()
+            .len(),
+        400_000,
+        "kept for -C"
+    );
+
+    // No SIZE, and the server reports the abort: 426 → 18.
+    let (addr, h) = fake(|s| {
+        scripted_retr(
+            s,
+            [127, 0, 0, 1],
+            None,
+            pattern_bytes(1000, 1),
+            "426 connection closed; transfer aborted",
+        )
+    });
+    let dest = out.path().join("aborted.bin");
+    let (r, _, _) = client(&[
+        "get",
+        "--timeout",
+        "5",
+        "--port",
+        &addr.port().to_string(),
+        "-o",
+        path_str(&dest),
+        "127.0.0.1",
+        "d",
+        "aborted.bin",
+    ]);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 18, "{r:?}");
+    assert!(!dest.exists());
+}
+
+#[test]
+fn silent_server_times_out_with_28() {
+    // Accepts and never says a word.
+    let (addr, h) = fake(|s| {
+        let mut buf = [0u8; 64];
+        let mut s = s;
+        let _ = s.read(&mut buf);
+    });
+    let start = Instant::now();
+    let (r, _, _) = client(&[
+        "get",
+        "--timeout",
+        "1",
+        "--port",
+        &addr.port().to_string(),
+        "127.0.0.1",
+        "d",
+        "f",
+    ]);
+    assert_eq!(exit_code(&r), 28, "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    h.join().unwrap();
+
+    // Greets, logs in, then goes silent after EPSV.
+    let (addr, h) = fake(|s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"220 hi\r\n").unwrap();
+        for _ in 0..10 {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line.starts_with("EPSV") {
+                let _ = r.read_line(&mut line);
+                return;
+            }
+            let reply: &[u8] = match &line[..4] {
+                "USER" => b"230 ok\r\n",
+                "SIZE" => b"213 10\r\n",
+                _ => b"200 ok\r\n",
+            };
+            w.write_all(reply).unwrap();
+        }
+    });
+    let start = Instant::now();
+    let (r, _, _) = client(&[
+        "get",
+        "--timeout",
+        "1",
+        "--port",
+        &addr.port().to_string(),
+        "127.0.0.1",
+        "d",
+        "f",
+    ]);
+    assert_eq!(exit_code(&r), 28, "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    h.join().unwrap();
+}
+
+#[test]
+fn endless_reply_line_is_an_error_not_unbounded_memory() {
+    // "220 aaaa..." without end; count what the client reads before it hangs up.
+    let (addr, h) = fake(|mut s| {
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"220 ").unwrap();
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut sent = 0usize;
+        // Bounded: at most 1 GiB, or until the client closes.
+        while sent < (1 << 30) {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let start = Instant::now();
+    let (r, _, _) = client(&[
+        "ls",
+        "--timeout",
+        "10",
+        "--port",
+        &addr.port().to_string(),
+        "127.0.0.1",
+    ]);
+    assert_eq!(exit_code(&r), 8, "{r:?}");
+    assert!(r.unwrap_err().to_string().contains("256 KiB"));
+    let sent = h.join().unwrap();
+    // The client stopped reading after its 256 KiB bound; what the server could push beyond
+    // that sits in socket buffers (a few MiB at most on loopback).
+    assert!(
+        sent < 32 << 20,
+        "server pushed {sent} bytes before the client hung up"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+// ---- the binary -----------------------------------------------------------------------------
+
+fn bin() -> Command {
+    let mut c = Command::new(workspace_bin("ftp-client"));
+    c.env_remove("FTP_PASSWORD");
+    c
+}
+
+#[test]
+fn binary_stdout_exit_codes_and_masked_trace() {
+    let root = hostile_root();
+    let Some(p) = start_pyftpdlib(root.path(), &[("alice", "hunter2")]) else {
+        return;
+    };
+    // get to stdout, URL form, named login from FTP_PASSWORD; -v shows the dialog on stderr.
+    let url = format!(
+        "ftp://alice@{}/pub/{}/{}",
+        p.addr,
+        enc("sub dir"),
+        enc("ünïcödé-文件.bin")
+    );
+    let o = bin()
+        .args(["get", "-v", "-o", "-", &url])
+        .env("FTP_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        sha256(&o.stdout),
+        sha256_file(&root.path().join("pub/sub dir/ünïcödé-文件.bin"))
+    );
+    assert!(
+        err.contains("> PASS ****") && !err.contains("hunter2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("downloaded 70001 bytes in"),
+        "summary line: {err}"
+    );
+
+    // -q: no summary. ls to stdout.
+    let o = bin()
+        .args(["ls", "-q", &p.hostport(), "pub"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("big.bin"));
+
+    // Usage errors: 2, with a message naming the problem.
+    for args in [
+        &["get", "127.0.0.1", "d"][..],
+        &["get", "--timeout", "x", "h", "d", "f"],
+        &["frobnicate"],
+    ] {
+        let o = bin().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    // Missing file and closed port through the binary's exit code.
+    let o = bin()
+        .args(["get", "-q", "-o", "-", &format!("{}/pub/nope", p.url())])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = bin()
+        .args(["ls", "--port", &closed.to_string(), "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7));
+}
