@@ -370,6 +370,11 @@ pub async fn get(
     let elapsed = started.elapsed();
     if !reply.is_ok() {
         cleanup(got);
+        // Some servers (libunftp) answer 150 before opening the file and 550 after: nothing
+        // arrived, so this is "not found", not a cut transfer.
+        if got == 0 && offset == 0 && reply.code == 550 {
+            return Err(refused(&s, "RETR", &path_disp, &reply));
+        }
         return Err(partial(
             &s,
             &path_disp,
