@@ -197,7 +197,7 @@ impl Sink {
 const NAME_MAX: usize = 255;
 
 /// `<file>.part`, where a download grows until it is complete. A name too long for `.part` to
-/// fit in [`NAME_MAX`] bytes is cut to 200 bytes plus a hash of the whole name, so the part
+/// fit in 255 bytes (NAME_MAX) is cut to 200 bytes plus a hash of the whole name, so the part
 /// name stays deterministic (for -C) and distinct.
 pub fn part_path(path: &Path) -> PathBuf {
     let Some(name) = path.file_name() else {
