@@ -16,7 +16,7 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", env = "FTP_SERVER_ROOT")]
     pub root: Option<PathBuf>,
 
-    /// Address and port to listen on, IPv4 or IPv6 (default 0.0.0.0:2121; e.g. [::]:2121).
+    /// Address and port to listen on, IPv4 or IPv6 (default `0.0.0.0:2121`; IPv6 as `[::]:2121`).
     #[arg(long, value_name = "ADDR:PORT", env = "FTP_SERVER_BIND")]
     pub bind: Option<String>,
 
