@@ -163,7 +163,12 @@ fn parse_unix(line: &str, f: &[(usize, &str)], today: (i32, u32, u32)) -> Option
     };
     // Mode bits, then optional ACL / xattr marker (+ @ .).
     let bits = &perms[1..];
-    if bits.len() < 9 || !bits[..9].chars().all(|c| "rwxsStTl-".contains(c)) {
+    // Bytes, not a str slice: a multi-byte character at this point must not panic.
+    if !bits
+        .as_bytes()
+        .get(..9)
+        .is_some_and(|b| b.iter().all(|c| b"rwxsStTl-".contains(c)))
+    {
         return None;
     }
     // Find "<size> <Mon> <day> <HH:MM|YYYY> <name>": the month field after a numeric size.
@@ -218,8 +223,9 @@ fn parse_dos(line: &str, f: &[(usize, &str)]) -> Option<Entry> {
     if date.len() != 3 || !date.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())) {
         return None;
     }
-    let (mo, d, y) = (date[0], date[1], date[2]);
-    let y: i32 = y.parse().ok()?;
+    let mo: u32 = date[0].parse().ok().filter(|m| (1..=12).contains(m))?;
+    let d: u32 = date[1].parse().ok().filter(|d| (1..=31).contains(d))?;
+    let y: i32 = date[2].parse().ok()?;
     let y = if y < 70 {
         2000 + y
     } else if y < 100 {
@@ -252,7 +258,7 @@ fn parse_dos(line: &str, f: &[(usize, &str)]) -> Option<Entry> {
         name,
         kind,
         size,
-        modified: Some(format!("{y:04}-{mo:0>2}-{d:0>2} {h:02}:{m}")),
+        modified: Some(format!("{y:04}-{mo:02}-{d:02} {h:02}:{m}")),
         target: None,
     })
 }
@@ -392,6 +398,56 @@ mod tests {
         // Truncated unix line: no month found → shown as-is.
         let e = parse_list_line("-rw-r--r-- 1 0 0 5 Jan", TODAY).unwrap();
         assert_eq!(e.kind, Kind::Other);
+    }
+
+    #[test]
+    fn truncated_oversized_and_hostile_lines() {
+        // Multi-byte characters where the mode bits are expected: an odd line, not a panic.
+        for l in [
+            "-rwxrwxr文 1 0 0 5 Jan 1 2020 x",
+            "-文文文 1 0 0 5 Jan 1 2020 x",
+            "d",
+            "-rw-r--r--",
+            "-rw-r--r-- 1 0 0 5 Jan 1 20",
+            "-rw-r--r-- 1 0 0 5 Jan 1 2020",
+            "-rw-r--r-- 1 0 0 5 Jan 1 2020 ",
+            "01-02-24  01:05PM",
+            "01-02-24  文:05PM  5 x",
+            "99999999999-1-1 1:1 1 x",
+        ] {
+            let e = parse_list_line(l, TODAY).unwrap();
+            assert_eq!(e.kind, Kind::Other, "{l:?} → {e:?}");
+        }
+        // A size too large for u64 is unknown, not an error.
+        let e = parse_list_line(
+            "-rw-r--r-- 1 0 0 99999999999999999999999 Jan 1 2020 x",
+            TODAY,
+        )
+        .unwrap();
+        assert_eq!((e.name.as_str(), e.size), ("x", None));
+        // A very long line (the reader bounds lines at 64 KiB) is parsed, name intact.
+        let long = "n".repeat(60_000);
+        let e = parse_list_line(&format!("-rw-r--r-- 1 0 0 5 Jan 1 2020 {long}"), TODAY).unwrap();
+        assert_eq!(e.name, long);
+        let e = parse_mlsd_line(&format!("{}; x", "a=b;".repeat(15_000))).unwrap();
+        assert_eq!((e.name.as_str(), e.kind), ("x", Kind::Other));
+        // MLSD: truncated facts and multi-byte values.
+        for l in [
+            "type=file;modify=2024文0102030405; x",
+            "=;=;; x",
+            "; x",
+            " x",
+        ] {
+            let e = parse_mlsd_line(l).unwrap();
+            assert_eq!(e.name, "x", "{l:?}");
+            assert_eq!(e.modified, None, "{l:?}");
+        }
+        assert!(parse_mlsd_line("").is_none());
+        assert!(parse_mlsd_line("type=file;size=1;").is_none());
+        // FEAT: truncated or hostile.
+        assert!(parse_feat("").is_empty());
+        assert!(parse_feat("211-x\r\n").is_empty());
+        assert_eq!(parse_feat("211-x\r\n mlst\r\n \r\n211 e"), vec!["MLST"]);
     }
 
     #[test]

@@ -103,8 +103,9 @@ pub fn parse_size(r: &Reply) -> Option<u64> {
 
 /// The command as the trace shows it: the `PASS` argument replaced by `****`.
 pub fn mask_command(line: &str) -> String {
-    let is_pass = line.len() >= 4 && line[..4].eq_ignore_ascii_case("PASS");
-    if is_pass && (line.len() == 4 || line.as_bytes()[4] == b' ') {
+    let b = line.as_bytes();
+    let is_pass = b.get(..4).is_some_and(|v| v.eq_ignore_ascii_case(b"PASS"));
+    if is_pass && matches!(b.get(4), None | Some(b' ')) {
         "PASS ****".to_string()
     } else {
         crate::listing::printable(line)
@@ -123,6 +124,15 @@ mod tests {
         assert_eq!(Reply::from_bytes(b"xx").code, 0);
         assert!(Reply::from_bytes(b"150 ok").is_preliminary());
         assert!(Reply::from_bytes(b"421 bye").is_transient());
+        // Truncated, binary and multi-byte input never panics.
+        assert_eq!(Reply::from_bytes(b"").code, 0);
+        assert_eq!(Reply::from_bytes(b"2").code, 0);
+        assert_eq!(Reply::from_bytes("2文0 x".as_bytes()).code, 0);
+        assert_eq!(Reply::from_bytes(b"\xff\xfe\x00 x").code, 0);
+        let r = Reply::from_bytes(b"550 evil\x1b[2J\r\n");
+        assert_eq!(r.one_line(), "550 evil\\x1b[2J");
+        let long = Reply::from_bytes(format!("200 {}", "a".repeat(300_000)).as_bytes());
+        assert_eq!(long.code, 200);
     }
 
     #[test]
@@ -137,6 +147,17 @@ mod tests {
         assert_eq!(parse_epsv("229 (||1|2|)"), None);
         assert_eq!(parse_epsv("229 nothing"), None);
         assert_eq!(parse_epsv("229 (|||12"), None);
+        // Truncated, oversized and hostile input: None, never a panic.
+        assert_eq!(parse_epsv("229 ("), None);
+        assert_eq!(parse_epsv("229 ()"), None);
+        assert_eq!(parse_epsv("229 (文文文2121文)"), Some(2121));
+        assert_eq!(parse_epsv("229 (|||99999999999999999999999|)"), None);
+        assert_eq!(parse_epsv("229 (|||-1|)"), None);
+        assert_eq!(
+            parse_epsv(&format!("229 (|||{}|)", "1".repeat(100_000))),
+            None
+        );
+        assert_eq!(parse_epsv(&format!("229 ({})", "|".repeat(100_000))), None);
     }
 
     #[test]
@@ -150,6 +171,17 @@ mod tests {
         assert_eq!(parse_pasv("227 (1,2,3,400,5,6)"), None);
         assert_eq!(parse_pasv("227 (1,2,3,4,0,0)"), None);
         assert_eq!(parse_pasv("22"), None);
+        // Truncated, oversized and hostile input: None, never a panic.
+        assert_eq!(parse_pasv("227 (127,0,0,1,4,"), None);
+        assert_eq!(
+            parse_pasv("227 文(1,2,3,4,5,6)"),
+            parse_pasv("227 (1,2,3,4,5,6)")
+        );
+        assert_eq!(parse_pasv("227 (1,2,3,4,5,-6)"), None);
+        let many = vec!["1"; 100_000].join(",");
+        assert_eq!(parse_pasv(&format!("227 ({many})")), None);
+        let huge = "9".repeat(100_000);
+        assert_eq!(parse_pasv(&format!("227 ({huge},0,0,1,4,1)")), None);
     }
 
     #[test]
@@ -160,6 +192,13 @@ mod tests {
         );
         assert_eq!(parse_size(&Reply::from_bytes(b"550 nope")), None);
         assert_eq!(parse_size(&Reply::from_bytes(b"213 -1")), None);
+        assert_eq!(parse_size(&Reply::from_bytes(b"213")), None);
+        assert_eq!(parse_size(&Reply::from_bytes(b"213 ")), None);
+        assert_eq!(
+            parse_size(&Reply::from_bytes(b"213 99999999999999999999999")),
+            None
+        );
+        assert_eq!(parse_size(&Reply::from_bytes("213文1".as_bytes())), None);
     }
 
     #[test]
@@ -170,5 +209,8 @@ mod tests {
         assert_eq!(mask_command("PASSIVE"), "PASSIVE");
         assert_eq!(mask_command("USER bob"), "USER bob");
         assert_eq!(mask_command("RETR a\x1bb"), "RETR a\\x1bb");
+        assert_eq!(mask_command("ab文"), "ab文");
+        assert_eq!(mask_command("PAS"), "PAS");
+        assert_eq!(mask_command(""), "");
     }
 }
