@@ -266,9 +266,15 @@ impl TryFrom<Cli> for Config {
             } => {
                 let remote = remote_of(&target, dir.as_deref(), file.as_deref(), true)?;
                 let name = remote.file.clone().unwrap_or_default();
-                if name == "." || name == ".." {
-                    return usage(format!("{name:?} is not a file name"));
-                }
+                // The remote name becomes a local one only when it is a single plain
+                // component: a decoded `%2F` must not steer the file elsewhere
+                // (`ftp://h/..%2F..%2F.bashrc`).
+                let local_name_ok = !name.contains('/') && name != "." && name != "..";
+                let bad_local = || {
+                    usage(format!(
+                        "the remote name {name:?} is not a safe local file name: give -o PATH"
+                    ))
+                };
                 let output = match output {
                     Some(p) if p.as_os_str() == "-" => {
                         if c.resume {
@@ -276,8 +282,14 @@ impl TryFrom<Cli> for Config {
                         }
                         Output::Stdout
                     }
-                    Some(p) if p.is_dir() => Output::File(p.join(&name)),
+                    Some(p) if p.is_dir() => {
+                        if !local_name_ok {
+                            return bad_local();
+                        }
+                        Output::File(p.join(&name))
+                    }
                     Some(p) => Output::File(p),
+                    None if !local_name_ok => return bad_local(),
                     None => Output::File(PathBuf::from(&name)),
                 };
                 (
@@ -359,10 +371,9 @@ impl TryFrom<Cli> for Config {
         };
         if password.is_none() {
             if let Some(p) = netrc_path {
-                let text = std::fs::read_to_string(&p).map_err(|e| {
+                let entries = netrc::read(&p).map_err(|e| {
                     ClientError::Usage(format!("cannot read netrc {}: {e}", p.display()))
                 })?;
-                let entries = netrc::parse(&text);
                 if let Some(e) = netrc::lookup(&entries, &remote.host, user.as_deref()) {
                     if user.is_none() {
                         user = e.login.clone();
@@ -487,9 +498,27 @@ mod tests {
             &["get", "h", "d", "f", "-u", ""],
             &["get", "h", "d", "f", "--netrc-file", "/nonexistent/netrc"],
             &["put", "x", "ftp://h/d/", "extra"],
+            // A decoded name that would leave the current directory, without -o.
+            &["get", "ftp://h/d/..%2F..%2F.bashrc"],
+            &["get", "ftp://h/d/a%2Fb"],
+            &["get", "ftp://h/d/.."],
+            &["get", "ftp://h/d/..;type=i"],
+            &["get", "-o", "/tmp", "ftp://h/d/..%2Fx"],
         ] {
             let e = cfg(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn slash_in_remote_name_needs_an_explicit_output() {
+        let c = cfg(&["get", "-o", "saved", "ftp://h/d/a%2Fb"]).unwrap();
+        match c.op {
+            Operation::Get { remote, output } => {
+                assert_eq!(remote.file.as_deref(), Some("a/b"));
+                assert_eq!(output, Output::File("saved".into()));
+            }
+            _ => panic!(),
         }
     }
 
@@ -529,6 +558,11 @@ mod tests {
         // Another host: anonymous.
         let c = cfg(&["get", "localhost", "d", "f", "--netrc-file", ps]).unwrap();
         assert_eq!(c.user, "anonymous");
+        // A password with CR/LF (command injection) is refused before any connection.
+        std::fs::write(&p, "machine h login u password \"x\rDELE y\"\n").unwrap();
+        let e = cfg(&["get", "h", "d", "f", "--netrc-file", ps]).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        std::fs::write(&p, "machine 127.0.0.1 login alice password s3cret\n").unwrap();
         // An explicit password wins over netrc.
         let c = cfg(&[
             "get",

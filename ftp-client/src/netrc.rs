@@ -5,6 +5,26 @@
 //! `macdef NAME` (whose body runs to the next empty line and is skipped). Tokens may be quoted
 //! with `"` and use `\` escapes, as curl and Python accept.
 
+/// Largest netrc file read (real ones are a few hundred bytes; this bounds memory when the
+/// path points somewhere unexpected).
+pub const MAX_NETRC: u64 = 1 << 20;
+
+/// Reads and parses the netrc file at `path`, refusing one larger than [`MAX_NETRC`].
+pub fn read(path: &std::path::Path) -> std::io::Result<Vec<Entry>> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_NETRC + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_NETRC {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB, not a netrc file",
+            MAX_NETRC >> 10
+        )));
+    }
+    Ok(parse(&text))
+}
+
 /// One `machine` (or `default`) entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
@@ -211,5 +231,40 @@ default login anonymous password me@example.org
             1,
             "a macdef body without empty line swallows the rest"
         );
+        // Trailing backslash, lone quote, CRLF line ends.
+        let e = parse("machine h password a\\");
+        assert_eq!(e[0].password.as_deref(), Some("a"));
+        let e = parse("machine h password \"");
+        assert_eq!(e[0].password.as_deref(), Some(""));
+        let e = parse("machine h\r\nlogin u\r\npassword p\r\n");
+        assert_eq!(
+            (e[0].login.as_deref(), e[0].password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+    }
+
+    #[test]
+    fn oversized_and_hostile_input() {
+        // A huge token and many entries parse without trouble (the file itself is capped).
+        let big = "p".repeat(500_000);
+        let e = parse(&format!("machine h login u password {big}"));
+        assert_eq!(e[0].password.as_deref(), Some(big.as_str()));
+        let many = "machine m login l password p\n".repeat(20_000);
+        assert_eq!(parse(&many).len(), 20_000);
+        // Control characters survive parsing; config refuses CR/LF/NUL before they are sent.
+        let e = parse("machine h password \"a\rPASS x\"");
+        assert_eq!(e[0].password.as_deref(), Some("a\rPASS x"));
+        // Binary junk: no panic.
+        let _ = parse("\u{0}\u{7f}machine\u{0} \"\\");
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("netrc");
+        std::fs::write(&p, "machine h login u password p\n").unwrap();
+        assert_eq!(read(&p).unwrap().len(), 1);
+        std::fs::write(&p, vec![b' '; MAX_NETRC as usize + 1]).unwrap();
+        let err = read(&p).unwrap_err().to_string();
+        assert!(err.contains("not a netrc file"), "{err}");
+        std::fs::write(&p, b"machine h password \xff\xfe").unwrap();
+        assert!(read(&p).is_err(), "not UTF-8");
     }
 }

@@ -385,6 +385,38 @@ mod tests {
     }
 
     #[test]
+    fn url_truncated_oversized_and_hostile() {
+        for bad in [
+            "ftp://",
+            "ftp:/",
+            "ftp://[",
+            "ftp://[]/f",
+            "ftp://@/f",
+            "ftp://h/%",
+            "ftp://h/a%2",
+            "ftp://h/f;type=",
+            "ftp://h/f%C3",
+            "ftp://h/文件%0D%0AQUIT",
+            "ftp://h\r\n/f",
+            "ftp://h文/f",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad:?} should fail");
+        }
+        // An empty port is the default port (RFC 3986 §3.2.3).
+        assert!(parse_url("ftp://h:").is_ok_and(|r| r.port.is_none()));
+        assert!(parse_url("ftp://[::1]:/f").is_ok_and(|r| r.port.is_none()));
+        // Oversized: a long path of many segments is parsed, each segment its own CWD.
+        let url = format!("ftp://h/{}f", "d/".repeat(10_000));
+        let r = parse_url(&url).unwrap();
+        assert_eq!(r.dirs.len(), 10_000);
+        let long = "%41".repeat(100_000);
+        let r = parse_url(&format!("ftp://h/{long}")).unwrap();
+        assert_eq!(r.file.map(|f| f.len()), Some(100_000));
+        assert!(parse_url(&format!("ftp://{}/f", "h".repeat(100_000))).is_ok());
+        assert!(parse_url(&format!("ftp://h:{}/f", "9".repeat(1000))).is_err());
+    }
+
+    #[test]
     fn url_hosts() {
         let r = parse_url("ftp://[::1]:21/f").unwrap();
         assert_eq!(r.host, "::1");
