@@ -223,7 +223,27 @@ pub fn part_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{}~{hash:016x}.part", &lossy[..cut]))
 }
 
+/// Where a download's bytes go.
+enum Dest {
+    /// Standard output (`-o -`): no file is ever created.
+    Stdout,
+    /// An existing device or pipe (`-o /dev/null`): written directly, nothing to rename.
+    Device(PathBuf),
+    /// A regular file: written as `part`, renamed to `fin` only when complete.
+    File {
+        /// The final name.
+        fin: PathBuf,
+        /// `<fin>.part`.
+        part: PathBuf,
+    },
+}
+
 /// Downloads `remote.file` to `output`.
+///
+/// An existing file under the final name is never damaged by a failed download: a plain `get`
+/// writes `<file>.part` and renames it only when complete; `-C` on a shorter file found under
+/// the final name moves it to `.part` only once the server is sending, and moves it back (with
+/// whatever arrived appended) when the transfer fails.
 pub async fn get(
     cfg: &Config,
     remote: &Remote,
@@ -238,74 +258,139 @@ pub async fn get(
     // In ASCII the byte count differs from SIZE (CRLF), so only binary transfers are checked.
     let size = if ascii { None } else { s.size(&name).await? };
 
-    let (final_path, part) = match output {
-        Output::Stdout => (None, None),
-        Output::File(p) => (Some(p.clone()), Some(part_path(p))),
+    let dest = match output {
+        Output::Stdout => Dest::Stdout,
+        Output::File(p) => match std::fs::metadata(p) {
+            Ok(m) if !m.is_file() && !m.is_dir() => Dest::Device(p.clone()),
+            _ => Dest::File {
+                fin: p.clone(),
+                part: part_path(p),
+            },
+        },
     };
     let mut offset = 0u64;
-    if cfg.resume {
-        if let (Some(fin), Some(part)) = (&final_path, &part) {
-            let part_len = std::fs::metadata(part).map(|m| m.len()).ok();
-            let fin_len = std::fs::metadata(fin).map(|m| m.len()).ok();
-            offset = match (part_len, fin_len) {
-                (Some(n), _) => n,
-                // A shorter file under the final name (from another tool): continue it.
-                (None, Some(n)) => {
-                    std::fs::rename(fin, part).map_err(|e| ClientError::LocalWrite {
-                        path: part.clone(),
-                        source: e,
-                    })?;
-                    n
-                }
-                (None, None) => 0,
-            };
-            if let Some(sz) = size {
-                if offset > sz {
-                    return Err(ClientError::Resume {
-                        host: s.host.clone(),
-                        path: path_disp,
-                        reason: format!(
-                            "the local copy has {offset} bytes, more than the server's {sz}"
-                        ),
-                    });
-                }
-                if offset == sz && offset > 0 {
+    // -C continues a shorter file found under the final name (from another tool).
+    let mut adopt_final = false;
+    if let (true, Dest::File { fin, part }) = (cfg.resume, &dest) {
+        let part_len = std::fs::metadata(part).map(|m| m.len()).ok();
+        let fin_len = std::fs::metadata(fin)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len());
+        (offset, adopt_final) = match (part_len, fin_len) {
+            (Some(n), _) => (n, false),
+            (None, Some(n)) => (n, n > 0),
+            (None, None) => (0, false),
+        };
+        if let Some(sz) = size {
+            if offset > sz {
+                return Err(ClientError::Resume {
+                    host: s.host.clone(),
+                    path: path_disp,
+                    reason: format!(
+                        "the local copy has {offset} bytes, more than the server's {sz}"
+                    ),
+                });
+            }
+            if offset == sz && offset > 0 {
+                if !adopt_final {
                     rename_final(part, fin)?;
-                    s.quit().await;
-                    return Ok(Report {
-                        bytes: 0,
-                        elapsed: Duration::ZERO,
-                        verb: "already complete:",
-                    });
                 }
+                s.quit().await;
+                return Ok(Report {
+                    bytes: 0,
+                    elapsed: Duration::ZERO,
+                    verb: "already complete:",
+                });
             }
         }
     }
 
     let started = Instant::now();
     let rest = (offset > 0).then_some(offset);
-    let mut data = match s.start_transfer(&format!("RETR {name}"), rest).await? {
+    let data = match s.start_transfer(&format!("RETR {name}"), rest).await? {
         Ok(d) => d,
         Err(r) => return Err(refused(&s, "RETR", &path_disp, &r)),
     };
 
-    // Only now, with the server sending, create the local file: a refusal leaves nothing.
-    let writer: Box<dyn Write + Send> = match &part {
-        None => Box::new(std::io::stdout()),
-        Some(p) => {
+    // Only now, with the server sending, touch the local file system: a refusal leaves nothing.
+    let writer: Box<dyn Write + Send> = match &dest {
+        Dest::Stdout => Box::new(std::io::stdout()),
+        Dest::Device(p) => Box::new(OpenOptions::new().write(true).open(p).map_err(|e| {
+            ClientError::LocalWrite {
+                path: p.clone(),
+                source: e,
+            }
+        })?),
+        Dest::File { fin, part } => {
+            if adopt_final {
+                std::fs::rename(fin, part).map_err(|e| ClientError::LocalWrite {
+                    path: part.clone(),
+                    source: e,
+                })?;
+            }
             let f = OpenOptions::new()
                 .create(true)
                 .write(true)
                 .append(offset > 0)
                 .truncate(offset == 0)
-                .open(p)
-                .map_err(|e| ClientError::LocalWrite {
-                    path: p.clone(),
-                    source: e,
-                })?;
-            Box::new(f)
+                .open(part);
+            match f {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    if adopt_final {
+                        let _ = std::fs::rename(part, fin);
+                    }
+                    return Err(ClientError::LocalWrite {
+                        path: part.clone(),
+                        source: e,
+                    });
+                }
+            }
         }
     };
+    let received = receive(cfg, &mut s, data, writer, &dest, &path_disp, offset, size).await;
+    let got = match received {
+        Ok(got) => got,
+        Err(e) => {
+            if let Dest::File { fin, part } = &dest {
+                if adopt_final {
+                    // Give the file its name back: it holds what it had plus what arrived.
+                    let _ = std::fs::rename(part, fin);
+                } else if std::fs::metadata(part).is_ok_and(|m| m.len() == 0) {
+                    // Nothing to resume from.
+                    let _ = std::fs::remove_file(part);
+                }
+                // Otherwise the partial `.part` stays for -C.
+            }
+            return Err(e);
+        }
+    };
+    let elapsed = started.elapsed();
+    if let Dest::File { fin, part } = &dest {
+        rename_final(part, fin)?;
+    }
+    s.quit().await;
+    Ok(Report {
+        bytes: got,
+        elapsed,
+        verb: "downloaded",
+    })
+}
+
+/// The data path of a download: reads `data` into `writer` until EOF, then checks the
+/// completion reply and the byte count. Returns the bytes received in this run.
+#[allow(clippy::too_many_arguments)]
+async fn receive(
+    cfg: &Config,
+    s: &mut Session,
+    mut data: TcpStream,
+    writer: Box<dyn Write + Send>,
+    dest: &Dest,
+    path_disp: &str,
+    offset: u64,
+    size: Option<u64>,
+) -> Result<u64, ClientError> {
     let sink = Sink::spawn(writer);
     let progress = Progress::new(cfg.progress, size, offset);
     let mut got = 0u64;
@@ -315,7 +400,7 @@ pub async fn get(
         let n = match tokio::time::timeout(s.timeout(), data.read_buf(&mut buf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                stop = Some(partial(&s, &path_disp, offset + got, size, e.to_string()));
+                stop = Some(partial(s, path_disp, offset + got, size, e.to_string()));
                 break;
             }
             Err(_) => {
@@ -337,58 +422,38 @@ pub async fn get(
     }
     drop(data);
     drop(progress);
-    let local = part.clone().unwrap_or_else(|| PathBuf::from("-"));
     if let Err(e) = sink.finish().await {
         // A local write error outranks whatever the network did afterwards.
-        return Err(ClientError::LocalWrite {
-            path: local,
-            source: e,
-        });
+        let path = match dest {
+            Dest::Stdout => PathBuf::from("-"),
+            Dest::Device(p) => p.clone(),
+            Dest::File { part, .. } => part.clone(),
+        };
+        return Err(ClientError::LocalWrite { path, source: e });
     }
-    let cleanup = |got: u64| {
-        // Keep a partial file for -C; remove an empty one (nothing to resume).
-        if let Some(p) = &part {
-            if offset + got == 0 {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    };
     if let Some(e) = stop {
-        cleanup(got);
         return Err(e);
     }
     let reply = match s.read_reply("RETR").await {
         Ok(r) => r,
-        Err(e) => {
-            cleanup(got);
-            return Err(match e {
-                ClientError::Timeout { .. } => e,
-                other => partial(&s, &path_disp, offset + got, size, other.to_string()),
-            });
+        Err(e @ ClientError::Timeout { .. }) => return Err(e),
+        Err(other) => {
+            return Err(partial(s, path_disp, offset + got, size, other.to_string()));
         }
     };
-    let elapsed = started.elapsed();
     if !reply.is_ok() {
-        cleanup(got);
         // Some servers (libunftp) answer 150 before opening the file and 550 after: nothing
         // arrived, so this is "not found", not a cut transfer.
         if got == 0 && offset == 0 && reply.code == 550 {
-            return Err(refused(&s, "RETR", &path_disp, &reply));
+            return Err(refused(s, "RETR", path_disp, &reply));
         }
-        return Err(partial(
-            &s,
-            &path_disp,
-            offset + got,
-            size,
-            reply.one_line(),
-        ));
+        return Err(partial(s, path_disp, offset + got, size, reply.one_line()));
     }
     if let Some(sz) = size {
         if offset + got < sz {
-            cleanup(got);
             return Err(partial(
-                &s,
-                &path_disp,
+                s,
+                path_disp,
                 offset + got,
                 size,
                 format!(
@@ -398,15 +463,7 @@ pub async fn get(
             ));
         }
     }
-    if let (Some(part), Some(fin)) = (&part, &final_path) {
-        rename_final(part, fin)?;
-    }
-    s.quit().await;
-    Ok(Report {
-        bytes: got,
-        elapsed,
-        verb: "downloaded",
-    })
+    Ok(got)
 }
 
 fn rename_final(part: &Path, fin: &Path) -> Result<(), ClientError> {
@@ -625,6 +682,10 @@ pub async fn put(
     let _ = reader.await;
     drop(progress);
     if let Some(e) = failure {
+        // Reset rather than close the data connection: in stream mode a plain close means
+        // "end of file" (RFC 959 §3.4.1), and the server would keep the truncated upload as if
+        // it were complete.
+        let _ = data.set_zero_linger();
         return Err(e);
     }
     // Closing the data connection is what tells the server the file is complete (RFC 959
