@@ -381,26 +381,67 @@ fn fake<T: Send + 'static>(
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let h = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
+        let s = accept_within(&l).expect("the client connected within 10 s");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         script(s)
     });
     (addr, h)
 }
 
-/// A minimal server dialog: answers login, CWD, TYPE, FEAT, SIZE `size`; EPSV refused; PASV
-/// answered with `pasv_ip` and a data port on 127.0.0.1; RETR sends `payload` then `done`.
-fn scripted_retr(
-    s: TcpStream,
+/// What a scripted fake server does.
+struct Script {
+    /// The address its PASV reply names.
     pasv_ip: [u8; 4],
+    /// Where its data port really listens (127.0.0.1 unless a test needs another loopback).
+    data_ip: [u8; 4],
+    /// SIZE's answer (`None`: 550).
     size: Option<usize>,
+    /// What RETR or LIST sends on the data connection.
     payload: Vec<u8>,
-    done: &str,
-) -> bool {
+    /// How long the data connection stays open, silent, after the payload.
+    hold: Duration,
+    /// The reply after the data connection closes.
+    done: &'static str,
+}
+
+impl Script {
+    fn new(size: Option<usize>, payload: Vec<u8>, done: &'static str) -> Self {
+        Self {
+            pasv_ip: [127, 0, 0, 1],
+            data_ip: [127, 0, 0, 1],
+            size,
+            payload,
+            hold: Duration::ZERO,
+            done,
+        }
+    }
+}
+
+/// Accepts one connection on `l`, giving up after 10 s so a client that never comes cannot
+/// hang the test.
+fn accept_within(l: &TcpListener) -> Option<TcpStream> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                return Some(s);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    None
+}
+
+/// A minimal server dialog: answers login, CWD, TYPE, FEAT (no MLST), REST, SIZE; EPSV refused;
+/// PASV answered with `pasv_ip` and a data port on `data_ip`; RETR and LIST send the payload,
+/// hold the data connection `hold`, then say `done`. Returns whether a data connection came.
+fn scripted(s: TcpStream, sc: Script) -> bool {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    w.write_all(b"220 fake\r\n").unwrap();
-    let data = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _ = w.write_all(b"220 fake\r\n");
+    let data = TcpListener::bind(SocketAddr::from((sc.data_ip, 0))).unwrap();
     let port = data.local_addr().unwrap().port();
     let mut data_connected = false;
     for _ in 0..30 {
@@ -418,27 +459,30 @@ fn scripted_retr(
             "PASS" => "230 ok\r\n".into(),
             "CWD" => "250 ok\r\n".into(),
             "TYPE" => "200 ok\r\n".into(),
-            "SIZE" => match size {
+            "REST" => "350 ok\r\n".into(),
+            "SIZE" => match sc.size {
                 Some(n) => format!("213 {n}\r\n"),
                 None => "550 no size\r\n".into(),
             },
             "EPSV" => "502 no EPSV here\r\n".into(),
             "PASV" => {
-                let [a, b, c, d] = pasv_ip;
+                let [a, b, c, d] = sc.pasv_ip;
                 format!(
                     "227 Entering Passive Mode ({a},{b},{c},{d},{},{})\r\n",
                     port >> 8,
                     port & 255
                 )
             }
-            "RETR" => {
-                w.write_all(b"150 here it comes\r\n").unwrap();
-                data.set_nonblocking(false).unwrap();
-                let (mut d, _) = data.accept().unwrap();
+            "RETR" | "LIST" => {
+                let _ = w.write_all(b"150 here it comes\r\n");
+                let Some(mut d) = accept_within(&data) else {
+                    break;
+                };
                 data_connected = true;
-                let _ = d.write_all(&payload);
+                let _ = d.write_all(&sc.payload);
+                std::thread::sleep(sc.hold);
                 drop(d);
-                format!("{done}\r\n")
+                format!("{}\r\n", sc.done)
             }
             "QUIT" => {
                 let _ = w.write_all(b"221 bye\r\n");
@@ -446,9 +490,23 @@ fn scripted_retr(
             }
             _ => "502 ?\r\n".into(),
         };
-        w.write_all(reply.as_bytes()).unwrap();
+        if w.write_all(reply.as_bytes()).is_err() {
+            break;
+        }
     }
     data_connected
+}
+
+fn get_from(addr: SocketAddr, extra: &[&str], dest: &str) -> Result<Report, ClientError> {
+    let port = addr.port().to_string();
+    let mut args = vec!["get", "--timeout", "5", "--port", &port, "-o", dest];
+    args.extend_from_slice(extra);
+    args.extend(["127.0.0.1", "d", "f"]);
+    let (r, _, trace) = client(&args);
+    if let Err(e) = &r {
+        eprintln!("{e}\n{trace}");
+    }
+    r
 }
 
 #[test]
@@ -456,8 +514,15 @@ fn pasv_address_from_server_is_ignored() {
     let payload = pattern_bytes(300_000, 5);
     let p2 = payload.clone();
     // 10.255.255.1: a third host the server must not make us connect to (RFC 2577).
-    let (addr, h) =
-        fake(move |s| scripted_retr(s, [10, 255, 255, 1], Some(300_000), p2, "226 done"));
+    let (addr, h) = fake(move |s| {
+        scripted(
+            s,
+            Script {
+                pasv_ip: [10, 255, 255, 1],
+                ..Script::new(Some(300_000), p2, "226 done")
+            },
+        )
+    });
     let out = Fixture::empty();
     let dest = out.path().join("f");
     let (r, _, trace) = client(&[
@@ -489,16 +554,46 @@ fn pasv_address_from_server_is_ignored() {
 }
 
 #[test]
+fn trust_pasv_ip_uses_the_address_the_server_names() {
+    // The data port listens on 127.0.0.2 only, and PASV says so; the control peer is
+    // 127.0.0.1. Without --trust-pasv-ip the client goes to 127.0.0.1 (nothing there: 7).
+    let payload = pattern_bytes(10_000, 8);
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    for (trust, want) in [(true, 0), (false, 7)] {
+        let p2 = payload.clone();
+        let (addr, h) = fake(move |s| {
+            scripted(
+                s,
+                Script {
+                    pasv_ip: [127, 0, 0, 2],
+                    data_ip: [127, 0, 0, 2],
+                    ..Script::new(Some(10_000), p2, "226 done")
+                },
+            )
+        });
+        let extra: &[&str] = if trust { &["--trust-pasv-ip"] } else { &[] };
+        let r = get_from(addr, extra, path_str(&dest));
+        assert_eq!(exit_code(&r), want, "trust={trust}: {r:?}");
+        if trust {
+            assert!(h.join().unwrap(), "data connection to 127.0.0.2");
+            assert_eq!(std::fs::read(&dest).unwrap(), payload);
+        }
+    }
+}
+
+#[test]
 fn transfer_cut_short_is_18_and_leaves_no_final_file() {
     let out = Fixture::empty();
     // The server claims 1 MB, sends 400 KB, closes, and still says 226.
     let (addr, h) = fake(|s| {
-        scripted_retr(
+        scripted(
             s,
-            [127, 0, 0, 1],
-            Some(1_000_000),
-            pattern_bytes(400_000, 1),
-            "226 all good, honest",
+            Script::new(
+                Some(1_000_000),
+                pattern_bytes(400_000, 1),
+                "226 all good, honest",
+            ),
         )
     });
     let dest = out.path().join("short.bin");
@@ -529,12 +624,13 @@ fn transfer_cut_short_is_18_and_leaves_no_final_file() {
 
     // No SIZE, and the server reports the abort: 426 → 18.
     let (addr, h) = fake(|s| {
-        scripted_retr(
+        scripted(
             s,
-            [127, 0, 0, 1],
-            None,
-            pattern_bytes(1000, 1),
-            "426 connection closed; transfer aborted",
+            Script::new(
+                None,
+                pattern_bytes(1000, 1),
+                "426 connection closed; transfer aborted",
+            ),
         )
     });
     let dest = out.path().join("aborted.bin");
@@ -553,6 +649,153 @@ fn transfer_cut_short_is_18_and_leaves_no_final_file() {
     h.join().unwrap();
     assert_eq!(exit_code(&r), 18, "{r:?}");
     assert!(!dest.exists());
+}
+
+#[test]
+fn interrupted_get_never_damages_an_existing_file() {
+    let out = Fixture::empty();
+    let old = b"the previous, complete version of f\n".to_vec();
+    let dest = out.write("f", &old);
+    let d = path_str(&dest).to_string();
+    let cut = || {
+        fake(|s| {
+            scripted(
+                s,
+                Script::new(Some(1_000_000), pattern_bytes(400_000, 3), "226 done"),
+            )
+        })
+    };
+
+    // A plain get over an existing file, cut short: 18, the old file untouched.
+    let (addr, h) = cut();
+    assert_eq!(exit_code(&get_from(addr, &[], &d)), 18);
+    h.join().unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), old, "old content unchanged");
+    std::fs::remove_file(out.path().join("f.part")).unwrap();
+
+    // The same, the server aborting with 426 after some data, and with no SIZE.
+    let (addr, h) = fake(|s| scripted(s, Script::new(None, pattern_bytes(5000, 3), "426 aborted")));
+    assert_eq!(exit_code(&get_from(addr, &[], &d)), 18);
+    h.join().unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), old, "old content unchanged");
+    let _ = std::fs::remove_file(out.path().join("f.part"));
+
+    // -C continuing the shorter file under the final name, cut short: the file keeps its
+    // name and its old bytes (what arrived is appended, ready for the next -C).
+    let (addr, h) = cut();
+    assert_eq!(exit_code(&get_from(addr, &["-C"], &d)), 18);
+    h.join().unwrap();
+    let now = std::fs::read(&dest).unwrap();
+    assert_eq!(&now[..old.len()], &old[..], "old bytes kept in place");
+    assert_eq!(now.len(), old.len() + 400_000);
+    assert!(!out.path().join("f.part").exists());
+
+    // -C with a local file larger than the remote one: 36 before any transfer, file intact.
+    std::fs::write(&dest, &old).unwrap();
+    let (addr, h) = fake(|s| scripted(s, Script::new(Some(10), Vec::new(), "226 done")));
+    assert_eq!(exit_code(&get_from(addr, &["-C"], &d)), 36);
+    drop(h);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        old,
+        "36 leaves the file alone"
+    );
+    assert!(!out.path().join("f.part").exists());
+}
+
+#[test]
+fn stalled_data_connection_times_out_with_28() {
+    // 100 KB arrive, then the data connection stays open and silent.
+    let (addr, h) = fake(|s| {
+        scripted(
+            s,
+            Script {
+                hold: Duration::from_secs(4),
+                ..Script::new(Some(1_000_000), pattern_bytes(100_000, 4), "226 done")
+            },
+        )
+    });
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    let port = addr.port().to_string();
+    let start = Instant::now();
+    let (r, _, _) = client(&[
+        "get",
+        "--timeout",
+        "1",
+        "--port",
+        &port,
+        "-o",
+        path_str(&dest),
+        "127.0.0.1",
+        "d",
+        "f",
+    ]);
+    assert_eq!(exit_code(&r), 28, "{r:?}");
+    assert!(
+        r.unwrap_err().to_string().contains("after 100000 bytes"),
+        "names where it stalled"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!dest.exists());
+    h.join().unwrap();
+}
+
+#[test]
+fn endless_listing_line_is_an_error() {
+    // LIST sends 1 MiB without a newline: bounded at 64 KiB, exit 8.
+    let (addr, h) = fake(|s| scripted(s, Script::new(None, vec![b'x'; 1 << 20], "226 done")));
+    let (r, out, _) = client(&[
+        "ls",
+        "--timeout",
+        "5",
+        "--port",
+        &addr.port().to_string(),
+        "127.0.0.1",
+    ]);
+    assert_eq!(exit_code(&r), 8, "{r:?}");
+    assert!(r.unwrap_err().to_string().contains("longer than 65536"));
+    assert!(out.is_empty());
+    drop(h);
+}
+
+#[test]
+fn retries_reconnect_after_a_transient_refusal() {
+    // First connection: "421 busy" and close; the second serves the file.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let payload = pattern_bytes(50_000, 6);
+    let p2 = payload.clone();
+    let h = std::thread::spawn(move || {
+        let mut first = accept_within(&l).expect("first connection");
+        let _ = first.write_all(b"421 too many users, try later\r\n");
+        drop(first);
+        let second = accept_within(&l).expect("the retry");
+        second
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        scripted(second, Script::new(Some(50_000), p2, "226 done"))
+    });
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    let d = path_str(&dest);
+    // Without --retries the 421 is the answer.
+    let l0 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a0 = l0.local_addr().unwrap();
+    let h0 = std::thread::spawn(move || {
+        let mut s = accept_within(&l0).expect("connection");
+        let _ = s.write_all(b"421 too many users, try later\r\n");
+    });
+    assert_eq!(exit_code(&get_from(a0, &[], d)), 8);
+    h0.join().unwrap();
+    let r = get_from(addr, &["--retries", "2"], d);
+    assert!(r.is_ok(), "{r:?}");
+    assert!(h.join().unwrap());
+    assert_eq!(std::fs::read(&dest).unwrap(), payload);
 }
 
 #[test]
@@ -679,9 +922,12 @@ fn binary_stdout_exit_codes_and_masked_trace() {
         enc("sub dir"),
         enc("ünïcödé-文件.bin")
     );
+    // Run in an empty directory: `-o -` must never create a file.
+    let cwd = Fixture::empty();
     let o = bin()
         .args(["get", "-v", "-o", "-", &url])
         .env("FTP_PASSWORD", "hunter2")
+        .current_dir(cwd.path())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -697,6 +943,34 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     assert!(
         err.contains("downloaded 70001 bytes in"),
         "summary line: {err}"
+    );
+
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "-o - wrote no file"
+    );
+
+    // `-o -` cut short: 18, what arrived went to stdout, still no file anywhere.
+    let (addr, h) = fake(|s| {
+        scripted(
+            s,
+            Script::new(Some(1_000_000), pattern_bytes(400_000, 2), "226 done"),
+        )
+    });
+    let o = bin()
+        .args(["get", "-q", "--timeout", "5", "-o", "-"])
+        .args(["--port", &addr.port().to_string(), "127.0.0.1", "d", "f"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    h.join().unwrap();
+    assert_eq!(o.status.code(), Some(18));
+    assert_eq!(o.stdout.len(), 400_000);
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "-o - wrote no file"
     );
 
     // -q: no summary. ls to stdout.
