@@ -61,18 +61,20 @@ fn run(config: &Config) -> anyhow::Result<ExitCode> {
         .verbose
         .then(|| Arc::new(|l: &str| eprintln!("{l}")) as Tracer);
     let mut stdout = std::io::stdout();
-    Ok(
-        match rt.block_on(ftp_client::run(config, &mut stdout, trace)) {
-            Ok(report) => {
-                if !config.quiet {
-                    eprintln!("{}", report.summary());
-                }
-                ExitCode::SUCCESS
+    let result = rt.block_on(ftp_client::run(config, &mut stdout, trace));
+    // A resolver call abandoned at --timeout runs on a blocking thread that dropping the
+    // runtime would wait for without limit; every other blocking task was awaited already.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(match result {
+        Ok(report) => {
+            if !config.quiet {
+                eprintln!("{}", report.summary());
             }
-            Err(e) => {
-                eprintln!("ftp-client: {e}");
-                ExitCode::from(e.exit_code())
-            }
-        },
-    )
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ftp-client: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    })
 }

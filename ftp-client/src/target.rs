@@ -223,7 +223,12 @@ pub fn parse_url(s: &str) -> Result<Remote, TargetError> {
     let mut segments: Vec<&str> = path.split('/').collect();
     let last = segments.pop().unwrap_or("");
     let (last, type_code) = match last.rfind(';') {
-        Some(i) if last[i + 1..].len() >= 5 && last[i + 1..i + 6].eq_ignore_ascii_case("type=") => {
+        Some(i)
+            if last
+                .as_bytes()
+                .get(i + 1..i + 6)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"type=")) =>
+        {
             let code = match &last[i + 6..] {
                 "a" | "A" => TypeCode::Ascii,
                 "i" | "I" => TypeCode::Image,
@@ -399,9 +404,13 @@ mod tests {
             "ftp://h/文件%0D%0AQUIT",
             "ftp://h\r\n/f",
             "ftp://h文/f",
+            "ftp://h/f;type=文",
         ] {
             assert!(parse_url(bad).is_err(), "{bad:?} should fail");
         }
+        // A multi-byte character where `type=` might start is part of the name, not a panic.
+        let r = parse_url("ftp://h/f;typ文").unwrap();
+        assert_eq!((r.file.as_deref(), r.type_code), (Some("f;typ文"), None));
         // An empty port is the default port (RFC 3986 §3.2.3).
         assert!(parse_url("ftp://h:").is_ok_and(|r| r.port.is_none()));
         assert!(parse_url("ftp://[::1]:/f").is_ok_and(|r| r.port.is_none()));
