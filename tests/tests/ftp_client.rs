@@ -973,6 +973,21 @@ fn binary_stdout_exit_codes_and_masked_trace() {
         "-o - wrote no file"
     );
 
+    // --netrc reads $NETRC: the login comes from it (and the password stays masked).
+    let conf = Fixture::empty();
+    let netrc = conf.write("netrc", b"machine 127.0.0.1 login alice password hunter2\n");
+    let o = bin()
+        .args(["ls", "-q", "-v", "--netrc", &p.hostport(), "pub"])
+        .env("NETRC", &netrc)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("> USER alice") && !err.contains("hunter2"),
+        "{err}"
+    );
+
     // -q: no summary. ls to stdout.
     let o = bin()
         .args(["ls", "-q", &p.hostport(), "pub"])
