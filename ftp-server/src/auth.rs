@@ -227,6 +227,18 @@ pub struct Accounts {
     named: HashMap<String, Account>,
     lockout: Lockout,
     dummy_hash: OnceLock<String>,
+    /// Bounds the argon2 verifications running at once. Each one allocates the hash's memory
+    /// cost (19 MiB by default), so `max_connections` sessions sending PASS together would
+    /// otherwise need `max_connections` x 19 MiB and as many blocking threads.
+    verify_slots: tokio::sync::Semaphore,
+}
+
+/// The longest anonymous password (e-mail) kept for logs and the xferlog; the rest is cut.
+const MAX_ANON_EMAIL: usize = 128;
+
+/// How many password verifications may run at once: the CPUs, at least 2.
+fn verify_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 impl Accounts {
@@ -270,6 +282,7 @@ impl Accounts {
             named,
             lockout: Lockout::new(cfg.login_policy.clone()),
             dummy_hash: OnceLock::new(),
+            verify_slots: tokio::sync::Semaphore::new(verify_parallelism()),
         }
     }
 
@@ -336,7 +349,7 @@ impl Accounts {
                     },
                     home,
                 );
-                u.anon_email = Some(password.to_string());
+                u.anon_email = Some(truncate_chars(password, MAX_ANON_EMAIL).to_string());
                 return Ok(u);
             }
         }
@@ -346,6 +359,10 @@ impl Accounts {
             None => self.dummy_hash(),
         };
         let pw = password.to_string();
+        // The semaphore is never closed, so `acquire` cannot fail; refuse if it somehow does.
+        let Ok(_slot) = self.verify_slots.acquire().await else {
+            return Err("password verification unavailable");
+        };
         let ok = tokio::task::spawn_blocking(move || verify(&pw, &phc))
             .await
             .unwrap_or(false);
@@ -357,6 +374,14 @@ impl Accounts {
             }
             Some(a) => Ok(self.user(username, a.class, a.access.clone(), &a.home)),
         }
+    }
+}
+
+/// The first `max` characters of `s` (whole characters, never a split UTF-8 sequence).
+fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }
 
@@ -500,6 +525,14 @@ mod tests {
         let later = t0 + Duration::from_secs(120);
         l.record_failure([1, 2, 3, 4].into(), later);
         assert!(l.lock().len() < 10);
+    }
+
+    #[test]
+    fn truncate_keeps_whole_characters() {
+        assert_eq!(truncate_chars("me@example.org", 128), "me@example.org");
+        assert_eq!(truncate_chars("ünïcödé", 3), "ünï");
+        assert_eq!(truncate_chars("", 3), "");
+        assert_eq!(truncate_chars(&"x".repeat(10_000), 128).len(), 128);
     }
 
     #[test]
