@@ -148,6 +148,19 @@ struct IpRecord {
     locked_until: Option<Instant>,
 }
 
+/// The address failures are counted under: IPv4 (also when it arrives IPv4-mapped on a dual-stack
+/// `[::]` listener) as is, IPv6 by its /64 prefix. One IPv6 host usually owns a whole /64 and
+/// can pick a new source address for every connection, which would otherwise reset its count.
+fn lockout_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// Entries kept before stale ones are swept, so a flood of source addresses cannot grow the map
 /// without bound.
 const LOCKOUT_SWEEP_AT: usize = 4096;
@@ -170,7 +183,7 @@ impl Lockout {
     /// Whether `ip` is refused at `now`.
     pub fn is_locked(&self, ip: IpAddr, now: Instant) -> bool {
         self.lock()
-            .get(&ip)
+            .get(&lockout_key(ip))
             .and_then(|r| r.locked_until)
             .is_some_and(|until| now < until)
     }
@@ -190,7 +203,7 @@ impl Lockout {
                         .is_some_and(|t| now.duration_since(*t) < window)
             });
         }
-        let rec = map.entry(ip).or_default();
+        let rec = map.entry(lockout_key(ip)).or_default();
         while rec
             .failures
             .front()
@@ -502,6 +515,35 @@ mod tests {
         assert!(l.is_locked(ip, t0 + Duration::from_secs(3)));
         assert!(!l.is_locked(other, t0 + Duration::from_secs(3)));
         assert!(!l.is_locked(ip, t0 + Duration::from_secs(303)));
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let l = Lockout::new(policy());
+        let t0 = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(!l.record_failure(a, t0));
+        assert!(!l.record_failure(b, t0));
+        assert!(l.record_failure(a, t0), "same /64: third failure locks");
+        assert!(l.is_locked(b, t0));
+        assert!(!l.is_locked(c, t0), "another /64");
+
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        let plain: IpAddr = [192, 0, 2, 7].into();
+        let neighbour: IpAddr = "::ffff:192.0.2.8".parse().expect("ip");
+        for _ in 0..3 {
+            l.record_failure(mapped, t0);
+        }
+        assert!(
+            l.is_locked(plain, t0),
+            "mapped and plain IPv4 are one client"
+        );
+        assert!(
+            !l.is_locked(neighbour, t0),
+            "mapped IPv4 is not lumped into a /64"
+        );
     }
 
     #[test]
