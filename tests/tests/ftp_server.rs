@@ -598,13 +598,26 @@ fn per_ip_lockout_after_repeated_failures() {
         &f,
         "max_login_failures = 3\nlogin_failure_window_secs = 60\nlogin_lockout_secs = 60",
     );
+    let mut wrong_text = String::new();
     for i in 0..3 {
         let mut c = Ftp::connect(srv.addr());
-        assert_eq!(c.login("alice", &format!("guess {i}")).0, 530);
+        let (code, text) = c.login("alice", &format!("guess {i}"));
+        assert_eq!(code, 530);
+        wrong_text = text;
     }
-    // Locked out now, even with the right password, on a new connection.
+    // Locked out now, even with the right password, on a new connection, and the reply does not
+    // tell a lockout from a wrong password.
     let mut c = Ftp::connect(srv.addr());
-    assert_eq!(c.login("alice", ALICE_PW).0, 530, "locked IP");
+    let (code, text) = c.login("alice", ALICE_PW);
+    assert_eq!(code, 530, "locked IP");
+    assert_eq!(text, wrong_text);
+    // Anonymous logins from the locked IP are refused too (a lockout covers every class).
+    let mut c = Ftp::connect(srv.addr());
+    assert_eq!(
+        c.login("anonymous", ANON_PASS).0,
+        530,
+        "anonymous from a locked IP"
+    );
     // Another client IP (127.0.0.2 is loopback too on Linux) still logs in.
     let other = connect_from([127, 0, 0, 2], srv.addr());
     let (mut c2, code, _) = Ftp::from_stream(other, srv.addr());
