@@ -39,6 +39,15 @@ type PendingWrite = tokio::task::JoinHandle<io::Result<(std::fs::File, Vec<u8>)>
 /// Size of one read or write on the data path.
 const CHUNK: usize = 1 << 20;
 
+/// Size of one `write(2)` of an upload into its file: each 1 MiB chunk goes out in 64 KiB
+/// pieces (vsftpd's size). Measured on the build VM (Linux 6.18, ext4), 9 interleaved 1 GiB
+/// uploads each: 1 MiB writes cost 0.4-2.3 s of server CPU (median 1.58 s, 0.61 GB/s),
+/// 64 KiB writes 0.46-0.57 s (1.54 GB/s), 16 KiB writes 0.71 s (1.29 GB/s). Our reading:
+/// a 1 MiB write gets a 1 MiB page-cache folio, taken from the large free blocks that the VM
+/// has handed back to its host (free page reporting), so every page of it is a host fault on
+/// first touch; small folios come from recently freed, still mapped memory.
+const WRITE_SLICE: usize = 64 << 10;
+
 /// An operation the permission table decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -379,7 +388,9 @@ impl FtpStorage {
                 buf.truncate(filled);
                 let chunk = std::mem::take(&mut buf);
                 pending = Some(tokio::task::spawn_blocking(move || {
-                    f.write_all(&chunk)?;
+                    for piece in chunk.chunks(WRITE_SLICE) {
+                        f.write_all(piece)?;
+                    }
                     Ok((f, chunk))
                 }));
                 *counted += filled as u64;
