@@ -1,0 +1,127 @@
+//! What a transfer shows a person: a progress bar on stderr while it runs (only when stderr is a
+//! terminal, decided by the caller) and one summary line when it ends.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A progress bar on stderr, or nothing. Cleared from the terminal when dropped, so a failed
+/// transfer's error message is not drawn over.
+#[derive(Debug)]
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// A bar labelled `label`, counting towards `total` bytes (a spinner when the total is
+    /// unknown), starting at `start` (a resumed prefix). Hidden unless `show`.
+    pub fn new(show: bool, label: &str, total: Option<u64>, start: u64) -> Self {
+        if !show {
+            return Self(None);
+        }
+        let (bar, template) = match total {
+            Some(t) => (
+                ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ),
+            None => (
+                ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+                "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}",
+            ),
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(label.to_owned());
+        bar.set_position(start);
+        Self(Some(bar))
+    }
+
+    /// No bar at all.
+    pub fn hidden() -> Self {
+        Self(None)
+    }
+
+    /// Adds `n` bytes.
+    pub fn inc(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// What a finished transfer did, for its summary line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// What happened: "downloaded", "uploaded", "listed", "already complete:".
+    pub verb: &'static str,
+    /// Bytes moved in this run (a resumed prefix not counted).
+    pub bytes: u64,
+    /// Bytes that were already there from an earlier run (`--continue`).
+    pub resumed_from: u64,
+    /// Time the transfer took.
+    pub elapsed: Duration,
+    /// Where the bytes went, when that is worth saying (`-` for standard output).
+    pub saved_to: Option<String>,
+}
+
+impl Summary {
+    /// Throughput in MB/s (10^6 bytes per second); 0 for an instant transfer.
+    pub fn mb_per_s(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.bytes as f64 / secs / 1e6
+        } else {
+            0.0
+        }
+    }
+
+    /// `downloaded 1048576 bytes in 0.42 s (2.50 MB/s) to a.bin (resumed at byte 4096)`.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{} {} bytes in {:.2} s ({:.2} MB/s)",
+            self.verb,
+            self.bytes,
+            self.elapsed.as_secs_f64(),
+            self.mb_per_s()
+        );
+        if let Some(to) = &self.saved_to {
+            s.push_str(&format!(" to {to}"));
+        }
+        if self.resumed_from > 0 {
+            s.push_str(&format!(" (resumed at byte {})", self.resumed_from));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lines() {
+        let mut s = Summary {
+            verb: "downloaded",
+            bytes: 2_500_000,
+            resumed_from: 0,
+            elapsed: Duration::from_secs(1),
+            saved_to: None,
+        };
+        assert_eq!(s.line(), "downloaded 2500000 bytes in 1.00 s (2.50 MB/s)");
+        s.saved_to = Some("a b.bin".into());
+        s.resumed_from = 4096;
+        assert_eq!(
+            s.line(),
+            "downloaded 2500000 bytes in 1.00 s (2.50 MB/s) to a b.bin (resumed at byte 4096)"
+        );
+        s.elapsed = Duration::ZERO;
+        assert_eq!(s.mb_per_s(), 0.0);
+    }
+}
