@@ -111,6 +111,9 @@ mod tests {
             url("ftp", "[2001:db8::5]:21".parse().unwrap()),
             "ftp://[2001:db8::5]:21/"
         );
-        assert_eq!(url("ftp", "10.0.0.3:2121".parse().unwrap()), "ftp://10.0.0.3:2121/");
+        assert_eq!(
+            url("ftp", "10.0.0.3:2121".parse().unwrap()),
+            "ftp://10.0.0.3:2121/"
+        );
     }
 }

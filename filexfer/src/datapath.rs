@@ -276,7 +276,9 @@ where
             spare = b;
         }
         if filled > 0 {
-            let w = writer.take().expect("the writer is back once its write is done");
+            let w = writer
+                .take()
+                .expect("the writer is back once its write is done");
             buf.truncate(filled);
             pending = Some((write(w, std::mem::take(&mut buf)), filled as u64));
         }
@@ -446,9 +448,13 @@ mod tests {
             got: Vec::new(),
             sleep: None,
         };
-        let n = file_to_stream(io::Cursor::new(data.clone()), &mut out, Duration::from_secs(30))
-            .await
-            .expect("a live peer is never cut");
+        let n = file_to_stream(
+            io::Cursor::new(data.clone()),
+            &mut out,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("a live peer is never cut");
         assert_eq!(n, data.len() as u64);
         assert_eq!(out.got, data);
     }
@@ -462,10 +468,17 @@ mod tests {
             sleep: None,
         };
         let start = Instant::now();
-        let e = file_to_stream(io::Cursor::new(vec![1u8; 10]), &mut out, Duration::from_secs(30))
-            .await
-            .expect_err("31 s without a byte");
-        assert!(matches!(&e, CopyError::Network { moved: 0, source } if source.kind() == io::ErrorKind::TimedOut), "{e}");
+        let e = file_to_stream(
+            io::Cursor::new(vec![1u8; 10]),
+            &mut out,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect_err("31 s without a byte");
+        assert!(
+            matches!(&e, CopyError::Network { moved: 0, source } if source.kind() == io::ErrorKind::TimedOut),
+            "{e}"
+        );
         assert_eq!(start.elapsed(), Duration::from_secs(30));
     }
 
@@ -502,7 +515,10 @@ mod tests {
             .await
             .expect_err("the sender went quiet with the stream open");
         drop(tx);
-        assert!(matches!(&e, CopyError::Network { moved: 11, source } if source.kind() == io::ErrorKind::TimedOut), "{e}");
+        assert!(
+            matches!(&e, CopyError::Network { moved: 11, source } if source.kind() == io::ErrorKind::TimedOut),
+            "{e}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"first bytes");
     }
 

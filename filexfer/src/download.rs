@@ -304,7 +304,10 @@ mod tests {
 
     #[test]
     fn part_names_fit_name_max_and_stay_distinct() {
-        assert_eq!(part_path(Path::new("d/a b.txt")), Path::new("d/a b.txt.part"));
+        assert_eq!(
+            part_path(Path::new("d/a b.txt")),
+            Path::new("d/a b.txt.part")
+        );
         let long_a = format!("{}a.dat", "L".repeat(250));
         let long_b = format!("{}b.dat", "L".repeat(250));
         let (pa, pb) = (part_path(Path::new(&long_a)), part_path(Path::new(&long_b)));
@@ -326,7 +329,11 @@ mod tests {
         let mut d = Download::plan(out(&target), false).unwrap();
         assert_eq!(d.offset(), 0);
         let mut w = d.open().unwrap();
-        assert_eq!(std::fs::read(&target).unwrap(), b"old", "untouched while running");
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            b"old",
+            "untouched while running"
+        );
         w.write_all(b"new bytes").unwrap();
         drop(w);
         assert_eq!(d.commit().unwrap(), target.display().to_string());
@@ -391,7 +398,10 @@ mod tests {
         let d = Download::plan(out(&target), true).unwrap();
         assert!(matches!(
             d.is_complete(4),
-            Err(DownloadError::LocalLonger { local: 10, remote: 4 })
+            Err(DownloadError::LocalLonger {
+                local: 10,
+                remote: 4
+            })
         ));
         assert!(d.is_complete(10).unwrap());
         d.commit().unwrap();

@@ -219,22 +219,3 @@ impl Drop for ChildGuard {
         let _ = self.child.wait();
     }
 }
-
-/// The path of a binary built from this workspace (`tcp-fileserv`, `ftp-server`, `ftp-client`),
-/// next to the test executable in cargo's target directory. Cargo builds workspace binaries
-/// before running integration tests of a package that depends on them.
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let p = dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run the tests through `cargo test --workspace` (scripts/test)",
-        p.display()
-    );
-    p
-}

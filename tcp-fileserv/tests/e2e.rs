@@ -8,13 +8,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{
-    Fixture, hostile_names, long_name, pattern_bytes, require_python_module, require_tool, sha256,
-    sha256_file, workspace_bin,
-};
 use tcp_fileserv::client::{self, Client, ClientError, GetOptions, Output as Dest, exit};
 use tcp_fileserv::protocol::{self, HEADER_LEN, Kind, Request, Status};
 use tcp_fileserv::server::{self, ServerConfig};
+use test_kit::{
+    Fixture, hostile_names, long_name, pattern_bytes, require_python_module, require_tool, sha256,
+    sha256_file,
+};
 
 /// A server running on its own runtime thread; stopped (gracefully) on drop.
 struct TestServer {
@@ -122,7 +122,7 @@ fn request_bytes(kind: Kind, name: &str, offset: u64) -> Vec<u8> {
 }
 
 fn run_bin(args: &[&str], cwd: &Path) -> Output {
-    Command::new(workspace_bin("tcp-fileserv"))
+    Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -482,7 +482,7 @@ fn binary_exit_codes_messages_and_outputs() {
         assert!(!work.path().join("out.bin.part").exists());
     }
     // Nothing listens: cannot connect.
-    let closed = e2e_tests::free_port();
+    let closed = test_kit::free_port();
     let out = run_bin(
         &["get", &format!("127.0.0.1:{closed}"), "f", "-q"],
         work.path(),
@@ -549,7 +549,7 @@ fn killed_download_keeps_the_old_file_and_resumes() {
         let mut sink = [0u8; 64];
         let _ = s.read(&mut sink);
     });
-    let mut child = Command::new(workspace_bin("tcp-fileserv"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
         .args(["get", &stall_addr, "big file.bin", "-o"])
         .arg(&target)
         .args(["-q", "--timeout", "60"])
@@ -574,7 +574,7 @@ fn killed_download_keeps_the_old_file_and_resumes() {
 
     // --continue against the real server picks up from the part's length and completes it.
     let srv = TestServer::start(fx.path(), |_| {});
-    let out = Command::new(workspace_bin("tcp-fileserv"))
+    let out = Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
         .args(["get", &srv.addr.to_string(), "big file.bin", "-o"])
         .arg(&target)
         .arg("--continue")
@@ -706,7 +706,7 @@ fn the_python_snippet_in_the_docs_works() {
 fn the_binary_prints_its_addresses_and_exits_cleanly_on_sigterm() {
     use std::io::BufRead;
     let fx = Fixture::with_hostile_files(1000);
-    let mut child = Command::new(workspace_bin("tcp-fileserv"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
         .args(["serve", "--bind", "127.0.0.1:0", "--root"])
         .arg(fx.path())
         .stdin(Stdio::null())

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use e2e_tests::peers::{start_pyftpdlib, start_vsftpd};
-use e2e_tests::{Fixture, hostile_names, pattern_bytes, sha256, sha256_file, workspace_bin};
 use ftp_client::{ClientError, Report, Tracer};
+use test_kit::peers::{start_pyftpdlib, start_vsftpd};
+use test_kit::{Fixture, hostile_names, pattern_bytes, sha256, sha256_file};
 
 /// Runs the client in-process with `args` (as after `ftp-client`); returns the result, the
 /// listing output and the protocol trace.
@@ -904,7 +904,7 @@ fn endless_reply_line_is_an_error_not_unbounded_memory() {
 // ---- the binary -----------------------------------------------------------------------------
 
 fn bin() -> Command {
-    let mut c = Command::new(workspace_bin("ftp-client"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
     c.env_remove("FTP_PASSWORD");
     c
 }

@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use e2e_tests::{Fixture, hostile_names, pattern_bytes, sha256_file};
 use ftp_client::{ClientError, Report, Tracer};
 use ftp_server::{BackgroundServer, Config};
+use test_kit::{Fixture, hostile_names, pattern_bytes, sha256_file};
 
 fn client(args: &[&str]) -> (Result<Report, ClientError>, String, String) {
     let config = match ftp_client::config::from_args(

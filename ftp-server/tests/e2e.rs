@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{
-    Fixture, hostile_names, long_name, pattern_bytes, require_python_module, require_tool, sha256,
-    sha256_file, workspace_bin,
-};
 use ftp_server::{BackgroundServer, Config};
+use test_kit::{
+    Fixture, hostile_names, long_name, pattern_bytes, require_python_module, require_tool, sha256,
+    sha256_file,
+};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -825,7 +825,7 @@ fn check_config_names_key_and_line() {
         "bad.toml",
         b"root = \".\"\nmax_connections = 10\n\n[[users]]\nname = \"carol\"\npassword = \"plaintext\"\nhome = \"home/alice\"\n",
     );
-    let out = Command::new(workspace_bin("ftp-server"))
+    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
         .arg("check-config")
         .arg(&bad)
         .output()
@@ -836,7 +836,7 @@ fn check_config_names_key_and_line() {
     assert!(err.contains("users[0].password"), "key: {err}");
 
     // The server refuses to start on the same error, with the same message.
-    let out = Command::new(workspace_bin("ftp-server"))
+    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
         .arg("--config")
         .arg(&bad)
         .arg("--bind")
@@ -850,7 +850,7 @@ fn check_config_names_key_and_line() {
         "good.toml",
         config_text("", "2020-01-01T00:00:00Z").as_bytes(),
     );
-    let out = Command::new(workspace_bin("ftp-server"))
+    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
         .arg("check-config")
         .arg(&good)
         .output()
@@ -861,7 +861,7 @@ fn check_config_names_key_and_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = Command::new(workspace_bin("ftp-server"))
+    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
         .args([
             "--passive-ports",
             "80-90",
@@ -888,7 +888,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn binary_banner_serves_and_exits_0_on_sigterm() {
     let f = tree();
-    let child = Command::new(workspace_bin("ftp-server"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
         .args(["--bind", "127.0.0.1:0", "--root"])
         .arg(f.path().join("pub"))
         .stdin(Stdio::null())
@@ -933,7 +933,7 @@ fn binary_banner_serves_and_exits_0_on_sigterm() {
 
 #[test]
 fn hash_password_prints_a_usable_argon2id_hash() {
-    let mut child = Command::new(workspace_bin("ftp-server"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
         .arg("hash-password")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
