@@ -117,21 +117,25 @@ fn get_all_hostile(host_arg: &str, url: &str, root: &Path, port: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(peer_vsftpd),
+    ignore = "needs vsftpd (under CI=true this fails instead)"
+)]
 fn vsftpd_get_hostile_names_both_forms_anonymous() {
     let root = hostile_root();
-    let Some(peer) = start_vsftpd(root.path()) else {
-        return;
-    };
+    let peer = start_vsftpd(root.path());
     let port = peer.addr.port().to_string();
     get_all_hostile("127.0.0.1", &peer.url(), root.path(), &port);
 }
 
 #[test]
+#[cfg_attr(
+    not(peer_pyftpdlib),
+    ignore = "needs pyftpdlib (under CI=true this fails instead)"
+)]
 fn pyftpdlib_get_hostile_names_both_forms_anonymous() {
     let root = hostile_root();
-    let Some(peer) = start_pyftpdlib(root.path(), &[]) else {
-        return;
-    };
+    let peer = start_pyftpdlib(root.path(), &[]);
     let port = peer.addr.port().to_string();
     get_all_hostile("127.0.0.1", &peer.url(), root.path(), &port);
 }
@@ -161,9 +165,14 @@ fn check_listing(out: &str, root: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(peer_vsftpd, peer_pyftpdlib)),
+    ignore = "needs vsftpd and pyftpdlib (under CI=true this fails instead)"
+)]
 fn ls_list_from_vsftpd_and_mlsd_from_pyftpdlib() {
     let root = hostile_root();
-    if let Some(v) = start_vsftpd(root.path()) {
+    {
+        let v = start_vsftpd(root.path());
         let (r, out, trace) = client(&["ls", &format!("{}/pub/sub%20dir/", v.url())]);
         assert!(r.is_ok(), "{r:?}\n{trace}");
         assert!(
@@ -179,7 +188,8 @@ fn ls_list_from_vsftpd_and_mlsd_from_pyftpdlib() {
             "{out}"
         );
     }
-    if let Some(p) = start_pyftpdlib(root.path(), &[]) {
+    {
+        let p = start_pyftpdlib(root.path(), &[]);
         let (r, out, trace) = client(&["ls", &p.hostport(), "pub/sub dir"]);
         assert!(r.is_ok(), "{r:?}\n{trace}");
         assert!(trace.contains("> MLSD"), "{trace}");
@@ -195,11 +205,13 @@ fn ls_list_from_vsftpd_and_mlsd_from_pyftpdlib() {
 }
 
 #[test]
+#[cfg_attr(
+    not(peer_pyftpdlib),
+    ignore = "needs pyftpdlib (under CI=true this fails instead)"
+)]
 fn named_login_netrc_put_and_resumed_upload_on_pyftpdlib() {
     let root = hostile_root();
-    let Some(p) = start_pyftpdlib(root.path(), &[("alice", "s3cr:et w")]) else {
-        return;
-    };
+    let p = start_pyftpdlib(root.path(), &[("alice", "s3cr:et w")]);
     let hp = p.hostport();
     let local = Fixture::empty();
     let data = pattern_bytes(3_000_000, 7);
@@ -276,12 +288,16 @@ fn named_login_netrc_put_and_resumed_upload_on_pyftpdlib() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(peer_vsftpd, peer_pyftpdlib)),
+    ignore = "needs vsftpd and pyftpdlib (under CI=true this fails instead)"
+)]
 fn resume_partial_download_on_both_servers() {
     let root = hostile_root();
     let want = sha256_file(&root.path().join("pub/big.bin"));
     let full = std::fs::read(root.path().join("pub/big.bin")).unwrap();
     let servers = [start_vsftpd(root.path()), start_pyftpdlib(root.path(), &[])];
-    for peer in servers.iter().flatten() {
+    for peer in &servers {
         let out = Fixture::empty();
         let dest = out.path().join("big.bin");
         // An interrupted earlier run left 1 MB + 3 bytes in big.bin.part.
@@ -316,11 +332,16 @@ fn resume_partial_download_on_both_servers() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(peer_vsftpd, peer_pyftpdlib)),
+    ignore = "needs vsftpd and pyftpdlib (under CI=true this fails instead)"
+)]
 fn refusals_map_to_curl_exit_codes() {
     let root = hostile_root();
     let out = Fixture::empty();
     let o = path_str(out.path());
-    if let Some(v) = start_vsftpd(root.path()) {
+    {
+        let v = start_vsftpd(root.path());
         let hp = v.hostport();
         let (r, _, _) = client(&["get", "-o", o, &hp, "pub", "no such file"]);
         assert_eq!(exit_code(&r), 78, "{r:?}");
@@ -337,7 +358,8 @@ fn refusals_map_to_curl_exit_codes() {
         let (r, _, _) = client(&["get", "-u", "bob:pw", "-o", o, &hp, "pub", "big.bin"]);
         assert_eq!(exit_code(&r), 67, "{r:?}");
     }
-    if let Some(p) = start_pyftpdlib(root.path(), &[("alice", "pw")]) {
+    {
+        let p = start_pyftpdlib(root.path(), &[("alice", "pw")]);
         let (r, _, _) = client(&[
             "get",
             "-u",
@@ -355,10 +377,8 @@ fn refusals_map_to_curl_exit_codes() {
     // Nothing was left under any final name.
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     // A closed port: 7.
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed_port = test_kit::ClosedPort::new();
+    let closed = closed_port.addr().port();
     let (r, _, _) = client(&[
         "get",
         "--port",
@@ -910,11 +930,13 @@ fn bin() -> Command {
 }
 
 #[test]
+#[cfg_attr(
+    not(peer_pyftpdlib),
+    ignore = "needs pyftpdlib (under CI=true this fails instead)"
+)]
 fn binary_stdout_exit_codes_and_masked_trace() {
     let root = hostile_root();
-    let Some(p) = start_pyftpdlib(root.path(), &[("alice", "hunter2")]) else {
-        return;
-    };
+    let p = start_pyftpdlib(root.path(), &[("alice", "hunter2")]);
     // get to stdout, URL form, named login from FTP_PASSWORD; -v shows the dialog on stderr.
     let url = format!(
         "ftp://alice@{}/pub/{}/{}",
@@ -1018,11 +1040,8 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     assert_eq!(o.status.code(), Some(78));
     let msg = String::from_utf8_lossy(&o.stderr);
     assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed_port = test_kit::ClosedPort::new();
+    let closed = closed_port.addr().port();
     let o = bin()
         .args(["ls", "--port", &closed.to_string(), "127.0.0.1"])
         .output()

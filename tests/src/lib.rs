@@ -2,8 +2,9 @@
 //! processes that die with the test, waiting for a port, and locating the peers (curl, lftp,
 //! vsftpd, ...) that `.ci/run` installs.
 //!
-//! A test that needs a peer calls [`require_tool`]: under `CI=true` a missing peer fails the test
-//! loudly; on a developer machine the test says on stderr that it is skipped.
+//! A test that needs a peer is marked `#[cfg_attr(not(peer_curl), ignore = "needs curl")]`
+//! (see [`probe`]): where the peer is missing it shows as ignored in cargo's summary; under
+//! `CI=true` it runs and fails, and [`require_tool`] says which peer `.ci/run` must install.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -113,50 +114,37 @@ pub fn sha256_file(path: &Path) -> String {
     hex::encode(h.finalize())
 }
 
-/// Whether we run under CI (`CI=true`), where missing peers are failures, never skips.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+pub mod probe;
+
+pub use probe::under_ci;
+
+/// The path of `tool`, for a test marked `#[cfg_attr(not(peer_<tool>), ignore = "...")]`: such
+/// a test runs only where the probe found the tool, or under CI, where a missing tool is a
+/// failure with a message saying so.
+pub fn require_tool(tool: &str) -> PathBuf {
+    probe::find_tool(tool).unwrap_or_else(|| {
+        panic!(
+            "required peer `{tool}` is not installed{}",
+            if under_ci() {
+                ": .ci/run must install it"
+            } else {
+                " (run `cargo clean -p` on this crate if it was removed after the last build)"
+            }
+        )
+    })
 }
 
-/// Finds `tool` on PATH (or in /usr/sbin, where Debian puts vsftpd). Under CI a missing tool
-/// panics with a message naming it; elsewhere the test is skipped with a note on stderr, and the
-/// caller returns early on `None`.
-pub fn require_tool(tool: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.push(PathBuf::from("/usr/sbin"));
-    dirs.push(PathBuf::from("/sbin"));
-    if let Some(found) = dirs.iter().map(|d| d.join(tool)).find(|p| p.is_file()) {
-        return Some(found);
-    }
-    if under_ci() {
-        panic!("required peer `{tool}` is not installed: .ci/run must install it");
-    }
-    eprintln!("SKIPPED: `{tool}` is not installed here (under CI=true this is a failure)");
-    None
+/// Panics unless `python3` can import `module` (see [`require_tool`]).
+pub fn require_python_module(module: &str) {
+    assert!(
+        probe::has_python_module(module),
+        "required Python module `{module}` is not installed: .ci/run must install it"
+    );
 }
 
-/// Whether a Python module can be imported (pyftpdlib, ...), with the same CI rule as
-/// [`require_tool`].
-pub fn require_python_module(module: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if under_ci() {
-            panic!("required Python module `{module}` is not installed: .ci/run must install it");
-        }
-        eprintln!("SKIPPED: Python module `{module}` is not installed here");
-    }
-    ok
-}
-
-/// A port that was free a moment ago on 127.0.0.1, for peers (vsftpd, pyftpdlib) that must be
-/// told a port rather than binding port 0 themselves.
+/// A free TCP port for peers (vsftpd, pyftpdlib) that must be told a port rather than binding
+/// port 0 themselves. Another process could take it before the peer binds: the peer's start is
+/// then checked by [`wait_for_ftp`], which fails rather than talking to a stranger.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -164,22 +152,142 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// Waits until something accepts TCP connections on `addr`, or panics after `timeout`.
-pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+/// A loopback port that refuses connections for as long as this value lives: a socket is bound
+/// to it but never listens, so no other process can take the port and a connect gets
+/// ECONNREFUSED at once (unlike a port bound and dropped, which anyone may reuse).
+#[derive(Debug)]
+pub struct ClosedPort {
+    addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+impl ClosedPort {
+    /// Reserves a port on 127.0.0.1.
+    pub fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+        let addr = socket
+            .local_addr()
+            .expect("local addr")
+            .as_socket()
+            .expect("an inet address");
+        Self {
+            addr,
+            _socket: socket,
         }
+    }
+
+    /// The refusing address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Waits until the FTP server `child` started answers on `addr` with its `220` greeting. Fails
+/// at once when the child has exited (it could not bind, or crashed: its stderr is in the
+/// panic message) and after `timeout`, so a test never talks to another process on the port.
+pub fn wait_for_ftp(addr: SocketAddr, child: &mut ChildGuard, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.child().try_wait().expect("poll child") {
+            panic!(
+                "{} exited ({status}) before serving on {addr}; stderr:\n{}",
+                child.name(),
+                child.stderr()
+            );
+        }
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut line = String::new();
+            if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("220") {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{} did not greet on {addr} within {timeout:?}; stderr:\n{}",
+            child.name(),
+            child.stderr()
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("nothing listened on {addr} within {timeout:?}");
+}
+
+/// Runs `cmd` to completion with a closed stdin. The [`Ran`] it returns prints the command
+/// line, working directory, exit status, stdout and stderr when an assertion on it fails.
+pub fn run(cmd: &mut Command) -> Ran {
+    let described = format!("{cmd:?}");
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {described}: {e}"));
+    Ran {
+        command: described,
+        cwd: std::env::current_dir().ok(),
+        output,
+    }
+}
+
+/// A finished command and everything it printed.
+pub struct Ran {
+    /// The command line as run.
+    pub command: String,
+    /// The directory it ran in, when known.
+    pub cwd: Option<PathBuf>,
+    /// Its exit status and output.
+    pub output: std::process::Output,
+}
+
+impl Ran {
+    /// Its standard output, lossily decoded.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Its standard error, lossily decoded.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Its exit code (`None` when killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// Everything about the run, for a failure message.
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\ncwd: {:?}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            self.cwd,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// Panics with [`describe`](Ran::describe) unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code(), Some(code), "\n{}", self.describe());
+        self
+    }
 }
 
 /// A child process that is killed when dropped; its stderr is relayed line by line with a prefix
 /// so a failing test shows what the peer said.
 pub struct ChildGuard {
     child: Child,
+    name: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl ChildGuard {
@@ -191,15 +299,35 @@ impl ChildGuard {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         if let Some(err) = child.stderr.take() {
             let prefix = prefix.to_string();
+            let kept = stderr.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     eprintln!("[{prefix}] {line}");
+                    if let Ok(mut k) = kept.lock() {
+                        k.push_str(&line);
+                        k.push('\n');
+                    }
                 }
             });
         }
-        Self { child }
+        Self {
+            child,
+            name: prefix.to_string(),
+            stderr,
+        }
+    }
+
+    /// The name it was spawned under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What it has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// The child's process id.

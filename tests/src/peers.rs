@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{ChildGuard, free_port, require_python_module, require_tool, wait_for_port};
+use crate::{ChildGuard, free_port, require_python_module, require_tool, wait_for_ftp};
 
 /// A running server; dropping it kills the process and removes its config.
 pub struct Peer {
@@ -33,10 +33,10 @@ impl Peer {
     }
 }
 
-/// Starts vsftpd serving `root` read-only to anonymous users, or `None` when vsftpd is not
-/// installed outside CI (under CI=true that panics).
-pub fn start_vsftpd(root: &Path) -> Option<Peer> {
-    let bin = require_tool("vsftpd")?;
+/// Starts vsftpd serving `root` read-only to anonymous users (for a test marked with the
+/// `peer_vsftpd` cfg).
+pub fn start_vsftpd(root: &Path) -> Peer {
+    let bin = require_tool("vsftpd");
     let conf = tempfile::tempdir().expect("vsftpd conf dir");
     let empty = conf.path().join("empty");
     std::fs::create_dir(&empty).expect("secure_chroot_dir");
@@ -58,14 +58,14 @@ pub fn start_vsftpd(root: &Path) -> Option<Peer> {
     std::fs::write(&path, text).expect("write vsftpd.conf");
     let mut cmd = Command::new(bin);
     cmd.arg(&path);
-    let child = ChildGuard::spawn(cmd, "vsftpd");
+    let mut child = ChildGuard::spawn(cmd, "vsftpd");
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for_port(addr, Duration::from_secs(10));
-    Some(Peer {
+    wait_for_ftp(addr, &mut child, Duration::from_secs(10));
+    Peer {
         addr,
         _child: child,
         _conf: conf,
-    })
+    }
 }
 
 /// The pyftpdlib server: anonymous read-only on `root`, plus each `(user, password)` with full
@@ -88,11 +88,9 @@ server = FTPServer(("127.0.0.1", port), handler)
 server.serve_forever()
 "#;
 
-/// Starts pyftpdlib on `root` with `users`, or `None` when it is not installed outside CI.
-pub fn start_pyftpdlib(root: &Path, users: &[(&str, &str)]) -> Option<Peer> {
-    if !require_python_module("pyftpdlib") {
-        return None;
-    }
+/// Starts pyftpdlib on `root` with `users` (for a test marked with the `peer_pyftpdlib` cfg).
+pub fn start_pyftpdlib(root: &Path, users: &[(&str, &str)]) -> Peer {
+    require_python_module("pyftpdlib");
     let conf = tempfile::tempdir().expect("pyftpdlib script dir");
     let script = conf.path().join("serve.py");
     std::fs::write(&script, PYFTPD).expect("write serve.py");
@@ -102,12 +100,12 @@ pub fn start_pyftpdlib(root: &Path, users: &[(&str, &str)]) -> Option<Peer> {
     for (u, p) in users {
         cmd.arg(format!("{u}:{p}"));
     }
-    let child = ChildGuard::spawn(cmd, "pyftpdlib");
+    let mut child = ChildGuard::spawn(cmd, "pyftpdlib");
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for_port(addr, Duration::from_secs(10));
-    Some(Peer {
+    wait_for_ftp(addr, &mut child, Duration::from_secs(10));
+    Peer {
         addr,
         _child: child,
         _conf: conf,
-    })
+    }
 }
