@@ -21,17 +21,20 @@ impl FtpCodec {
 }
 
 impl Decoder for FtpCodec {
-    type Item = Command;
+    // A line that does not parse is an item, not a decoder error: tokio-util's `FramedRead` ends
+    // the stream after the first `Err` the decoder returns, which would close the session on a
+    // mere `REST abc`. Only I/O errors are `Self::Error`.
+    type Item = Result<Command, ControlChanError>;
     type Error = ControlChanError;
 
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
-            Ok(Some(line_parser::parse(line)?))
+            Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
         } else {
             self.next_index = buf.len();
             Ok(None)
@@ -81,7 +84,23 @@ impl Encoder<Reply> for FtpCodec {
 #[cfg(test)]
 mod tests {
     use super::super::ReplyCode;
+    use super::super::error::ControlChanErrorKind;
     use super::*;
+
+    #[tokio::test]
+    async fn a_line_that_does_not_parse_does_not_end_the_command_stream() {
+        use futures_util::StreamExt;
+        use tokio_util::codec::FramedRead;
+
+        let input: &[u8] = b"REST abc\r\nTYPE I\r\nNOOP\r\n";
+        let items: Vec<_> = FramedRead::new(input, FtpCodec::new()).collect().await;
+
+        assert_eq!(items.len(), 3, "every line is an item: {items:?}");
+        let first = items[0].as_ref().expect("not a decoder (I/O) error");
+        assert_eq!(first.as_ref().expect_err("REST abc does not parse").kind(), &ControlChanErrorKind::InvalidCommand);
+        assert!(matches!(items[1], Ok(Ok(Command::Type))), "{:?}", items[1]);
+        assert!(matches!(items[2], Ok(Ok(Command::Noop))), "{:?}", items[2]);
+    }
 
     #[test]
     fn encode_multiline_reply_with_blank_line_does_not_panic() {
