@@ -1,6 +1,7 @@
 use super::{Reply, command::Command, error::ControlChanError, line_parser};
 
-use bytes::BytesMut;
+use super::error::ControlChanErrorKind;
+use bytes::{Buf, BytesMut};
 use std::io::Write;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -12,11 +13,22 @@ pub struct FtpCodec {
     // is the next index to examine. The next time `decode` is called with `abcde\n`, we will only
     // look at `de\n` before returning.
     next_index: usize,
+    // Set after a line grew past MAX_LINE_LEN without a '\n': its bytes are dropped as they
+    // arrive, up to and including the next '\n'.
+    discarding: bool,
 }
+
+/// Longest command line accepted, not counting its line feed (vsftpd uses the same 4 KiB). RFC
+/// 959 sets no limit, but without one a client that never sends a newline makes the server
+/// buffer without bound.
+pub const MAX_LINE_LEN: usize = 4096;
 
 impl FtpCodec {
     pub fn new() -> Self {
-        FtpCodec { next_index: 0 }
+        FtpCodec {
+            next_index: 0,
+            discarding: false,
+        }
     }
 }
 
@@ -30,11 +42,35 @@ impl Decoder for FtpCodec {
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        if self.discarding {
+            match buf.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    buf.advance(end + 1);
+                    self.discarding = false;
+                    self.next_index = 0;
+                }
+                None => {
+                    buf.clear();
+                    return Ok(None);
+                }
+            }
+        }
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
-            let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
+            if newline_index > MAX_LINE_LEN {
+                buf.advance(newline_index + 1);
+                return Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())));
+            }
+            let line = buf.split_to(newline_index + 1);
             Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
+        } else if buf.len() > MAX_LINE_LEN {
+            // Answer now rather than when the newline finally comes (it may never come), and stop
+            // holding the bytes.
+            buf.clear();
+            self.next_index = 0;
+            self.discarding = true;
+            Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())))
         } else {
             self.next_index = buf.len();
             Ok(None)
@@ -84,7 +120,6 @@ impl Encoder<Reply> for FtpCodec {
 #[cfg(test)]
 mod tests {
     use super::super::ReplyCode;
-    use super::super::error::ControlChanErrorKind;
     use super::*;
 
     #[tokio::test]
@@ -100,6 +135,42 @@ mod tests {
         assert_eq!(first.as_ref().expect_err("REST abc does not parse").kind(), &ControlChanErrorKind::InvalidCommand);
         assert!(matches!(items[1], Ok(Ok(Command::Type))), "{:?}", items[1]);
         assert!(matches!(items[2], Ok(Ok(Command::Noop))), "{:?}", items[2]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_as_soon_as_it_is_too_long_and_the_rest_of_it_dropped() {
+        let mut codec = FtpCodec::new();
+        let mut buf = BytesMut::new();
+        // 64 MiB without a newline, in 64 KiB reads: the buffer never holds more than one read
+        // past the limit, and the refusal comes once.
+        let chunk = vec![b'A'; 64 * 1024];
+        let mut refusals = 0;
+        for _ in 0..1024 {
+            buf.extend_from_slice(&chunk);
+            if let Some(item) = codec.decode(&mut buf).expect("not an I/O error") {
+                assert_eq!(item.expect_err("too long").kind(), &ControlChanErrorKind::LineTooLong);
+                refusals += 1;
+            }
+            assert!(buf.len() <= MAX_LINE_LEN + chunk.len(), "buffer grew to {}", buf.len());
+        }
+        assert_eq!(refusals, 1);
+        // The end of the long line, then a normal command: the session goes on.
+        buf.extend_from_slice(b"AAAA\r\nNOOP\r\n");
+        let next = codec.decode(&mut buf).expect("not an I/O error").expect("a full line");
+        assert_eq!(next.expect("NOOP parses"), Command::Noop);
+    }
+
+    #[test]
+    fn lines_up_to_the_limit_pass_and_a_complete_longer_line_is_refused() {
+        let mut codec = FtpCodec::new();
+        let name = "n".repeat(MAX_LINE_LEN - "MKD \r".len());
+        let mut buf = BytesMut::from(format!("MKD {name}\r\nMKD {name}x\r\nNOOP\r\n").as_bytes());
+        let first = codec.decode(&mut buf).expect("not an I/O error").expect("a full line");
+        assert!(matches!(first, Ok(Command::Mkd { .. })), "{first:?}");
+        let second = codec.decode(&mut buf).expect("not an I/O error").expect("a full line");
+        assert_eq!(second.expect_err("one byte too long").kind(), &ControlChanErrorKind::LineTooLong);
+        let third = codec.decode(&mut buf).expect("not an I/O error").expect("a full line");
+        assert_eq!(third.expect("NOOP parses"), Command::Noop);
     }
 
     #[test]
