@@ -9,7 +9,6 @@
 use crate::{
     auth::UserDetail,
     server::{
-        ControlChanErrorKind,
         chancomms::SwitchboardSender,
         controlchan::{
             Reply, ReplyCode,
@@ -43,10 +42,19 @@ where
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError> {
         let conn_addr = match args.local_addr {
             std::net::SocketAddr::V4(addr) => *addr.ip(),
-            std::net::SocketAddr::V6(_) => {
-                slog::error!(args.logger, "local address is ipv6! we only listen on ipv4, so this shouldn't happen");
-                return Err(ControlChanErrorKind::InternalServerError.into());
-            }
+            // An IPv4 client on a dual-stack (`[::]`) listener: its control connection's local
+            // address is IPv4-mapped, and the IPv4 address is what PASV must announce.
+            std::net::SocketAddr::V6(addr) => match addr.ip().to_ipv4_mapped() {
+                Some(v4) => v4,
+                // PASV's reply can only carry an IPv4 address (RFC 959 §4.1.2); RFC 2428 §1
+                // replaced it with EPSV for IPv6. Refusing keeps the session, unlike an error.
+                None => {
+                    return Ok(Reply::new(
+                        ReplyCode::CantOpenDataConnection,
+                        "PASV cannot describe an IPv6 address: use EPSV (RFC 2428)",
+                    ));
+                }
+            },
         };
         Ok(make_pasv_reply(&args.logger, args.passive_host.clone(), &conn_addr, port).await)
     }
