@@ -35,7 +35,9 @@ impl Drop for Root {
 
 /// Serves `root` anonymously on `bind` (port 0) until the test ends; one `Server` per
 /// connection, as `service` requires. Returns the bound address.
-async fn serve(root: &Root, bind: &str, tune: fn(ServerBuilder<Filesystem, unftp_core::auth::DefaultUser>) -> ServerBuilder<Filesystem, unftp_core::auth::DefaultUser>) -> SocketAddr {
+type Builder = ServerBuilder<Filesystem, unftp_core::auth::DefaultUser>;
+
+async fn serve(root: &Root, bind: &str, tune: impl Fn(Builder) -> Builder + Send + Sync + 'static) -> SocketAddr {
     let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let path = root.0.clone();
@@ -50,6 +52,24 @@ async fn serve(root: &Root, bind: &str, tune: fn(ServerBuilder<Filesystem, unftp
         }
     });
     addr
+}
+
+/// Two adjacent ports that were free a moment ago.
+fn two_port_range() -> (u16, u16) {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return (p, p + 1);
+        }
+    }
+    panic!("no two adjacent free ports in 100 tries");
+}
+
+/// A passive range of one port that was free a moment ago.
+fn one_port_range() -> std::ops::RangeInclusive<u16> {
+    let p = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    p..=p
 }
 
 /// A raw control connection.
@@ -127,7 +147,7 @@ async fn retr_over(c: &mut Ctl, data_addr: SocketAddr) -> Vec<u8> {
     got
 }
 
-fn plain(b: ServerBuilder<Filesystem, unftp_core::auth::DefaultUser>) -> ServerBuilder<Filesystem, unftp_core::auth::DefaultUser> {
+fn plain(b: Builder) -> Builder {
     b
 }
 
@@ -156,4 +176,91 @@ async fn pasv_on_an_ipv6_control_connection_keeps_the_session_and_points_to_epsv
     assert_eq!(code, 229, "{text}");
     let data = SocketAddr::new(addr.ip(), epsv_port(&text));
     assert_eq!(retr_over(&mut c, data).await, b"hello\n");
+}
+
+#[tokio::test]
+async fn a_new_epsv_releases_the_previous_port_at_once() {
+    let root = Root::new("epsv-release");
+    let range = one_port_range();
+    let port = *range.start();
+    let addr = serve(&root, "127.0.0.1:0", move |b| b.passive_ports(range.clone())).await;
+    let mut c = Ctl::login(addr).await;
+    for _ in 0..5 {
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        assert_eq!(epsv_port(&text), port);
+    }
+    let data = SocketAddr::new(addr.ip(), port);
+    assert_eq!(retr_over(&mut c, data).await, b"hello\n");
+}
+
+#[tokio::test]
+async fn epsv_flood_from_one_session_does_not_starve_another() {
+    let root = Root::new("epsv-flood");
+    // Two ports: without a limit per session, the flood takes both.
+    let (lo, hi) = two_port_range();
+    let addr = serve(&root, "127.0.0.1:0", move |b| b.passive_ports(lo..=hi)).await;
+    let mut flooder = Ctl::login(addr).await;
+    for _ in 0..100 {
+        assert_eq!(flooder.cmd("EPSV").await.0, 229);
+    }
+    let mut other = Ctl::login(addr).await;
+    let (code, text) = other.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let data = SocketAddr::new(addr.ip(), epsv_port(&text));
+    assert_eq!(retr_over(&mut other, data).await, b"hello\n");
+}
+
+#[tokio::test]
+async fn an_exhausted_range_gets_425_and_the_session_goes_on() {
+    let root = Root::new("epsv-exhausted");
+    let range = one_port_range();
+    let addr = serve(&root, "127.0.0.1:0", move |b| b.passive_ports(range.clone())).await;
+    let mut holder = Ctl::login(addr).await;
+    assert_eq!(holder.cmd("EPSV").await.0, 229);
+    let mut other = Ctl::login(addr).await;
+    let (code, text) = other.cmd("EPSV").await;
+    assert_eq!(code, 425, "{text}");
+    assert_eq!(other.cmd("NOOP").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_passive_listener_does_not_outlive_its_session() {
+    let root = Root::new("epsv-session-end");
+    let range = one_port_range();
+    let addr = serve(&root, "127.0.0.1:0", move |b| b.passive_ports(range.clone())).await;
+    let mut first = Ctl::login(addr).await;
+    assert_eq!(first.cmd("EPSV").await.0, 229);
+    assert_eq!(first.cmd("QUIT").await.0, 221);
+    assert_eq!(first.reply().await.0, 0, "closed after QUIT");
+    drop(first);
+    // The port comes free when the session ends, not 15 s later.
+    let mut second = Ctl::login(addr).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let (code, text) = second.cmd("EPSV").await;
+        if code == 229 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ended session still holds the port: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_data_connection_from_another_address_is_refused_and_the_client_still_connects() {
+    let root = Root::new("epsv-foreign");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let data_addr = SocketAddr::new(addr.ip(), epsv_port(&text));
+    // Another host (127.0.0.2 stands for one) races to the data port: it must get nothing.
+    let thief = tokio::net::TcpSocket::new_v4().unwrap();
+    thief.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+    let mut thief = tokio::time::timeout(WAIT, thief.connect(data_addr)).await.unwrap().unwrap();
+    let mut stolen = Vec::new();
+    let _ = tokio::time::timeout(WAIT, thief.read_to_end(&mut stolen)).await.expect("the thief is hung up on");
+    assert!(stolen.is_empty());
+    assert_eq!(retr_over(&mut c, data_addr).await, b"hello\n");
 }

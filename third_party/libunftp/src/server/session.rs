@@ -114,6 +114,48 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    // The task waiting for this session's passive data connection, if any.
+    pub(crate) passive_listener: PassiveSlot,
+}
+
+/// Holds the task that waits for a session's passive data connection (PASV/EPSV). A session has
+/// at most one: a new PASV/EPSV stops the previous one and frees its port first, and the control
+/// loop stops it when the session ends, so no sequence of commands can make one session hold
+/// more than one port of the passive range, or hold it after it is gone.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PassiveSlot(Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>);
+
+impl PassiveSlot {
+    fn take(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    /// Stops the waiting task, if any, and returns once it is gone and its port is free.
+    pub(crate) async fn clear(&self) {
+        if let Some(task) = self.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Records the task now waiting; a task already there (a race of two commands) is stopped.
+    pub(crate) fn set(&self, task: tokio::task::JoinHandle<()>) {
+        let old = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
+    }
+}
+
+/// Stops the slot's task when dropped: the control loop holds one for its whole life.
+pub(crate) struct StopPassiveOnDrop(pub(crate) PassiveSlot);
+
+impl Drop for StopPassiveOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -148,6 +190,7 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            passive_listener: PassiveSlot::default(),
         }
     }
 

@@ -127,6 +127,8 @@ where
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
     );
 
+    // Whatever way the control loop ends, its passive listener goes with it.
+    let stop_passive = crate::server::session::StopPassiveOnDrop(session.passive_listener.clone());
     let shared_session: SharedSession<Storage, User> = Arc::new(Mutex::new(session));
 
     let event_chain = PrimaryEventHandler {
@@ -187,6 +189,7 @@ where
     reply_sink.flush().await?;
 
     let jh = tokio::spawn(async move {
+        let _stop_passive = stop_passive;
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
         loop {

@@ -12,14 +12,19 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive, time::Duration};
+use std::{
+    fmt::Debug,
+    io,
+    net::{IpAddr, SocketAddr},
+    ops::RangeInclusive,
+    time::Duration,
+};
 use tokio::net::TcpSocket;
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
     oneshot,
 };
 
-const BIND_RETRIES: u8 = 10;
 
 #[async_trait]
 pub(crate) trait LegacyReplyProducer<Storage, User>: Send + Sync + Debug
@@ -30,37 +35,44 @@ where
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError>;
 }
 
+/// Binds a port of `passive_ports` on `local_addr`'s IP: from a random port of the range (so
+/// that the next data port cannot be guessed, RFC 2577 §5), trying each port of the range in
+/// turn, so that a free port is found whenever there is one.
 #[tracing_attributes::instrument]
 pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
     let ip = local_addr.ip();
-    let rng_length = passive_ports.end() - passive_ports.start() + 1;
-
-    let mut socket: io::Result<TcpSocket> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
-
-    for _ in 1..BIND_RETRIES {
-        let random_u32 = {
-            let mut data = [0; 4];
-            getrandom::fill(&mut data).expect("Error generating random port");
-            u32::from_ne_bytes(data)
-        };
-
-        let port = random_u32 % rng_length as u32 + *passive_ports.start() as u32;
+    let (first, last) = (*passive_ports.start() as u32, *passive_ports.end() as u32);
+    if first > last {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty passive port range"));
+    }
+    let rng_length = last - first + 1;
+    let start = {
+        let mut data = [0; 4];
+        getrandom::fill(&mut data).map_err(io::Error::other)?;
+        u32::from_ne_bytes(data) % rng_length
+    };
+    for i in 0..rng_length {
+        let port = first + (start + i) % rng_length;
         let s = match ip {
             std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
             std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
         };
         s.set_reuseaddr(true)?;
         if s.bind(std::net::SocketAddr::new(ip, port as u16)).is_ok() {
-            socket = Ok(s);
-            break;
+            return Ok(s);
         }
     }
-
-    socket
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "every port of the passive range is in use"))
 }
 
-// modifies the session by adding channels that are used to communicate with the data connection
-// processing loop.
+/// The address as the host it names: an IPv4-mapped IPv6 address is its IPv4 address.
+fn host_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 #[tracing_attributes::instrument]
 pub(crate) async fn setup_inter_loop_comms<S, U>(session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
 where
@@ -89,12 +101,21 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
+    // One passive port per session: free the previous one before taking another.
+    let (slot, control_peer) = {
+        let session = args.session.lock().await;
+        (session.passive_listener.clone(), host_of(session.source.ip()))
+    };
+    slot.clear().await;
     let listener = match args.session.lock().await.binder {
         Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
         _ => try_port_range(args.local_addr, args.passive_ports.clone()),
     };
     let listener = match listener {
-        Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
+        Err(e) => {
+            slog::warn!(args.logger, "No passive port: {}", e);
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No passive port is free, try again later"));
+        }
         Ok(l) => l,
     };
     let listener = listener.listen(1024)?;
@@ -104,24 +125,37 @@ where
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
-        // Open the data connection in a new task and process it.
-        // We cannot await this since we first need to let the client know where to connect :-)
-        tokio::spawn(async move {
-            // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
-            match r {
-                Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
-                Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
-                Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
+        let task = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                match tokio::time::timeout_at(deadline, listener.accept()).await {
+                    // Only the client's own host may connect (RFC 2577 §4, "port stealing"):
+                    // anyone else is hung up on and the listener keeps waiting for the client.
+                    Ok(Ok((socket, peer))) if host_of(peer.ip()) != control_peer => {
+                        slog::warn!(args.logger, "Refused a data connection from {} (the control connection is from {})", peer, control_peer);
+                        drop(socket);
+                    }
+                    Ok(Ok((socket, _))) => {
+                        datachan::spawn_processing(args.logger, args.session, socket).await;
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        slog::error!(args.logger, "Error waiting for data connection: {}", e);
+                        return;
+                    }
+                    Err(_) => {
+                        slog::warn!(args.logger, "Client did not connect to data port in time");
+                        return;
+                    }
+                }
             }
         });
+        slot.set(task);
     }
 
     Ok(reply)
 }
 
-// For delegated mode, we prepare the session and let the listener loop know (via channel) that it
-// should choose a data port and check for connections on it.
 #[tracing_attributes::instrument]
 pub(crate) async fn handle_delegated_mode<S, U>(args: CommandContext<S, U>, tx: SwitchboardSender<S, U>) -> Result<Reply, ControlChanError>
 where
