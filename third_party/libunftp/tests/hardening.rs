@@ -264,3 +264,53 @@ async fn a_data_connection_from_another_address_is_refused_and_the_client_still_
     assert!(stolen.is_empty());
     assert_eq!(retr_over(&mut c, data_addr).await, b"hello\n");
 }
+
+fn active(b: Builder) -> Builder {
+    b.active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive)
+}
+
+/// `PORT h1,h2,h3,h4,p1,p2` for an address.
+fn port_arg(addr: SocketAddr) -> String {
+    let SocketAddr::V4(v4) = addr else { panic!("PORT is IPv4") };
+    let o = v4.ip().octets();
+    format!("{},{},{},{},{},{}", o[0], o[1], o[2], o[3], v4.port() >> 8, v4.port() & 0xff)
+}
+
+#[tokio::test]
+async fn port_to_the_clients_own_address_works() {
+    let root = Root::new("port-own");
+    let addr = serve(&root, "127.0.0.1:0", active).await;
+    let mut c = Ctl::login(addr).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (code, text) = c.cmd(&format!("PORT {}", port_arg(listener.local_addr().unwrap()))).await;
+    assert_eq!(code, 200, "{text}");
+    let (mut data, _) = tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(got, b"hello\n");
+    assert_eq!(c.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn port_to_another_host_or_a_low_port_is_refused_before_any_connection() {
+    let root = Root::new("port-bounce");
+    let addr = serve(&root, "127.0.0.1:0", active).await;
+    let mut c = Ctl::login(addr).await;
+    // FTP bounce (RFC 2577 §3): a third host. 127.0.0.2 stands for it.
+    let victim = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    victim.set_nonblocking(true).unwrap();
+    let (code, text) = c.cmd(&format!("PORT {}", port_arg(victim.local_addr().unwrap()))).await;
+    assert_eq!(code, 504, "{text}");
+    // A server that connected before answering would have its connection queued by now.
+    assert_eq!(victim.accept().map_err(|e| e.kind()).unwrap_err(), std::io::ErrorKind::WouldBlock, "no connection was made");
+    // A privileged port of the client's own host.
+    let (code, text) = c.cmd("PORT 127,0,0,1,0,25").await;
+    assert_eq!(code, 504, "{text}");
+    // Malformed: a seventh field, a value over 255, too few fields.
+    for bad in ["127,0,0,1,4,1,9", "127,0,0,1,4,256", "127,0,0,1,4", "a,b,c,d,e,f"] {
+        let (code, text) = c.cmd(&format!("PORT {bad}")).await;
+        assert_eq!(code, 501, "PORT {bad}: {text}");
+    }
+    assert_eq!(c.cmd("NOOP").await.0, 200, "the session goes on");
+}

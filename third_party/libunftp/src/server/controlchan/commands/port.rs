@@ -33,7 +33,11 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+/// How long the server waits for the client to accept an active data connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 
@@ -84,14 +88,39 @@ where
             ..
         } = args;
 
-        let bytes: Vec<u8> = self.addr.split(',').map(|x| x.parse::<u8>()).filter_map(Result::ok).collect();
-        if bytes.len() != 6 {
-            return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "Invalid address format"));
-        }
+        // RFC 959 §4.1.2: exactly six decimal numbers 0-255. Anything else is a syntax error,
+        // not a best guess.
+        let fields: Vec<&str> = self.addr.trim().split(',').collect();
+        let bytes: Option<Vec<u8>> = fields.iter().map(|x| x.trim().parse::<u8>().ok()).collect();
+        let bytes = match bytes {
+            Some(b) if b.len() == 6 => b,
+            _ => return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "Invalid address format")),
+        };
         let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
         let addr = SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port);
 
-        let stream: io::Result<TcpStream> = TcpStream::connect(addr).await;
+        // RFC 2577 §3 and §4: connect only to the client's own host (no "FTP bounce" to a third
+        // host) and never to a privileged port, checked before any connection is attempted.
+        let client = {
+            let s = session.lock().await;
+            let source = s.control_connection.map(|pair| pair.source).unwrap_or(s.source);
+            match source.ip() {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                v4 => v4,
+            }
+        };
+        if IpAddr::V4(*addr.ip()) != client || port < 1024 {
+            slog::warn!(logger, "Refused PORT {} from {}: only the client's own address and ports 1024 and up", addr, client);
+            return Ok(Reply::new(
+                ReplyCode::CommandNotImplementedForParameter,
+                "PORT refused: the address must be your own and the port 1024 or above",
+            ));
+        }
+
+        let stream: io::Result<TcpStream> = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        };
 
         let stream = match stream {
             Err(e) => {
