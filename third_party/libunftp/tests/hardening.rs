@@ -314,3 +314,40 @@ async fn port_to_another_host_or_a_low_port_is_refused_before_any_connection() {
     }
     assert_eq!(c.cmd("NOOP").await.0, 200, "the session goes on");
 }
+
+#[tokio::test]
+async fn eprt_over_ipv4_and_ipv6_with_the_same_checks_as_port() {
+    let root = Root::new("eprt");
+    for (bind, client_ip) in [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "::1")] {
+        let addr = serve(&root, bind, active).await;
+        let mut c = Ctl::login(addr).await;
+        let listener = TcpListener::bind(format!("{}:0", if client_ip.contains(':') { "[::1]" } else { client_ip })).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proto = if client_ip.contains(':') { 2 } else { 1 };
+        let (code, text) = c.cmd(&format!("EPRT |{proto}|{client_ip}|{port}|")).await;
+        assert_eq!(code, 200, "{text}");
+        let (mut data, _) = tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
+        assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, b"hello\n");
+        assert_eq!(c.reply().await.0, 226);
+        // Another host, a low port, an unknown protocol, a malformed argument.
+        let other = if proto == 1 { "|1|127.0.0.2|5000|" } else { "|2|::2|5000|" };
+        assert_eq!(c.cmd(&format!("EPRT {other}")).await.0, 504);
+        assert_eq!(c.cmd(&format!("EPRT |{proto}|{client_ip}|21|")).await.0, 504);
+        assert_eq!(c.cmd("EPRT |7|x|5000|").await.0, 522);
+        assert_eq!(c.cmd("EPRT 127.0.0.1:5000").await.0, 501);
+        assert_eq!(c.cmd("NOOP").await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn passive_only_refuses_port_and_eprt() {
+    let root = Root::new("passive-only");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    assert_eq!(c.cmd("PORT 127,0,0,1,19,136").await.0, 502);
+    assert_eq!(c.cmd("EPRT |1|127.0.0.1|5000|").await.0, 502);
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+}

@@ -44,6 +44,11 @@ pub enum Command {
         /// The address to use to make an active connection to the client
         addr: String,
     },
+    /// RFC 2428 extended PORT, for IPv4 and IPv6.
+    Eprt {
+        /// The argument as sent, `|proto|address|port|`; checked by the command's handler.
+        addr: String,
+    },
     Retr {
         /// The path to the file the client would like to retrieve.
         path: String,

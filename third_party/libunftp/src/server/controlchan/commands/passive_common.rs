@@ -66,7 +66,7 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
 }
 
 /// The address as the host it names: an IPv4-mapped IPv6 address is its IPv4 address.
-fn host_of(ip: IpAddr) -> IpAddr {
+pub(crate) fn host_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,

@@ -19,27 +19,23 @@
 use crate::{
     auth::UserDetail,
     server::{
-        ControlChanMsg,
-        chancomms::DataChanCmd,
         controlchan::{
             Reply, ReplyCode,
             error::ControlChanError,
             handler::{CommandContext, CommandHandler},
         },
         datachan,
-        session::SharedSession,
     },
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 /// How long the server waits for the client to accept an active data connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-use tokio::net::TcpStream;
-use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 #[derive(Debug)]
 pub struct Port {
@@ -49,26 +45,6 @@ pub struct Port {
 impl Port {
     pub fn new(addr: String) -> Self {
         Port { addr }
-    }
-
-    // modifies the session by adding channels that are used to communicate with the data connection
-    // processing loop.
-    #[tracing_attributes::instrument]
-    async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
-    where
-        U: UserDetail + 'static,
-        S: StorageBackend<U> + 'static,
-        S::Metadata: Metadata,
-    {
-        let (cmd_tx, cmd_rx): (Sender<DataChanCmd>, Receiver<DataChanCmd>) = channel(1);
-        let (data_abort_tx, data_abort_rx): (Sender<()>, Receiver<()>) = channel(1);
-
-        let mut session = session.lock().await;
-        session.data_cmd_tx = Some(cmd_tx);
-        session.data_cmd_rx = Some(cmd_rx);
-        session.data_abort_tx = Some(data_abort_tx);
-        session.data_abort_rx = Some(data_abort_rx);
-        session.control_msg_tx = Some(control_loop_tx);
     }
 }
 
@@ -81,13 +57,6 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let CommandContext {
-            logger,
-            tx_control_chan: tx,
-            session,
-            ..
-        } = args;
-
         // RFC 959 §4.1.2: exactly six decimal numbers 0-255. Anything else is a syntax error,
         // not a best guess.
         let fields: Vec<&str> = self.addr.trim().split(',').collect();
@@ -99,40 +68,53 @@ where
         let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
         let addr = SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port);
 
-        // RFC 2577 §3 and §4: connect only to the client's own host (no "FTP bounce" to a third
-        // host) and never to a privileged port, checked before any connection is attempted.
-        let client = {
-            let s = session.lock().await;
-            let source = s.control_connection.map(|pair| pair.source).unwrap_or(s.source);
-            match source.ip() {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-                v4 => v4,
-            }
-        };
-        if IpAddr::V4(*addr.ip()) != client || port < 1024 {
-            slog::warn!(logger, "Refused PORT {} from {}: only the client's own address and ports 1024 and up", addr, client);
-            return Ok(Reply::new(
-                ReplyCode::CommandNotImplementedForParameter,
-                "PORT refused: the address must be your own and the port 1024 or above",
-            ));
-        }
-
-        let stream: io::Result<TcpStream> = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-        };
-
-        let stream = match stream {
-            Err(e) => {
-                slog::error!(logger, "Could not connect to client for active mode: {}", e);
-                return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Could not establish data connection"));
-            }
-            Ok(s) => s,
-        };
-
-        self.setup_inter_loop_comms(session.clone(), tx).await;
-        datachan::spawn_processing(logger, session, stream).await;
-
-        Ok(Reply::new(ReplyCode::CommandOkay, "PORT command successful"))
+        open_active(args, SocketAddr::V4(addr), "PORT").await
     }
+}
+
+/// Opens the active-mode data connection of `PORT` or `EPRT` (`command`) to `addr`.
+///
+/// RFC 2577 §3 and §4: only to the client's own host (no "FTP bounce" to a third host) and never
+/// to a privileged port, checked before any connection is attempted.
+pub(crate) async fn open_active<Storage, User>(args: CommandContext<Storage, User>, addr: SocketAddr, command: &str) -> Result<Reply, ControlChanError>
+where
+    User: UserDetail + 'static,
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+{
+    let CommandContext {
+        logger,
+        tx_control_chan: tx,
+        session,
+        ..
+    } = args;
+    let client = {
+        let s = session.lock().await;
+        let source = s.control_connection.map(|pair| pair.source).unwrap_or(s.source);
+        super::passive_common::host_of(source.ip())
+    };
+    if super::passive_common::host_of(addr.ip()) != client || addr.port() < 1024 {
+        slog::warn!(logger, "Refused {} {} from {}: only the client's own address and ports 1024 and up", command, addr, client);
+        return Ok(Reply::new_with_string(
+            ReplyCode::CommandNotImplementedForParameter,
+            format!("{command} refused: the address must be your own and the port 1024 or above"),
+        ));
+    }
+
+    let stream: io::Result<TcpStream> = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    };
+    let stream = match stream {
+        Err(e) => {
+            slog::error!(logger, "Could not connect to client for active mode: {}", e);
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Could not establish data connection"));
+        }
+        Ok(s) => s,
+    };
+
+    super::passive_common::setup_inter_loop_comms(session.clone(), tx).await;
+    datachan::spawn_processing(logger, session, stream).await;
+
+    Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("{command} command successful")))
 }

@@ -96,6 +96,14 @@ where
             let addr = String::from_utf8_lossy(&params);
             Command::Port { addr: addr.to_string() }
         }
+        "EPRT" => {
+            let params = parse_to_eol(cmd_params)?;
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            let addr = String::from_utf8_lossy(&params);
+            Command::Eprt { addr: addr.to_string() }
+        }
         "RETR" => {
             let path = parse_to_eol(cmd_params)?;
             if path.is_empty() {
