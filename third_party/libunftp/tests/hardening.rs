@@ -351,3 +351,31 @@ async fn passive_only_refuses_port_and_eprt() {
     assert_eq!(c.cmd("EPRT |1|127.0.0.1|5000|").await.0, 502);
     assert_eq!(c.cmd("NOOP").await.0, 200);
 }
+
+#[tokio::test]
+async fn bad_arguments_get_501_or_504_and_the_session_goes_on() {
+    let root = Root::new("bad-args");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    for (line, want) in [
+        ("REST abc", 501),
+        ("REST -1", 501),
+        ("TYPE Z", 501),
+        ("TYPE", 501),
+        ("TYPE L 7", 501),
+        ("MODE X", 501),
+        ("STRU X", 501),
+        ("OPTS MLST x", 501),
+        ("OPTS FROB ON", 501),
+        ("TYPE I", 200),
+        ("TYPE A", 200),
+        ("TYPE L 8", 200),
+        ("type i", 200),
+        ("MODE S", 200),
+        ("STRU F", 200),
+    ] {
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, want, "{line}: {text}");
+        assert_eq!(c.cmd("NOOP").await.0, 200, "after {line}");
+    }
+}

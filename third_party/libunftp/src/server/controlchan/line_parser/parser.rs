@@ -43,9 +43,16 @@ where
             Command::Stat { path }
         }
         "TYPE" => {
-            // We don't care about text format conversion, so we'll ignore the params and we're
-            // just always in binary mode.
-            Command::Type
+            // We don't convert text, so every transfer is binary; but the argument must still be
+            // a type RFC 959 §4.1.2 defines and we can honour (A [N], I, L 8), so that a client
+            // asking for something else (TYPE Z, TYPE E) hears so instead of a false 200.
+            let params = parse_to_eol(cmd_params)?;
+            let upper = String::from_utf8_lossy(&params).to_ascii_uppercase();
+            let words: Vec<&str> = upper.split_ascii_whitespace().collect();
+            match words[..] {
+                ["A"] | ["A", "N"] | ["I"] | ["L", "8"] => Command::Type,
+                _ => return Err(ParseErrorKind::InvalidCommand.into()),
+            }
         }
         "STRU" => {
             let params = parse_to_eol(cmd_params)?;
