@@ -379,3 +379,33 @@ async fn bad_arguments_get_501_or_504_and_the_session_goes_on() {
         assert_eq!(c.cmd("NOOP").await.0, 200, "after {line}");
     }
 }
+
+#[tokio::test]
+async fn more_than_ten_bad_commands_before_login_close_the_connection_with_421() {
+    let root = Root::new("prelogin");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::connect(addr).await;
+    // Unknown commands, commands that need a login, and bad arguments all count.
+    let junk = ["FROB", "LIST", "RETR x", "GET / HTTP/1.1", "CWD /", "XYZZY", "STOR y", "REST abc", "SIZE z", "MKD d"];
+    for line in junk {
+        let (code, text) = c.cmd(line).await;
+        assert!((500..=530).contains(&code), "{line}: {text}");
+    }
+    // NOOP and FEAT are fine before login and do not count.
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+    let (code, text) = c.cmd("PWD").await;
+    assert_eq!(code, 421, "the eleventh: {text}");
+    assert_eq!(c.reply().await.0, 0, "closed");
+
+    // A client that logs in after a few mistakes is not affected, nor is it counted after login.
+    let mut c = Ctl::connect(addr).await;
+    for _ in 0..5 {
+        assert_eq!(c.cmd("LIST").await.0, 530);
+    }
+    assert_eq!(c.cmd("USER anonymous").await.0, 331);
+    assert_eq!(c.cmd("PASS x@").await.0, 230);
+    for _ in 0..20 {
+        assert_eq!(c.cmd("FROB").await.0, 500);
+    }
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+}

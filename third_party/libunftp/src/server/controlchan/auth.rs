@@ -34,17 +34,8 @@ where
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match event {
             // internal messages and the below commands are exempt from auth checks.
-            Event::InternalMsg(_)
-            | Event::Command(Command::Help)
-            | Event::Command(Command::User { .. })
-            | Event::Command(Command::Pass { .. })
-            | Event::Command(Command::Auth { .. })
-            | Event::Command(Command::Prot { .. })
-            | Event::Command(Command::Pbsz { .. })
-            | Event::Command(Command::Feat)
-            | Event::Command(Command::Noop)
-            | Event::Command(Command::Opts { option: Opt::Utf8 { .. } })
-            | Event::Command(Command::Quit) => self.next.handle(event).await,
+            Event::InternalMsg(_) => self.next.handle(event).await,
+            Event::Command(ref cmd) if allowed_before_login(cmd) => self.next.handle(event).await,
             _ => {
                 let session_state = async {
                     let session = self.session.lock().await;
@@ -59,4 +50,21 @@ where
             }
         }
     }
+}
+
+/// Whether `cmd` may be used before logging in.
+pub(crate) fn allowed_before_login(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Help
+            | Command::User { .. }
+            | Command::Pass { .. }
+            | Command::Auth { .. }
+            | Command::Prot { .. }
+            | Command::Pbsz { .. }
+            | Command::Feat
+            | Command::Noop
+            | Command::Opts { option: Opt::Utf8 { .. } }
+            | Command::Quit
+    )
 }

@@ -190,6 +190,8 @@ where
 
     let jh = tokio::spawn(async move {
         let _stop_passive = stop_passive;
+        // Unknown, malformed or login-requiring commands seen before a login (see MAX_PRELOGIN_STRIKES).
+        let mut prelogin_strikes: u32 = 0;
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
         loop {
@@ -225,6 +227,23 @@ where
                 }
                 incoming
             };
+            // Before login, a client has no business sending many commands that fail: it is
+            // probing or not speaking FTP at all (an HTTP client, a port scanner).
+            let strike = match &incoming {
+                Some(Err(e)) => !matches!(e.kind(), ControlChanErrorKind::ControlChannelTimeout),
+                Some(Ok(Event::Command(cmd))) => !super::auth::allowed_before_login(cmd),
+                _ => false,
+            };
+            if strike && shared_session.lock().await.state != SessionState::WaitCmd {
+                prelogin_strikes += 1;
+                if prelogin_strikes > MAX_PRELOGIN_STRIKES {
+                    slog::warn!(logger, "Closing control connection: {} failed commands before login", prelogin_strikes);
+                    let _ = reply_sink
+                        .send(Reply::new(ReplyCode::ServiceNotAvailable, "Too many commands without logging in, closing control connection"))
+                        .await;
+                    return;
+                }
+            }
             match incoming {
                 None => {} // Loop again
                 Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))) => {
@@ -309,6 +328,10 @@ where
 
     Ok(jh)
 }
+
+/// How many unknown, malformed or login-requiring commands a client may send before logging in;
+/// the next one gets `421` and the connection is closed.
+const MAX_PRELOGIN_STRIKES: u32 = 10;
 
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
