@@ -409,3 +409,25 @@ async fn more_than_ten_bad_commands_before_login_close_the_connection_with_421()
     }
     assert_eq!(c.cmd("NOOP").await.0, 200);
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_log_in_in_time_is_disconnected_even_if_it_sends_noop() {
+    let root = Root::new("login-timeout");
+    let addr = serve(&root, "127.0.0.1:0", |b| b.login_timeout(Duration::from_secs(1))).await;
+    let mut c = Ctl::connect(addr).await;
+    let start = tokio::time::Instant::now();
+    let code = loop {
+        let (code, _) = c.cmd("NOOP").await;
+        if code != 200 {
+            break code;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still connected after 5 s of NOOPs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(code, 421);
+    assert!(start.elapsed() >= Duration::from_millis(900), "not before the deadline");
+    // A client that logs in in time is not affected by the deadline afterwards.
+    let mut c = Ctl::login(addr).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+}

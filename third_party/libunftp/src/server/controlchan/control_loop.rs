@@ -63,6 +63,7 @@ where
     pub ftps_config: FtpsConfig,
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
+    pub login_timeout: Option<Duration>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -99,6 +100,7 @@ where
         ftps_required_data_chan,
         collect_metrics,
         idle_session_timeout,
+        login_timeout,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -192,9 +194,17 @@ where
         let _stop_passive = stop_passive;
         // Unknown, malformed or login-requiring commands seen before a login (see MAX_PRELOGIN_STRIKES).
         let mut prelogin_strikes: u32 = 0;
+        // The login deadline, while not logged in: a client that never logs in is disconnected
+        // however busy it keeps the connection (NOOP does not reset it, unlike the idle timer).
+        let mut logged_in = false;
+        let login_deadline = tokio::time::sleep(login_timeout.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(login_deadline);
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
         loop {
+            if !logged_in {
+                logged_in = shared_session.lock().await.state == SessionState::WaitCmd;
+            }
             let incoming = {
                 #[allow(unused_assignments)]
                 let mut incoming = None;
@@ -219,6 +229,11 @@ where
                             false => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout)))
                         };
                     },
+                    _ = &mut login_deadline, if !logged_in && login_timeout.is_some() => {
+                        slog::warn!(logger, "Closing control connection: no login within {:?}", login_timeout.unwrap_or_default());
+                        let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Login timed out, closing control connection")).await;
+                        return;
+                    },
                     _ = shutdown.listen() => {
                         slog::info!(logger, "Closing open control connection because of shutdown signal");
                         incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
@@ -234,7 +249,7 @@ where
                 Some(Ok(Event::Command(cmd))) => !super::auth::allowed_before_login(cmd),
                 _ => false,
             };
-            if strike && shared_session.lock().await.state != SessionState::WaitCmd {
+            if strike && !logged_in {
                 prelogin_strikes += 1;
                 if prelogin_strikes > MAX_PRELOGIN_STRIKES {
                     slog::warn!(logger, "Closing control connection: {} failed commands before login", prelogin_strikes);
