@@ -431,3 +431,21 @@ async fn a_client_that_does_not_log_in_in_time_is_disconnected_even_if_it_sends_
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(c.cmd("NOOP").await.0, 200);
 }
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order_each_with_its_own_reply() {
+    let root = Root::new("pipeline");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    for _ in 0..20 {
+        let mut c = Ctl::connect(addr).await;
+        c.writer
+            .write_all(b"USER anonymous\r\nPASS x@\r\nPWD\r\nTYPE I\r\nSIZE hello.txt\r\nMKD d\r\nCWD d\r\nPWD\r\nCWD /\r\nRMD d\r\nNOOP\r\n")
+            .await
+            .unwrap();
+        let mut codes = Vec::new();
+        for _ in 0..11 {
+            codes.push(c.reply().await.0);
+        }
+        assert_eq!(codes, [331, 230, 257, 200, 213, 257, 250, 257, 250, 250, 200]);
+    }
+}

@@ -197,6 +197,12 @@ where
         // The login deadline, while not logged in: a client that never logs in is disconnected
         // however busy it keeps the connection (NOOP does not reset it, unlike the idle timer).
         let mut logged_in = false;
+        // Some commands (PASS, SIZE, CWD, DELE, ...) are carried out in a task of their own and
+        // answered later through `control_msg_rx` (their handler returns `Reply::None`). Until
+        // that answer is out, no further command is read, so that pipelined commands (`USER`,
+        // `PASS`, `PWD`, `SIZE x`, `NOOP` in one write) are answered in order, each after the
+        // commands before it took effect (RFC 959 §4.2: one reply per command, in sequence).
+        let mut awaiting_reply = false;
         let login_deadline = tokio::time::sleep(login_timeout.unwrap_or(Duration::MAX / 4));
         tokio::pin!(login_deadline);
         // The control channel event loop
@@ -210,7 +216,7 @@ where
                 let mut incoming = None;
                 let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
                 tokio::select! {
-                    cmd = command_source.next() => {
+                    cmd = command_source.next(), if !awaiting_reply => {
                         match cmd {
                             Some(cmd_result) => incoming = Some(cmd_result.and_then(|parsed| parsed).map(Event::Command)),
                             None => {
@@ -316,9 +322,18 @@ where
 
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
+                    let is_command = matches!(event, Event::Command(_));
+                    if !is_command {
+                        awaiting_reply = false;
+                    }
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
-                        Ok(reply) => reply_sink.send(reply).await,
+                        Ok(reply) => {
+                            if is_command && matches!(reply, Reply::None) {
+                                awaiting_reply = true;
+                            }
+                            reply_sink.send(reply).await
+                        }
                     };
 
                     if let Err(chan_err) = handle_result {
