@@ -6,14 +6,16 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong between parsing the command line and the server's last reply.
 ///
-/// Messages are one line that names the host, the remote path and the server's own reply.
+/// Messages are one line that names the host, the remote path and the server's own reply. An
+/// underlying error is kept as the `#[source]` and never repeated in the message itself, so a
+/// chain printed with `{:#}` (as `main` does) shows each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A bad flag or target, found before any socket opens (curl: 2, "failed init" / usage).
     #[error("{0}")]
     Usage(String),
     /// The host name does not resolve (curl: 6).
-    #[error("cannot resolve host {host}: {source}")]
+    #[error("cannot resolve host {host}")]
     Resolve {
         /// The host as given.
         host: String,
@@ -22,7 +24,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The control or data connection was refused or unreachable (curl: 7).
-    #[error("cannot connect to {what} {addr}: {source}")]
+    #[error("cannot connect to {what} {addr}")]
     Connect {
         /// "server" or "data port".
         what: &'static str,
@@ -87,7 +89,7 @@ pub enum ClientError {
         detail: String,
     },
     /// Writing the local file failed (curl: 23).
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     LocalWrite {
         /// The local path.
         path: PathBuf,
@@ -96,7 +98,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// Reading the local file to upload failed (curl: 26).
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     LocalRead {
         /// The local path.
         path: PathBuf,
@@ -157,7 +159,7 @@ pub enum ClientError {
         transient: bool,
     },
     /// The control connection broke (curl: 56, "failure receiving network data").
-    #[error("{host}: connection lost {what}: {source}")]
+    #[error("{host}: connection lost {what}")]
     Network {
         /// The server.
         host: String,
@@ -170,6 +172,19 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The message followed by each underlying cause, `: `-separated, on one line: what
+    /// anyhow's `{:#}` prints, for the retry warnings the library logs itself.
+    pub fn with_causes(&self) -> String {
+        let mut s = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s
+    }
+
     /// The process exit code, curl's number for the same failure.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -202,6 +217,56 @@ impl ClientError {
             | Self::Network { .. } => true,
             Self::Protocol { transient, .. } => *transient,
             _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Every variant that carries a cause, with a cause whose text is easy to count.
+    fn with_causes() -> Vec<ClientError> {
+        let io = || io::Error::other("THE-CAUSE");
+        vec![
+            ClientError::Resolve {
+                host: "h".into(),
+                source: io(),
+            },
+            ClientError::Connect {
+                what: "server",
+                addr: "127.0.0.1:21".into(),
+                source: io(),
+            },
+            ClientError::LocalWrite {
+                path: "f".into(),
+                source: io(),
+            },
+            ClientError::LocalRead {
+                path: "f".into(),
+                source: io(),
+            },
+            ClientError::Network {
+                host: "h".into(),
+                what: "reading".into(),
+                source: io(),
+            },
+        ]
+    }
+
+    #[test]
+    fn no_message_repeats_its_cause() {
+        for e in with_causes() {
+            let full = e.with_causes();
+            assert_eq!(
+                full.matches("THE-CAUSE").count(),
+                1,
+                "{e:?} prints {full:?}"
+            );
+            assert!(e.source().is_some(), "{e:?} keeps its cause as #[source]");
+            // anyhow, which main prints the error with, walks the same chain.
+            assert_eq!(format!("{:#}", anyhow::Error::from(e)), full);
         }
     }
 }

@@ -50,7 +50,8 @@ pub async fn run(
                 tracing::warn!(
                     attempt,
                     retries = config.retries,
-                    "{e}; retrying in {pause:?}"
+                    "{}; retrying in {pause:?}",
+                    e.with_causes()
                 );
                 tokio::time::sleep(pause).await;
             }

@@ -73,8 +73,10 @@ fn run(config: &Config) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("ftp-client: {e}");
-            ExitCode::from(e.exit_code())
+            let code = e.exit_code();
+            // `{:#}` prints the message and each cause under it, once each, on one line.
+            eprintln!("ftp-client: {:#}", anyhow::Error::from(e));
+            ExitCode::from(code)
         }
     })
 }
