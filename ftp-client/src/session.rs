@@ -24,6 +24,8 @@ use suppaftp::FtpError;
 use suppaftp::tokio::AsyncFtpStream;
 use tokio::net::TcpStream;
 
+use filexfer::text::printable;
+
 use crate::error::ClientError;
 use crate::reply::{Reply, mask_command, parse_epsv, parse_pasv};
 
@@ -155,7 +157,7 @@ impl Session {
         };
         if let (Some(t), Some(w)) = (&trace, ftp.get_welcome_msg()) {
             for l in w.lines() {
-                t(&format!("< {}", crate::listing::printable(l)));
+                t(&format!("< {}", printable(l)));
             }
         }
         Ok(Self {
@@ -228,7 +230,7 @@ impl Session {
             });
         }
         for l in reply.text.lines() {
-            self.trace(|| format!("< {}", crate::listing::printable(l)));
+            self.trace(|| format!("< {}", printable(l)));
         }
         Ok(reply)
     }
@@ -349,7 +351,7 @@ impl Session {
             return Err(self.unexpected("FEAT", &r));
         }
         Ok(if r.code == 211 {
-            crate::listing::parse_feat(&r.text)
+            crate::reply::parse_feat(&r.text)
         } else {
             Vec::new()
         })

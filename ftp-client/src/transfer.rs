@@ -532,7 +532,7 @@ pub async fn ls(
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\r', '\n']);
         let shown = if raw {
-            (!text.is_empty()).then(|| listing::printable(text))
+            (!text.is_empty()).then(|| filexfer::text::printable(text))
         } else if mlsd {
             listing::parse_mlsd_line(text).map(|e| listing::format_entry(&e))
         } else {
