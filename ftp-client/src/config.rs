@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+/// Where a download goes: standard output (`-o -`) or a path.
+pub use filexfer::download::Output;
+use filexfer::download::safe_file_name;
 
 use crate::error::ClientError;
 use crate::netrc;
@@ -108,15 +111,6 @@ pub struct Common {
     /// Connect to the address a PASV reply names instead of the control connection's peer.
     #[arg(long, global = true)]
     pub trust_pasv_ip: bool,
-}
-
-/// Where a download goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Standard output (`-o -`).
-    Stdout,
-    /// A local file, written as `<file>.part` first.
-    File(PathBuf),
 }
 
 /// The checked operation.
@@ -269,7 +263,7 @@ impl TryFrom<Cli> for Config {
                 // The remote name becomes a local one only when it is a single plain
                 // component: a decoded `%2F` must not steer the file elsewhere
                 // (`ftp://h/..%2F..%2F.bashrc`).
-                let local_name_ok = !name.contains('/') && name != "." && name != "..";
+                let local_name_ok = safe_file_name(&name).is_some();
                 let bad_local = || {
                     usage(format!(
                         "the remote name {name:?} is not a safe local file name: give -o PATH"
@@ -286,11 +280,11 @@ impl TryFrom<Cli> for Config {
                         if !local_name_ok {
                             return bad_local();
                         }
-                        Output::File(p.join(&name))
+                        Output::Path(p.join(&name))
                     }
-                    Some(p) => Output::File(p),
+                    Some(p) => Output::Path(p),
                     None if !local_name_ok => return bad_local(),
-                    None => Output::File(PathBuf::from(&name)),
+                    None => Output::Path(PathBuf::from(&name)),
                 };
                 (
                     Operation::Get {
@@ -439,7 +433,7 @@ mod tests {
         match c.op {
             Operation::Get { remote, output } => {
                 assert_eq!(remote.dirs, vec!["Public", "EFLIB"]);
-                assert_eq!(output, Output::File("README".into()));
+                assert_eq!(output, Output::Path("README".into()));
             }
             _ => panic!(),
         }
@@ -516,7 +510,7 @@ mod tests {
         match c.op {
             Operation::Get { remote, output } => {
                 assert_eq!(remote.file.as_deref(), Some("a/b"));
-                assert_eq!(output, Output::File("saved".into()));
+                assert_eq!(output, Output::Path("saved".into()));
             }
             _ => panic!(),
         }

@@ -6,21 +6,24 @@
 //! a [`ClientError`] to its curl-compatible exit code.
 
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod listing;
 pub mod netrc;
+pub mod ops;
 pub mod reply;
 pub mod session;
 pub mod target;
-pub mod transfer;
 
 use std::io::Write;
 use std::time::Duration;
 
 pub use config::{Cli, Config, Operation, Output};
 pub use error::ClientError;
+/// What a finished operation did; its [`line`](Report::line) is the summary printed at the end
+/// (`downloaded N bytes in S s (R MB/s)`).
+pub use filexfer::progress::Summary as Report;
 pub use session::Tracer;
-pub use transfer::Report;
 
 /// Runs the configured operation, retrying transient failures `config.retries` times after the
 /// pauses of [`retry_pause`] (1 s, 2 s, 4 s, then 8 s each). Listings are written to `out`; a download
@@ -33,15 +36,13 @@ pub async fn run(
     let mut attempt = 0u32;
     loop {
         let result = match &config.op {
-            Operation::Get { remote, output } => {
-                transfer::get(config, remote, output, &trace).await
-            }
-            Operation::Ls { remote, raw } => transfer::ls(config, remote, *raw, out, &trace).await,
+            Operation::Get { remote, output } => ops::get(config, remote, output, &trace).await,
+            Operation::Ls { remote, raw } => ops::ls(config, remote, *raw, out, &trace).await,
             Operation::Put {
                 local,
                 remote,
                 name,
-            } => transfer::put(config, local, remote, name, &trace).await,
+            } => ops::put(config, local, remote, name, &trace).await,
         };
         match result {
             Err(e) if e.is_transient() && attempt < config.retries => {

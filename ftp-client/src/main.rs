@@ -60,7 +60,7 @@ fn run(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(match result {
         Ok(report) => {
             if !config.quiet {
-                eprintln!("{}", report.summary());
+                eprintln!("{}", report.line());
             }
             ExitCode::SUCCESS
         }

@@ -6,63 +6,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ftp_client::{ClientError, Report, Tracer};
+mod common;
+
+use common::{client, enc, exit_code, path_str};
+use ftp_client::{ClientError, Report};
 use test_kit::peers::{start_pyftpdlib, start_vsftpd};
 use test_kit::{Fixture, hostile_names, pattern_bytes, sha256, sha256_file};
-
-/// Runs the client in-process with `args` (as after `ftp-client`); returns the result, the
-/// listing output and the protocol trace.
-fn client(args: &[&str]) -> (Result<Report, ClientError>, String, String) {
-    let config = match ftp_client::config::from_args(
-        std::iter::once("ftp-client").chain(args.iter().copied()),
-    ) {
-        Ok(c) => c,
-        Err(e) => return (Err(e), String::new(), String::new()),
-    };
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    let trace: Tracer = Arc::new(move |l: &str| {
-        let mut s = sink.lock().unwrap();
-        s.push_str(l);
-        s.push('\n');
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    let r = rt.block_on(ftp_client::run(&config, &mut out, Some(trace)));
-    let trace = log.lock().unwrap().clone();
-    (r, String::from_utf8_lossy(&out).into_owned(), trace)
-}
-
-fn exit_code(r: &Result<Report, ClientError>) -> u8 {
-    match r {
-        Ok(_) => 0,
-        Err(e) => e.exit_code(),
-    }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
 
 /// A root with `pub/sub dir/` holding every hostile name (distinct 70 KB contents).
 fn hostile_root() -> Fixture {
@@ -418,8 +370,11 @@ struct Script {
     size: Option<usize>,
     /// What RETR or LIST sends on the data connection.
     payload: Vec<u8>,
-    /// How long the data connection stays open, silent, after the payload.
-    hold: Duration,
+    /// How the data moves: this many bytes at a time, with this pause between (a slow link).
+    pace: (usize, Duration),
+    /// After the payload, keep the data connection open and silent (and, for STOR, never read
+    /// it) until the client hangs up the control connection.
+    stall: bool,
     /// The reply after the data connection closes.
     done: &'static str,
 }
@@ -431,10 +386,20 @@ impl Script {
             data_ip: [127, 0, 0, 1],
             size,
             payload,
-            hold: Duration::ZERO,
+            pace: (usize::MAX, Duration::ZERO),
+            stall: false,
             done,
         }
     }
+}
+
+/// What the fake saw.
+#[derive(Debug, Default)]
+struct Served {
+    /// Whether a data connection came.
+    data_connected: bool,
+    /// What STOR/APPE received.
+    stored: Vec<u8>,
 }
 
 /// Accepts one connection on `l`, giving up after 10 s so a client that never comes cannot
@@ -446,6 +411,9 @@ fn accept_within(l: &TcpListener) -> Option<TcpStream> {
         match l.accept() {
             Ok((s, _)) => {
                 s.set_nonblocking(false).unwrap();
+                // No read or write on it may block the test forever either.
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
                 return Some(s);
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -454,16 +422,44 @@ fn accept_within(l: &TcpListener) -> Option<TcpStream> {
     None
 }
 
+/// Writes `data` in pieces of `pace.0` bytes with `pace.1` between them.
+fn send_paced(d: &mut TcpStream, data: &[u8], pace: (usize, Duration)) {
+    for (i, piece) in data.chunks(pace.0).enumerate() {
+        if i > 0 {
+            std::thread::sleep(pace.1);
+        }
+        if d.write_all(piece).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads `d` to its end in pieces of at most `pace.0` bytes with `pace.1` between them.
+fn receive_paced(d: &mut TcpStream, pace: (usize, Duration)) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; pace.0.min(1 << 20)];
+    loop {
+        match d.read(&mut buf) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        std::thread::sleep(pace.1);
+    }
+}
+
 /// A minimal server dialog: answers login, CWD, TYPE, FEAT (no MLST), REST, SIZE; EPSV refused;
 /// PASV answered with `pasv_ip` and a data port on `data_ip`; RETR and LIST send the payload,
-/// hold the data connection `hold`, then say `done`. Returns whether a data connection came.
-fn scripted(s: TcpStream, sc: Script) -> bool {
+/// STOR and APPE receive, paced as `pace` says, then it says `done` (or, with `stall`, holds
+/// the data connection until the client hangs up).
+fn scripted(s: TcpStream, sc: Script) -> Served {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     let _ = w.write_all(b"220 fake\r\n");
     let data = TcpListener::bind(SocketAddr::from((sc.data_ip, 0))).unwrap();
     let port = data.local_addr().unwrap().port();
-    let mut data_connected = false;
+    let mut served = Served::default();
+    // Held open, silent, while `stall` waits for the client to give up.
+    let mut _held = None;
     for _ in 0..30 {
         let mut line = String::new();
         if r.read_line(&mut line).unwrap_or(0) == 0 {
@@ -493,14 +489,22 @@ fn scripted(s: TcpStream, sc: Script) -> bool {
                     port & 255
                 )
             }
-            "RETR" | "LIST" => {
+            "RETR" | "LIST" | "STOR" | "APPE" => {
                 let _ = w.write_all(b"150 here it comes\r\n");
                 let Some(mut d) = accept_within(&data) else {
                     break;
                 };
-                data_connected = true;
-                let _ = d.write_all(&sc.payload);
-                std::thread::sleep(sc.hold);
+                served.data_connected = true;
+                if matches!(verb.as_str(), "RETR" | "LIST") {
+                    send_paced(&mut d, &sc.payload, sc.pace);
+                } else if !sc.stall {
+                    served.stored = receive_paced(&mut d, sc.pace);
+                }
+                if sc.stall {
+                    // The next read_line ends when the client, having timed out, hangs up.
+                    _held = Some(d);
+                    continue;
+                }
                 drop(d);
                 format!("{}\r\n", sc.done)
             }
@@ -514,12 +518,15 @@ fn scripted(s: TcpStream, sc: Script) -> bool {
             break;
         }
     }
-    data_connected
+    served
 }
 
 fn get_from(addr: SocketAddr, extra: &[&str], dest: &str) -> Result<Report, ClientError> {
     let port = addr.port().to_string();
-    let mut args = vec!["get", "--timeout", "5", "--port", &port, "-o", dest];
+    let mut args = vec!["get", "--port", &port, "-o", dest];
+    if !extra.contains(&"--timeout") {
+        args.extend(["--timeout", "5"]);
+    }
     args.extend_from_slice(extra);
     args.extend(["127.0.0.1", "d", "f"]);
     let (r, _, trace) = client(&args);
@@ -559,7 +566,7 @@ fn pasv_address_from_server_is_ignored() {
     ]);
     assert!(r.is_ok(), "{r:?}\n{trace}");
     assert!(
-        h.join().unwrap(),
+        h.join().unwrap().data_connected,
         "the data connection reached the fake's 127.0.0.1 port"
     );
     assert!(
@@ -596,7 +603,10 @@ fn trust_pasv_ip_uses_the_address_the_server_names() {
         let r = get_from(addr, extra, path_str(&dest));
         assert_eq!(exit_code(&r), want, "trust={trust}: {r:?}");
         if trust {
-            assert!(h.join().unwrap(), "data connection to 127.0.0.2");
+            assert!(
+                h.join().unwrap().data_connected,
+                "data connection to 127.0.0.2"
+            );
             assert_eq!(std::fs::read(&dest).unwrap(), payload);
         }
     }
@@ -723,45 +733,144 @@ fn interrupted_get_never_damages_an_existing_file() {
     assert!(!out.path().join("f.part").exists());
 }
 
+/// `--timeout 1` means "no byte moved for 1 s" (docs/ftp-client.md), not "each 1 MiB buffer
+/// within 1 s": every piece of these transfers arrives well within the second, and the whole
+/// takes several.
+const TRICKLE: (usize, Duration) = (32 << 10, Duration::from_millis(100));
+
 #[test]
-fn stalled_data_connection_times_out_with_28() {
-    // 100 KB arrive, then the data connection stays open and silent.
+fn slow_but_moving_download_is_not_cut() {
+    let payload = pattern_bytes(800 << 10, 12);
+    let p2 = payload.clone();
+    let (addr, h) = fake(move |s| {
+        scripted(
+            s,
+            Script {
+                pace: TRICKLE,
+                ..Script::new(Some(p2.len()), p2, "226 done")
+            },
+        )
+    });
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    let start = Instant::now();
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
+    assert!(r.is_ok(), "{r:?}");
+    assert!(start.elapsed() > Duration::from_secs(2), "it did trickle");
+    assert!(h.join().unwrap().data_connected);
+    assert_eq!(std::fs::read(&dest).unwrap(), payload);
+}
+
+#[test]
+fn slow_but_moving_listing_line_is_not_cut() {
+    // One 40 KB listing line (within the 64 KiB bound) that takes over 2 s to arrive.
+    let name = "n".repeat(40_000);
+    let line = format!("-rw-r--r-- 1 0 0 5 Jan 1 2020 {name}\r\n");
+    let (addr, h) = fake(move |s| {
+        scripted(
+            s,
+            Script {
+                pace: (2 << 10, Duration::from_millis(120)),
+                ..Script::new(None, line.into_bytes(), "226 done")
+            },
+        )
+    });
+    let port = addr.port().to_string();
+    let (r, out, trace) = client(&["ls", "--timeout", "1", "--port", &port, "127.0.0.1"]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert!(out.trim_end().ends_with(&name), "{}", out.len());
+    h.join().unwrap();
+}
+
+#[test]
+fn slow_but_moving_upload_is_not_cut() {
+    // The fake reads 32 KiB every 100 ms (about 330 KB/s): the socket buffers take most of the
+    // file at once, then drain for seconds while bytes never stop moving; the wait for the
+    // completion reply must not count that time against --timeout.
+    let data = pattern_bytes(1_200_000, 13);
+    let local = Fixture::empty();
+    let src = local.write("up.bin", &data);
+    let (addr, h) = fake(move |s| {
+        scripted(
+            s,
+            Script {
+                pace: TRICKLE,
+                ..Script::new(None, Vec::new(), "226 stored")
+            },
+        )
+    });
+    let port = addr.port().to_string();
+    let (r, _, trace) = client(&[
+        "put",
+        "--timeout",
+        "1",
+        "--port",
+        &port,
+        path_str(&src),
+        "127.0.0.1",
+        "d",
+    ]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert!(h.join().unwrap().stored == data, "every byte arrived");
+}
+
+#[test]
+fn stalled_data_connection_times_out_with_28_both_ways() {
+    // Download: 100 KB arrive, then the data connection stays open and silent.
     let (addr, h) = fake(|s| {
         scripted(
             s,
             Script {
-                hold: Duration::from_secs(4),
+                stall: true,
                 ..Script::new(Some(1_000_000), pattern_bytes(100_000, 4), "226 done")
             },
         )
     });
     let out = Fixture::empty();
     let dest = out.path().join("f");
-    let port = addr.port().to_string();
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "1",
-        "--port",
-        &port,
-        "-o",
-        path_str(&dest),
-        "127.0.0.1",
-        "d",
-        "f",
-    ]);
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
     assert_eq!(exit_code(&r), 28, "{r:?}");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("after 100000 bytes"), "names where: {msg}");
     assert!(
-        r.unwrap_err().to_string().contains("after 100000 bytes"),
-        "names where it stalled"
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(4),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
     assert!(!dest.exists());
+    h.join().unwrap();
+
+    // Upload: the server takes the data connection and never reads it.
+    let local = Fixture::empty();
+    let src = local.write("up.bin", &pattern_bytes(32 << 20, 14));
+    let (addr, h) = fake(|s| {
+        scripted(
+            s,
+            Script {
+                stall: true,
+                ..Script::new(None, Vec::new(), "226 stored")
+            },
+        )
+    });
+    let port = addr.port().to_string();
+    let start = Instant::now();
+    let (r, _, _) = client(&[
+        "put",
+        "--timeout",
+        "1",
+        "--port",
+        &port,
+        path_str(&src),
+        "127.0.0.1",
+        "d",
+    ]);
+    assert_eq!(exit_code(&r), 28, "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     h.join().unwrap();
 }
 
@@ -814,7 +923,7 @@ fn retries_reconnect_after_a_transient_refusal() {
     h0.join().unwrap();
     let r = get_from(addr, &["--retries", "2"], d);
     assert!(r.is_ok(), "{r:?}");
-    assert!(h.join().unwrap());
+    assert!(h.join().unwrap().data_connected);
     assert_eq!(std::fs::read(&dest).unwrap(), payload);
 }
 
