@@ -468,12 +468,13 @@ mod tests {
             (c.user.as_str(), c.password.as_deref()),
             ("carol", Some("x"))
         );
-        let c = cfg(&["get", "ftp://h/d/f", "-u", "dave"]).unwrap();
-        assert_eq!(c.user, "dave");
-        // No password given: None (main prompts) unless FTP_PASSWORD is set around the tests.
-        if std::env::var_os("FTP_PASSWORD").is_none() {
-            assert_eq!(c.password, None);
-        }
+        // No password given: None (main prompts). Clap may have filled --password from an
+        // FTP_PASSWORD set around the tests, so the flag is cleared to test this case always.
+        let mut cli =
+            Cli::try_parse_from(["ftp-client", "get", "ftp://h/d/f", "-u", "dave"]).unwrap();
+        cli.common.password = None;
+        let c = Config::try_from(cli).unwrap();
+        assert_eq!((c.user.as_str(), c.password), ("dave", None));
         let c = cfg(&["get", "ftp://h/d/f", "-u", "dave", "--password", "pp"]).unwrap();
         assert_eq!(c.password.as_deref(), Some("pp"));
     }

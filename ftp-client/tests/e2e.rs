@@ -14,7 +14,7 @@ mod common;
 use common::{client, enc, exit_code, path_str};
 use ftp_client::{ClientError, Report};
 use test_kit::peers::{start_pyftpdlib, start_vsftpd};
-use test_kit::{Fixture, hostile_names, pattern_bytes, sha256, sha256_file};
+use test_kit::{Fixture, hostile_names, pattern_bytes, run, sha256, sha256_file};
 
 /// A root with `pub/sub dir/` holding every hostile name (distinct 70 KB contents).
 fn hostile_root() -> Fixture {
@@ -353,9 +353,7 @@ fn fake<T: Send + 'static>(
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let h = std::thread::spawn(move || {
-        let s = accept_within(&l).expect("the client connected within 10 s");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        script(s)
+        script(accept_within(&l).expect("the client connected within 10 s"))
     });
     (addr, h)
 }
@@ -724,7 +722,7 @@ fn interrupted_get_never_damages_an_existing_file() {
     std::fs::write(&dest, &old).unwrap();
     let (addr, h) = fake(|s| scripted(s, Script::new(Some(10), Vec::new(), "226 done")));
     assert_eq!(exit_code(&get_from(addr, &["-C"], &d)), 36);
-    drop(h);
+    h.join().unwrap();
     assert_eq!(
         std::fs::read(&dest).unwrap(),
         old,
@@ -889,7 +887,7 @@ fn endless_listing_line_is_an_error() {
     assert_eq!(exit_code(&r), 8, "{r:?}");
     assert!(r.unwrap_err().to_string().contains("longer than 65536"));
     assert!(out.is_empty());
-    drop(h);
+    h.join().unwrap();
 }
 
 #[test]
@@ -904,9 +902,6 @@ fn retries_reconnect_after_a_transient_refusal() {
         let _ = first.write_all(b"421 too many users, try later\r\n");
         drop(first);
         let second = accept_within(&l).expect("the retry");
-        second
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
         scripted(second, Script::new(Some(50_000), p2, "226 done"))
     });
     let out = Fixture::empty();
@@ -1032,9 +1027,12 @@ fn endless_reply_line_is_an_error_not_unbounded_memory() {
 
 // ---- the binary -----------------------------------------------------------------------------
 
-fn bin() -> Command {
+/// The binary, fresh from this build (Cargo guarantees `CARGO_BIN_EXE_*` for integration tests),
+/// with no password inherited from the environment and its own network waits bounded, so a
+/// run cannot outlive the test.
+fn bin(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
-    c.env_remove("FTP_PASSWORD");
+    c.env_remove("FTP_PASSWORD").args(args);
     c
 }
 
@@ -1055,17 +1053,16 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     );
     // Run in an empty directory: `-o -` must never create a file.
     let cwd = Fixture::empty();
-    let o = bin()
-        .args(["get", "-v", "-o", "-", &url])
+    let o = run(bin(&["get", "--timeout", "10", "-v", "-o", "-", &url])
         .env("FTP_PASSWORD", "hunter2")
-        .current_dir(cwd.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+        .current_dir(cwd.path()));
+    o.expect_code(0);
+    let err = o.stderr();
     assert_eq!(
-        sha256(&o.stdout),
-        sha256_file(&root.path().join("pub/sub dir/ünïcödé-文件.bin"))
+        sha256(&o.output.stdout),
+        sha256_file(&root.path().join("pub/sub dir/ünïcödé-文件.bin")),
+        "{}",
+        o.describe()
     );
     assert!(
         err.contains("> PASS ****") && !err.contains("hunter2"),
@@ -1075,7 +1072,6 @@ fn binary_stdout_exit_codes_and_masked_trace() {
         err.contains("downloaded 70001 bytes in"),
         "summary line: {err}"
     );
-
     assert_eq!(
         std::fs::read_dir(cwd.path()).unwrap().count(),
         0,
@@ -1089,15 +1085,13 @@ fn binary_stdout_exit_codes_and_masked_trace() {
             Script::new(Some(1_000_000), pattern_bytes(400_000, 2), "226 done"),
         )
     });
-    let o = bin()
-        .args(["get", "-q", "--timeout", "5", "-o", "-"])
-        .args(["--port", &addr.port().to_string(), "127.0.0.1", "d", "f"])
-        .current_dir(cwd.path())
-        .output()
-        .unwrap();
+    let port = addr.port().to_string();
+    let o = run(bin(&["get", "-q", "--timeout", "5", "-o", "-"])
+        .args(["--port", &port, "127.0.0.1", "d", "f"])
+        .current_dir(cwd.path()));
     h.join().unwrap();
-    assert_eq!(o.status.code(), Some(18));
-    assert_eq!(o.stdout.len(), 400_000);
+    o.expect_code(18);
+    assert_eq!(o.output.stdout.len(), 400_000, "{}", o.describe());
     assert_eq!(
         std::fs::read_dir(cwd.path()).unwrap().count(),
         0,
@@ -1107,53 +1101,60 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     // --netrc reads $NETRC: the login comes from it (and the password stays masked).
     let conf = Fixture::empty();
     let netrc = conf.write("netrc", b"machine 127.0.0.1 login alice password hunter2\n");
-    let o = bin()
-        .args(["ls", "-q", "-v", "--netrc", &p.hostport(), "pub"])
-        .env("NETRC", &netrc)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    let hp = p.hostport();
+    let o = run(
+        bin(&["ls", "--timeout", "10", "-q", "-v", "--netrc", &hp, "pub"]).env("NETRC", &netrc),
+    );
+    o.expect_code(0);
+    let err = o.stderr();
     assert!(
         err.contains("> USER alice") && !err.contains("hunter2"),
-        "{err}"
+        "{}",
+        o.describe()
     );
 
     // -q: no summary. ls to stdout.
-    let o = bin()
-        .args(["ls", "-q", &p.hostport(), "pub"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    assert!(
-        o.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(String::from_utf8_lossy(&o.stdout).contains("big.bin"));
+    let o = run(&mut bin(&["ls", "--timeout", "10", "-q", &hp, "pub"]));
+    o.expect_code(0);
+    assert!(o.stderr().is_empty(), "{}", o.describe());
+    assert!(o.stdout().contains("big.bin"), "{}", o.describe());
 
-    // Usage errors: 2, with a message naming the problem.
-    for args in [
-        &["get", "127.0.0.1", "d"][..],
-        &["get", "--timeout", "x", "h", "d", "f"],
-        &["frobnicate"],
+    // Usage errors: 2, with one line naming the problem.
+    for (args, names) in [
+        (&["get", "127.0.0.1", "d"][..], "HOST DIR FILE"),
+        (&["get", "--timeout", "x", "h", "d", "f"], "--timeout"),
+        (&["frobnicate"], "frobnicate"),
     ] {
-        let o = bin().args(args).output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let o = run(&mut bin(args));
+        o.expect_code(2);
+        assert!(o.stderr().contains(names), "{}", o.describe());
     }
-    // Missing file and closed port through the binary's exit code.
-    let o = bin()
-        .args(["get", "-q", "-o", "-", &format!("{}/pub/nope", p.url())])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(78));
-    let msg = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+    // Missing file and closed port through the binary's exit code, each on one line; the
+    // socket error under "cannot connect" is printed once.
+    let nope = format!("{}/pub/nope", p.url());
+    let o = run(&mut bin(&[
+        "get",
+        "--timeout",
+        "10",
+        "-q",
+        "-o",
+        "-",
+        &nope,
+    ]));
+    o.expect_code(78);
+    assert_eq!(o.stderr().lines().count(), 1, "{}", o.describe());
     let closed_port = test_kit::ClosedPort::new();
-    let closed = closed_port.addr().port();
-    let o = bin()
-        .args(["ls", "--port", &closed.to_string(), "127.0.0.1"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(7));
+    let closed = closed_port.addr().port().to_string();
+    let o = run(&mut bin(&[
+        "ls",
+        "--timeout",
+        "10",
+        "--port",
+        &closed,
+        "127.0.0.1",
+    ]));
+    o.expect_code(7);
+    let err = o.stderr();
+    assert_eq!(err.lines().count(), 1, "{}", o.describe());
+    assert_eq!(err.matches("refused").count(), 1, "{}", o.describe());
 }
