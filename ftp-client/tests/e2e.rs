@@ -534,6 +534,17 @@ fn get_from(addr: SocketAddr, extra: &[&str], dest: &str) -> Result<Report, Clie
     r
 }
 
+/// Uploads `src` into `d` on the fake at `addr` with `--timeout 1`.
+fn put_with_1s_timeout(addr: SocketAddr, src: &Path) -> Result<Report, ClientError> {
+    let port = addr.port().to_string();
+    let args = ["put", "--timeout", "1", "--port", &port, path_str(src)];
+    let (r, _, trace) = client(&[&args[..], &["127.0.0.1", "d"]].concat());
+    if let Err(e) = &r {
+        eprintln!("{e}\n{trace}");
+    }
+    r
+}
+
 #[test]
 fn pasv_address_from_server_is_ignored() {
     let payload = pattern_bytes(300_000, 5);
@@ -797,18 +808,8 @@ fn slow_but_moving_upload_is_not_cut() {
             },
         )
     });
-    let port = addr.port().to_string();
-    let (r, _, trace) = client(&[
-        "put",
-        "--timeout",
-        "1",
-        "--port",
-        &port,
-        path_str(&src),
-        "127.0.0.1",
-        "d",
-    ]);
-    assert!(r.is_ok(), "{r:?}\n{trace}");
+    let r = put_with_1s_timeout(addr, &src);
+    assert!(r.is_ok(), "{r:?}");
     assert!(h.join().unwrap().stored == data, "every byte arrived");
 }
 
@@ -851,18 +852,8 @@ fn stalled_data_connection_times_out_with_28_both_ways() {
             },
         )
     });
-    let port = addr.port().to_string();
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "put",
-        "--timeout",
-        "1",
-        "--port",
-        &port,
-        path_str(&src),
-        "127.0.0.1",
-        "d",
-    ]);
+    let r = put_with_1s_timeout(addr, &src);
     assert_eq!(exit_code(&r), 28, "{r:?}");
     assert!(
         start.elapsed() < Duration::from_secs(5),
