@@ -358,6 +358,11 @@ fn fake<T: Send + 'static>(
     (addr, h)
 }
 
+/// A fake server that runs `sc` on one control connection, in a thread.
+fn serve(sc: Script) -> (SocketAddr, JoinHandle<Served>) {
+    fake(move |s| scripted(s, sc))
+}
+
 /// What a scripted fake server does.
 struct Script {
     /// The address its PASV reply names.
@@ -534,6 +539,12 @@ fn get_from(addr: SocketAddr, extra: &[&str], dest: &str) -> Result<Report, Clie
     r
 }
 
+/// Lists the fake at `addr` with `--timeout secs`: the result, the listing and the trace.
+fn ls_from(addr: SocketAddr, secs: &str) -> (Result<Report, ClientError>, String, String) {
+    let port = addr.port().to_string();
+    client(&["ls", "--timeout", secs, "--port", &port, "127.0.0.1"])
+}
+
 /// Uploads `src` into `d` on the fake at `addr` with `--timeout 1`.
 fn put_with_1s_timeout(addr: SocketAddr, src: &Path) -> Result<Report, ClientError> {
     let port = addr.port().to_string();
@@ -550,23 +561,17 @@ fn pasv_address_from_server_is_ignored() {
     let payload = pattern_bytes(300_000, 5);
     let p2 = payload.clone();
     // 10.255.255.1: a third host the server must not make us connect to (RFC 2577).
-    let (addr, h) = fake(move |s| {
-        scripted(
-            s,
-            Script {
-                pasv_ip: [10, 255, 255, 1],
-                ..Script::new(Some(300_000), p2, "226 done")
-            },
-        )
+    let (addr, h) = serve(Script {
+        pasv_ip: [10, 255, 255, 1],
+        ..Script::new(Some(300_000), p2, "226 done")
     });
     let out = Fixture::empty();
     let dest = out.path().join("f");
+    let port = addr.port().to_string();
     let (r, _, trace) = client(&[
         "get",
-        "--timeout",
-        "5",
         "--port",
-        &addr.port().to_string(),
+        &port,
         "-o",
         path_str(&dest),
         "127.0.0.1",
@@ -598,15 +603,10 @@ fn trust_pasv_ip_uses_the_address_the_server_names() {
     let dest = out.path().join("f");
     for (trust, want) in [(true, 0), (false, 7)] {
         let p2 = payload.clone();
-        let (addr, h) = fake(move |s| {
-            scripted(
-                s,
-                Script {
-                    pasv_ip: [127, 0, 0, 2],
-                    data_ip: [127, 0, 0, 2],
-                    ..Script::new(Some(10_000), p2, "226 done")
-                },
-            )
+        let (addr, h) = serve(Script {
+            pasv_ip: [127, 0, 0, 2],
+            data_ip: [127, 0, 0, 2],
+            ..Script::new(Some(10_000), p2, "226 done")
         });
         let extra: &[&str] = if trust { &["--trust-pasv-ip"] } else { &[] };
         let r = get_from(addr, extra, path_str(&dest));
@@ -625,31 +625,15 @@ fn trust_pasv_ip_uses_the_address_the_server_names() {
 fn transfer_cut_short_is_18_and_leaves_no_final_file() {
     let out = Fixture::empty();
     // The server claims 1 MB, sends 400 KB, closes, and still says 226.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script::new(
-                Some(1_000_000),
-                pattern_bytes(400_000, 1),
-                "226 all good, honest",
-            ),
-        )
-    });
+    let (addr, h) = serve(Script::new(
+        Some(1_000_000),
+        pattern_bytes(400_000, 1),
+        "226 all good, honest",
+    ));
     let dest = out.path().join("short.bin");
-    let (r, _, trace) = client(&[
-        "get",
-        "--timeout",
-        "5",
-        "--port",
-        &addr.port().to_string(),
-        "-o",
-        path_str(&dest),
-        "127.0.0.1",
-        "d",
-        "short.bin",
-    ]);
+    let r = get_from(addr, &[], path_str(&dest));
     h.join().unwrap();
-    assert_eq!(exit_code(&r), 18, "{r:?}\n{trace}");
+    assert_eq!(exit_code(&r), 18, "{r:?}");
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("400000 bytes of 1000000"), "{msg}");
     assert!(!dest.exists(), "nothing under the final name");
@@ -662,29 +646,13 @@ fn transfer_cut_short_is_18_and_leaves_no_final_file() {
     );
 
     // No SIZE, and the server reports the abort: 426 → 18.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script::new(
-                None,
-                pattern_bytes(1000, 1),
-                "426 connection closed; transfer aborted",
-            ),
-        )
-    });
+    let (addr, h) = serve(Script::new(
+        None,
+        pattern_bytes(1000, 1),
+        "426 connection closed; transfer aborted",
+    ));
     let dest = out.path().join("aborted.bin");
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "5",
-        "--port",
-        &addr.port().to_string(),
-        "-o",
-        path_str(&dest),
-        "127.0.0.1",
-        "d",
-        "aborted.bin",
-    ]);
+    let r = get_from(addr, &[], path_str(&dest));
     h.join().unwrap();
     assert_eq!(exit_code(&r), 18, "{r:?}");
     assert!(!dest.exists());
@@ -697,12 +665,11 @@ fn interrupted_get_never_damages_an_existing_file() {
     let dest = out.write("f", &old);
     let d = path_str(&dest).to_string();
     let cut = || {
-        fake(|s| {
-            scripted(
-                s,
-                Script::new(Some(1_000_000), pattern_bytes(400_000, 3), "226 done"),
-            )
-        })
+        serve(Script::new(
+            Some(1_000_000),
+            pattern_bytes(400_000, 3),
+            "226 done",
+        ))
     };
 
     // A plain get over an existing file, cut short: 18, the old file untouched.
@@ -713,7 +680,7 @@ fn interrupted_get_never_damages_an_existing_file() {
     std::fs::remove_file(out.path().join("f.part")).unwrap();
 
     // The same, the server aborting with 426 after some data, and with no SIZE.
-    let (addr, h) = fake(|s| scripted(s, Script::new(None, pattern_bytes(5000, 3), "426 aborted")));
+    let (addr, h) = serve(Script::new(None, pattern_bytes(5000, 3), "426 aborted"));
     assert_eq!(exit_code(&get_from(addr, &[], &d)), 18);
     h.join().unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), old, "old content unchanged");
@@ -731,7 +698,7 @@ fn interrupted_get_never_damages_an_existing_file() {
 
     // -C with a local file larger than the remote one: 36 before any transfer, file intact.
     std::fs::write(&dest, &old).unwrap();
-    let (addr, h) = fake(|s| scripted(s, Script::new(Some(10), Vec::new(), "226 done")));
+    let (addr, h) = serve(Script::new(Some(10), Vec::new(), "226 done"));
     assert_eq!(exit_code(&get_from(addr, &["-C"], &d)), 36);
     h.join().unwrap();
     assert_eq!(
@@ -751,14 +718,9 @@ const TRICKLE: (usize, Duration) = (32 << 10, Duration::from_millis(100));
 fn slow_but_moving_download_is_not_cut() {
     let payload = pattern_bytes(800 << 10, 12);
     let p2 = payload.clone();
-    let (addr, h) = fake(move |s| {
-        scripted(
-            s,
-            Script {
-                pace: TRICKLE,
-                ..Script::new(Some(p2.len()), p2, "226 done")
-            },
-        )
+    let (addr, h) = serve(Script {
+        pace: TRICKLE,
+        ..Script::new(Some(p2.len()), p2, "226 done")
     });
     let out = Fixture::empty();
     let dest = out.path().join("f");
@@ -775,17 +737,11 @@ fn slow_but_moving_listing_line_is_not_cut() {
     // One 40 KB listing line (within the 64 KiB bound) that takes over 2 s to arrive.
     let name = "n".repeat(40_000);
     let line = format!("-rw-r--r-- 1 0 0 5 Jan 1 2020 {name}\r\n");
-    let (addr, h) = fake(move |s| {
-        scripted(
-            s,
-            Script {
-                pace: (2 << 10, Duration::from_millis(120)),
-                ..Script::new(None, line.into_bytes(), "226 done")
-            },
-        )
+    let (addr, h) = serve(Script {
+        pace: (2 << 10, Duration::from_millis(120)),
+        ..Script::new(None, line.into_bytes(), "226 done")
     });
-    let port = addr.port().to_string();
-    let (r, out, trace) = client(&["ls", "--timeout", "1", "--port", &port, "127.0.0.1"]);
+    let (r, out, trace) = ls_from(addr, "1");
     assert!(r.is_ok(), "{r:?}\n{trace}");
     assert!(out.trim_end().ends_with(&name), "{}", out.len());
     h.join().unwrap();
@@ -799,14 +755,9 @@ fn slow_but_moving_upload_is_not_cut() {
     let data = pattern_bytes(1_200_000, 13);
     let local = Fixture::empty();
     let src = local.write("up.bin", &data);
-    let (addr, h) = fake(move |s| {
-        scripted(
-            s,
-            Script {
-                pace: TRICKLE,
-                ..Script::new(None, Vec::new(), "226 stored")
-            },
-        )
+    let (addr, h) = serve(Script {
+        pace: TRICKLE,
+        ..Script::new(None, Vec::new(), "226 stored")
     });
     let r = put_with_1s_timeout(addr, &src);
     assert!(r.is_ok(), "{r:?}");
@@ -816,14 +767,9 @@ fn slow_but_moving_upload_is_not_cut() {
 #[test]
 fn stalled_data_connection_times_out_with_28_both_ways() {
     // Download: 100 KB arrive, then the data connection stays open and silent.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script {
-                stall: true,
-                ..Script::new(Some(1_000_000), pattern_bytes(100_000, 4), "226 done")
-            },
-        )
+    let (addr, h) = serve(Script {
+        stall: true,
+        ..Script::new(Some(1_000_000), pattern_bytes(100_000, 4), "226 done")
     });
     let out = Fixture::empty();
     let dest = out.path().join("f");
@@ -843,14 +789,9 @@ fn stalled_data_connection_times_out_with_28_both_ways() {
     // Upload: the server takes the data connection and never reads it.
     let local = Fixture::empty();
     let src = local.write("up.bin", &pattern_bytes(32 << 20, 14));
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script {
-                stall: true,
-                ..Script::new(None, Vec::new(), "226 stored")
-            },
-        )
+    let (addr, h) = serve(Script {
+        stall: true,
+        ..Script::new(None, Vec::new(), "226 stored")
     });
     let start = Instant::now();
     let r = put_with_1s_timeout(addr, &src);
@@ -866,15 +807,8 @@ fn stalled_data_connection_times_out_with_28_both_ways() {
 #[test]
 fn endless_listing_line_is_an_error() {
     // LIST sends 1 MiB without a newline: bounded at 64 KiB, exit 8.
-    let (addr, h) = fake(|s| scripted(s, Script::new(None, vec![b'x'; 1 << 20], "226 done")));
-    let (r, out, _) = client(&[
-        "ls",
-        "--timeout",
-        "5",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-    ]);
+    let (addr, h) = serve(Script::new(None, vec![b'x'; 1 << 20], "226 done"));
+    let (r, out, _) = ls_from(addr, "5");
     assert_eq!(exit_code(&r), 8, "{r:?}");
     assert!(r.unwrap_err().to_string().contains("longer than 65536"));
     assert!(out.is_empty());
@@ -915,6 +849,8 @@ fn retries_reconnect_after_a_transient_refusal() {
 
 #[test]
 fn silent_server_times_out_with_28() {
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
     // Accepts and never says a word.
     let (addr, h) = fake(|s| {
         let mut buf = [0u8; 64];
@@ -922,16 +858,7 @@ fn silent_server_times_out_with_28() {
         let _ = s.read(&mut buf);
     });
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "1",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-        "d",
-        "f",
-    ]);
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
     assert_eq!(exit_code(&r), 28, "{r:?}");
     assert!(
         start.elapsed() < Duration::from_secs(5),
@@ -954,7 +881,7 @@ fn silent_server_times_out_with_28() {
                 let _ = r.read_line(&mut line);
                 return;
             }
-            let reply: &[u8] = match &line[..4] {
+            let reply: &[u8] = match line.get(..4).unwrap_or("") {
                 "USER" => b"230 ok\r\n",
                 "SIZE" => b"213 10\r\n",
                 _ => b"200 ok\r\n",
@@ -963,16 +890,7 @@ fn silent_server_times_out_with_28() {
         }
     });
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "1",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-        "d",
-        "f",
-    ]);
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
     assert_eq!(exit_code(&r), 28, "{r:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
     h.join().unwrap();
@@ -996,14 +914,7 @@ fn endless_reply_line_is_an_error_not_unbounded_memory() {
         sent
     });
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "ls",
-        "--timeout",
-        "10",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-    ]);
+    let (r, _, _) = ls_from(addr, "10");
     assert_eq!(exit_code(&r), 8, "{r:?}");
     assert!(r.unwrap_err().to_string().contains("256 KiB"));
     let sent = h.join().unwrap();
@@ -1070,12 +981,11 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     );
 
     // `-o -` cut short: 18, what arrived went to stdout, still no file anywhere.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script::new(Some(1_000_000), pattern_bytes(400_000, 2), "226 done"),
-        )
-    });
+    let (addr, h) = serve(Script::new(
+        Some(1_000_000),
+        pattern_bytes(400_000, 2),
+        "226 done",
+    ));
     let port = addr.port().to_string();
     let o = run(bin(&["get", "-q", "--timeout", "5", "-o", "-"])
         .args(["--port", &port, "127.0.0.1", "d", "f"])
