@@ -99,7 +99,8 @@ pub struct Common {
     /// Show the protocol dialog on stderr (the PASS argument masked).
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// Seconds to wait for a connection, each reply, and each read or write of data.
+    /// Seconds to wait for a connection and for each reply; a transfer fails when no data
+    /// moved for that long (a slow transfer that keeps moving is never cut).
     #[arg(long, global = true, default_value = "30", value_name = "SECS")]
     pub timeout: f64,
     /// Try again this many times after a network failure, a timeout or a 4xx reply.

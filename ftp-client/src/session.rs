@@ -1,5 +1,5 @@
 //! The one I/O adapter of the control connection: suppaftp's [`AsyncFtpStream`] underneath,
-//! with what it lacks added here (see docs/ftp-client.md and the dependency notes):
+//! with what it lacks added here (docs/ftp-client.md, "How it works", says why each matters):
 //!
 //! - every wait runs under `--timeout` (suppaftp only times the connect);
 //! - our own protocol trace, with the PASS argument masked (suppaftp's `log` output prints it);
