@@ -53,8 +53,9 @@ impl<'a> Transfer<'a> {
     }
 
     /// Opens the data connection, then sends the command; returns the data stream once the
-    /// server answered 1xx. The connection is opened first, as RFC 959 §3.2 wants for passive
-    /// mode: the server may refuse the command if nobody connected.
+    /// server answered 1xx (RFC 959 §5.4: 125 or 150). The connection is opened before the
+    /// command, as curl does, so that a data port nobody can reach fails as a connect error
+    /// (7) before the server starts a transfer.
     pub async fn start(&self, s: &mut Session) -> Result<TcpStream, ClientError> {
         let addr = s.passive_address().await?;
         s.trace(|| format!("* data connection to {addr}"));
@@ -223,4 +224,50 @@ fn unsent(sock: &TcpStream) -> Option<u64> {
 #[cfg(not(target_os = "linux"))]
 fn unsent(_: &TcpStream) -> Option<u64> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_with_nothing_moving_gives_up_after_the_stall() {
+        let stall = Duration::from_millis(50);
+        assert_eq!(unless_stalled(async { 7 }, stall, None).await, Some(7));
+        let start = std::time::Instant::now();
+        let never = std::future::pending::<()>();
+        assert_eq!(unless_stalled(never, stall, None).await, None);
+        assert!(start.elapsed() >= stall);
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_sent_everything_is_not_moving() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sock = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let _peer = listener.accept().await.unwrap();
+        assert_eq!(unsent(&sock).unwrap_or(0), 0);
+        let never = std::future::pending::<()>();
+        let stall = Duration::from_millis(50);
+        assert_eq!(unless_stalled(never, stall, Some(&sock)).await, None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_send_queue_is_seen_while_the_peer_does_not_read() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sock = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let _peer = listener.accept().await.unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        // Bounded: the peer never reads, so the buffers fill within some MiB.
+        for _ in 0..4096 {
+            if sock.try_write(&chunk).is_err() {
+                break;
+            }
+        }
+        assert!(unsent(&sock).is_some_and(|n| n > 0), "{:?}", unsent(&sock));
+    }
 }

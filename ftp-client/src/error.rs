@@ -262,7 +262,7 @@ pub enum Step<'a> {
         /// The remote path, for messages.
         path: &'a str,
     },
-    /// The completion reply after a data transfer (RFC 959 §4.2: 226 or 250 when it worked).
+    /// The completion reply after a data transfer (RFC 959 §5.4: 226 or 250 when it worked).
     Completion {
         /// The transfer command.
         command: &'static str,
