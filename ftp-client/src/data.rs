@@ -230,6 +230,16 @@ fn unsent(_: &TcpStream) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// A loopback connection: our end and the peer's.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sock = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        (sock, peer)
+    }
+
     #[tokio::test]
     async fn a_wait_with_nothing_moving_gives_up_after_the_stall() {
         let stall = Duration::from_millis(50);
@@ -242,11 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_socket_that_sent_everything_is_not_moving() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sock = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let _peer = listener.accept().await.unwrap();
+        let (sock, _peer) = connected().await;
         assert_eq!(unsent(&sock).unwrap_or(0), 0);
         let never = std::future::pending::<()>();
         let stall = Duration::from_millis(50);
@@ -256,11 +262,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn the_send_queue_is_seen_while_the_peer_does_not_read() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sock = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let _peer = listener.accept().await.unwrap();
+        let (sock, _peer) = connected().await;
         let chunk = vec![0u8; 64 << 10];
         // Bounded: the peer never reads, so the buffers fill within some MiB.
         for _ in 0..4096 {
