@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+/// Where a download goes: standard output (`-o -`) or a path.
+pub use filexfer::download::Output;
+use filexfer::download::safe_file_name;
 
 use crate::error::ClientError;
 use crate::netrc;
@@ -96,7 +99,8 @@ pub struct Common {
     /// Show the protocol dialog on stderr (the PASS argument masked).
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// Seconds to wait for a connection, each reply, and each read or write of data.
+    /// Seconds to wait for a connection and for each reply; a transfer fails when no data
+    /// moved for that long (a slow transfer that keeps moving is never cut).
     #[arg(long, global = true, default_value = "30", value_name = "SECS")]
     pub timeout: f64,
     /// Try again this many times after a network failure, a timeout or a 4xx reply.
@@ -108,15 +112,6 @@ pub struct Common {
     /// Connect to the address a PASV reply names instead of the control connection's peer.
     #[arg(long, global = true)]
     pub trust_pasv_ip: bool,
-}
-
-/// Where a download goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Standard output (`-o -`).
-    Stdout,
-    /// A local file, written as `<file>.part` first.
-    File(PathBuf),
 }
 
 /// The checked operation.
@@ -269,7 +264,7 @@ impl TryFrom<Cli> for Config {
                 // The remote name becomes a local one only when it is a single plain
                 // component: a decoded `%2F` must not steer the file elsewhere
                 // (`ftp://h/..%2F..%2F.bashrc`).
-                let local_name_ok = !name.contains('/') && name != "." && name != "..";
+                let local_name_ok = safe_file_name(&name).is_some();
                 let bad_local = || {
                     usage(format!(
                         "the remote name {name:?} is not a safe local file name: give -o PATH"
@@ -286,11 +281,11 @@ impl TryFrom<Cli> for Config {
                         if !local_name_ok {
                             return bad_local();
                         }
-                        Output::File(p.join(&name))
+                        Output::Path(p.join(&name))
                     }
-                    Some(p) => Output::File(p),
+                    Some(p) => Output::Path(p),
                     None if !local_name_ok => return bad_local(),
-                    None => Output::File(PathBuf::from(&name)),
+                    None => Output::Path(PathBuf::from(&name)),
                 };
                 (
                     Operation::Get {
@@ -439,7 +434,7 @@ mod tests {
         match c.op {
             Operation::Get { remote, output } => {
                 assert_eq!(remote.dirs, vec!["Public", "EFLIB"]);
-                assert_eq!(output, Output::File("README".into()));
+                assert_eq!(output, Output::Path("README".into()));
             }
             _ => panic!(),
         }
@@ -474,12 +469,13 @@ mod tests {
             (c.user.as_str(), c.password.as_deref()),
             ("carol", Some("x"))
         );
-        let c = cfg(&["get", "ftp://h/d/f", "-u", "dave"]).unwrap();
-        assert_eq!(c.user, "dave");
-        // No password given: None (main prompts) unless FTP_PASSWORD is set around the tests.
-        if std::env::var_os("FTP_PASSWORD").is_none() {
-            assert_eq!(c.password, None);
-        }
+        // No password given: None (main prompts). Clap may have filled --password from an
+        // FTP_PASSWORD set around the tests, so the flag is cleared to test this case always.
+        let mut cli =
+            Cli::try_parse_from(["ftp-client", "get", "ftp://h/d/f", "-u", "dave"]).unwrap();
+        cli.common.password = None;
+        let c = Config::try_from(cli).unwrap();
+        assert_eq!((c.user.as_str(), c.password), ("dave", None));
         let c = cfg(&["get", "ftp://h/d/f", "-u", "dave", "--password", "pp"]).unwrap();
         assert_eq!(c.password.as_deref(), Some("pp"));
     }
@@ -516,7 +512,7 @@ mod tests {
         match c.op {
             Operation::Get { remote, output } => {
                 assert_eq!(remote.file.as_deref(), Some("a/b"));
-                assert_eq!(output, Output::File("saved".into()));
+                assert_eq!(output, Output::Path("saved".into()));
             }
             _ => panic!(),
         }

@@ -4,16 +4,22 @@
 use std::io;
 use std::path::PathBuf;
 
+use suppaftp::FtpError;
+
+use crate::reply::{Reply, mask_command};
+
 /// Everything that can go wrong between parsing the command line and the server's last reply.
 ///
-/// Messages are one line that names the host, the remote path and the server's own reply.
+/// Messages are one line that names the host, the remote path and the server's own reply. An
+/// underlying error is kept as the `#[source]` and never repeated in the message itself, so a
+/// chain printed with `{:#}` (as `main` does) shows each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A bad flag or target, found before any socket opens (curl: 2, "failed init" / usage).
     #[error("{0}")]
     Usage(String),
     /// The host name does not resolve (curl: 6).
-    #[error("cannot resolve host {host}: {source}")]
+    #[error("cannot resolve host {host}")]
     Resolve {
         /// The host as given.
         host: String,
@@ -22,7 +28,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The control or data connection was refused or unreachable (curl: 7).
-    #[error("cannot connect to {what} {addr}: {source}")]
+    #[error("cannot connect to {what} {addr}")]
     Connect {
         /// "server" or "data port".
         what: &'static str,
@@ -87,7 +93,7 @@ pub enum ClientError {
         detail: String,
     },
     /// Writing the local file failed (curl: 23).
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     LocalWrite {
         /// The local path.
         path: PathBuf,
@@ -96,7 +102,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// Reading the local file to upload failed (curl: 26).
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     LocalRead {
         /// The local path.
         path: PathBuf,
@@ -157,7 +163,7 @@ pub enum ClientError {
         transient: bool,
     },
     /// The control connection broke (curl: 56, "failure receiving network data").
-    #[error("{host}: connection lost {what}: {source}")]
+    #[error("{host}: connection lost {what}")]
     Network {
         /// The server.
         host: String,
@@ -170,6 +176,19 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The message followed by each underlying cause, `: `-separated, on one line: what
+    /// anyhow's `{:#}` prints, for the retry warnings the library logs itself.
+    pub fn with_causes(&self) -> String {
+        let mut s = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s
+    }
+
     /// The process exit code, curl's number for the same failure.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -202,6 +221,290 @@ impl ClientError {
             | Self::Network { .. } => true,
             Self::Protocol { transient, .. } => *transient,
             _ => false,
+        }
+    }
+}
+
+/// What a reply answered, so that [`ClientError::from_reply`] can turn a refusal into the
+/// error (and exit code) that says what failed.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    /// USER or PASS.
+    Login {
+        /// The user name sent.
+        user: &'a str,
+    },
+    /// CWD into one directory.
+    Cwd {
+        /// The directory argument.
+        dir: &'a str,
+    },
+    /// A command only its reply can explain (the greeting, TYPE, SIZE, FEAT, EPSV, ...).
+    Command(&'a str),
+    /// EPSV or PASV gave no usable data address.
+    Passive,
+    /// REST before a resumed RETR (RFC 3659 §5).
+    Rest {
+        /// The remote path, for messages.
+        path: &'a str,
+        /// The offset asked for.
+        offset: u64,
+    },
+    /// RETR, LIST or MLSD refused before any data moved.
+    Read {
+        /// The command.
+        command: &'static str,
+        /// The remote path, for messages.
+        path: &'a str,
+    },
+    /// STOR or APPE refused before any data moved.
+    Store {
+        /// The remote path, for messages.
+        path: &'a str,
+    },
+    /// The completion reply after a data transfer (RFC 959 §5.4: 226 or 250 when it worked).
+    Completion {
+        /// The transfer command.
+        command: &'static str,
+        /// The remote path, for messages.
+        path: &'a str,
+        /// Bytes there at the end, a resumed prefix included.
+        got: u64,
+        /// The size the transfer should have reached, when known.
+        expected: Option<u64>,
+    },
+}
+
+impl ClientError {
+    /// The one place where a reply that is not what `step` needed becomes an error.
+    ///
+    /// A 421 (RFC 959 §4.2: the service is closing the control connection) is a transient
+    /// protocol error whatever the step, worth a retry. Other 4xx replies are transient too,
+    /// except where the step has its own meaning for them (a refused login or CWD).
+    pub fn from_reply(host: &str, step: Step<'_>, r: &Reply) -> Self {
+        let host = host.to_string();
+        let reply = r.one_line();
+        let protocol = |command: &str| ClientError::Protocol {
+            host: host.clone(),
+            command: mask_command(command),
+            reply: r.one_line(),
+            transient: r.is_transient(),
+        };
+        match step {
+            Step::Login { .. } | Step::Cwd { .. } if r.code == 421 => protocol(match step {
+                Step::Login { .. } => "USER",
+                _ => "CWD",
+            }),
+            Step::Login { user } => Self::Login {
+                host,
+                user: user.to_string(),
+                reply,
+            },
+            Step::Cwd { dir } => Self::Cwd {
+                host,
+                dir: dir.to_string(),
+                reply,
+            },
+            Step::Command(command) => protocol(command),
+            Step::Passive if r.is_transient() => protocol("PASV"),
+            Step::Passive => Self::Passive { host, reply },
+            Step::Rest { .. } if r.code == 421 => protocol("REST"),
+            Step::Rest { path, offset } => Self::Resume {
+                host,
+                path: path.to_string(),
+                reason: format!("REST {offset} refused: {reply}"),
+            },
+            Step::Read { command, .. } if r.is_transient() => protocol(command),
+            Step::Read { command, path } if r.code == 550 && command == "RETR" => Self::NotFound {
+                host,
+                path: path.to_string(),
+                reply,
+            },
+            Step::Read { command, path } => Self::Refused {
+                host,
+                command,
+                path: path.to_string(),
+                reply,
+            },
+            Step::Store { .. } if r.is_transient() => protocol("STOR"),
+            Step::Store { path } => Self::Upload {
+                host,
+                path: path.to_string(),
+                reply,
+            },
+            // Some servers (libunftp) answer 150 before opening the file and 550 after:
+            // nothing arrived, so this is "not found", not a cut transfer.
+            Step::Completion {
+                command: "RETR",
+                path,
+                got: 0,
+                ..
+            } if r.code == 550 => Self::NotFound {
+                host,
+                path: path.to_string(),
+                reply,
+            },
+            Step::Completion {
+                path,
+                got,
+                expected,
+                ..
+            } => Self::partial(&host, path, got, expected, reply),
+        }
+    }
+
+    /// A transfer that ended before all bytes arrived: `got` of `expected`, and why.
+    pub fn partial(
+        host: &str,
+        path: &str,
+        got: u64,
+        expected: Option<u64>,
+        detail: String,
+    ) -> Self {
+        Self::Partial {
+            host: host.to_string(),
+            path: path.to_string(),
+            got,
+            expected: expected.map(|n| format!(" of {n}")).unwrap_or_default(),
+            detail,
+        }
+    }
+
+    /// suppaftp's error while sending `command` or reading its reply. A reply of any code comes
+    /// back as `UnexpectedResponse` (we ask for no particular code) and is classified by the
+    /// caller; only the greeting, read inside suppaftp's connect, arrives here as one.
+    pub fn from_ftp_error(host: &str, command: &str, e: FtpError) -> Self {
+        let protocol = |reply: String, transient| Self::Protocol {
+            host: host.to_string(),
+            command: command.to_string(),
+            reply,
+            transient,
+        };
+        match e {
+            FtpError::ConnectionError(e)
+                if e.get_ref()
+                    .is_some_and(|inner| inner.is::<suppaftp::ReplyTooLarge>()) =>
+            {
+                protocol(
+                    "reply longer than 256 KiB (endless line?), giving up".into(),
+                    false,
+                )
+            }
+            FtpError::ConnectionError(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                Self::Usage(format!("cannot send {command:?}: {e}"))
+            }
+            FtpError::ConnectionError(source) => Self::Network {
+                host: host.to_string(),
+                what: format!("waiting for the reply to {command}"),
+                source,
+            },
+            FtpError::UnexpectedResponse(r) => {
+                let r = Reply::from_bytes(&r.body);
+                protocol(r.one_line(), r.is_transient())
+            }
+            other => protocol(other.to_string(), false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Every variant that carries a cause, with a cause whose text is easy to count.
+    fn with_causes() -> Vec<ClientError> {
+        let io = || io::Error::other("THE-CAUSE");
+        vec![
+            ClientError::Resolve {
+                host: "h".into(),
+                source: io(),
+            },
+            ClientError::Connect {
+                what: "server",
+                addr: "127.0.0.1:21".into(),
+                source: io(),
+            },
+            ClientError::LocalWrite {
+                path: "f".into(),
+                source: io(),
+            },
+            ClientError::LocalRead {
+                path: "f".into(),
+                source: io(),
+            },
+            ClientError::Network {
+                host: "h".into(),
+                what: "reading".into(),
+                source: io(),
+            },
+        ]
+    }
+
+    #[test]
+    fn replies_become_the_error_of_their_step() {
+        let r = |t: &[u8]| Reply::from_bytes(t);
+        let code = |step, t: &[u8]| ClientError::from_reply("h", step, &r(t)).exit_code();
+        let (login, cwd) = (Step::Login { user: "u" }, Step::Cwd { dir: "d" });
+        let retr = Step::Read {
+            command: "RETR",
+            path: "p",
+        };
+        let list = Step::Read {
+            command: "LIST",
+            path: "p",
+        };
+        let done = |got| Step::Completion {
+            command: "RETR",
+            path: "p",
+            got,
+            expected: Some(10),
+        };
+        for (step, reply, want) in [
+            (login, &b"530 no"[..], 67),
+            (login, b"421 bye", 8),
+            (cwd, b"550 no dir", 9),
+            (cwd, b"450 busy", 9),
+            (cwd, b"421 bye", 8),
+            (Step::Command("TYPE I"), b"504 no", 8),
+            (Step::Passive, b"500 no", 13),
+            (Step::Passive, b"425 later", 8),
+            (
+                Step::Rest {
+                    path: "p",
+                    offset: 5,
+                },
+                b"502 no",
+                36,
+            ),
+            (retr, b"550 missing", 78),
+            (retr, b"450 busy", 8),
+            (list, b"550 denied", 19),
+            (Step::Store { path: "p" }, b"553 denied", 25),
+            (done(0), b"550 missing", 78),
+            (done(3), b"550 gone", 18),
+            (done(0), b"426 aborted", 18),
+        ] {
+            assert_eq!(code(step, reply), want, "{step:?} {reply:?}");
+        }
+        assert!(ClientError::from_reply("h", retr, &r(b"450 busy")).is_transient());
+        assert!(!ClientError::from_reply("h", login, &r(b"530 no")).is_transient());
+        let e = ClientError::from_reply("h", done(3), &r(b"426 x"));
+        assert!(e.to_string().contains("after 3 bytes of 10: 426 x"), "{e}");
+    }
+
+    #[test]
+    fn no_message_repeats_its_cause() {
+        for e in with_causes() {
+            let full = e.with_causes();
+            assert_eq!(
+                full.matches("THE-CAUSE").count(),
+                1,
+                "{e:?} prints {full:?}"
+            );
+            assert!(e.source().is_some(), "{e:?} keeps its cause as #[source]");
+            // anyhow, which main prints the error with, walks the same chain.
+            assert_eq!(format!("{:#}", anyhow::Error::from(e)), full);
         }
     }
 }

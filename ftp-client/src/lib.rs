@@ -6,24 +6,27 @@
 //! a [`ClientError`] to its curl-compatible exit code.
 
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod listing;
 pub mod netrc;
+pub mod ops;
 pub mod reply;
 pub mod session;
 pub mod target;
-pub mod transfer;
 
 use std::io::Write;
 use std::time::Duration;
 
 pub use config::{Cli, Config, Operation, Output};
 pub use error::ClientError;
+/// What a finished operation did; its [`line`](Report::line) is the summary printed at the end
+/// (`downloaded N bytes in S s (R MB/s)`).
+pub use filexfer::progress::Summary as Report;
 pub use session::Tracer;
-pub use transfer::Report;
 
-/// Runs the configured operation, retrying transient failures `config.retries` times with a
-/// growing pause (0.5 s, 1 s, 2 s ... capped at 8 s). Listings are written to `out`; a download
+/// Runs the configured operation, retrying transient failures `config.retries` times after the
+/// pauses of [`retry_pause`] (1 s, 2 s, 4 s, then 8 s each). Listings are written to `out`; a download
 /// to `-o -` goes to the process's stdout; `trace` receives the protocol dialog.
 pub async fn run(
     config: &Config,
@@ -33,29 +36,52 @@ pub async fn run(
     let mut attempt = 0u32;
     loop {
         let result = match &config.op {
-            Operation::Get { remote, output } => {
-                transfer::get(config, remote, output, &trace).await
-            }
-            Operation::Ls { remote, raw } => transfer::ls(config, remote, *raw, out, &trace).await,
+            Operation::Get { remote, output } => ops::get(config, remote, output, &trace).await,
+            Operation::Ls { remote, raw } => ops::ls(config, remote, *raw, out, &trace).await,
             Operation::Put {
                 local,
                 remote,
                 name,
-            } => transfer::put(config, local, remote, name, &trace).await,
+            } => ops::put(config, local, remote, name, &trace).await,
         };
         match result {
             Err(e) if e.is_transient() && attempt < config.retries => {
                 attempt += 1;
-                let pause =
-                    Duration::from_millis(500u64 << attempt.min(5)).min(Duration::from_secs(8));
+                let pause = retry_pause(attempt);
                 tracing::warn!(
                     attempt,
                     retries = config.retries,
-                    "{e}; retrying in {pause:?}"
+                    "{}; retrying in {pause:?}",
+                    e.with_causes()
                 );
                 tokio::time::sleep(pause).await;
             }
             other => return other,
         }
+    }
+}
+
+/// The pause before retry number `attempt` (1 for the first retry): 1 s, doubling each time, at
+/// most 8 s. curl's `--retry` starts at 1 s and doubles in the same way (curl caps at 10 min;
+/// an interactive FTP download is better served by a short cap), so a curl user finds the
+/// pauses they expect.
+pub fn retry_pause(attempt: u32) -> Duration {
+    Duration::from_secs(1 << attempt.saturating_sub(1).min(3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_pauses_double_from_one_second_up_to_eight() {
+        let secs: Vec<u64> = (1..=7).map(|a| retry_pause(a).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 8, 8, 8]);
+        assert_eq!(
+            retry_pause(0),
+            Duration::from_secs(1),
+            "never shorter than 1 s"
+        );
+        assert_eq!(retry_pause(u32::MAX), Duration::from_secs(8));
     }
 }

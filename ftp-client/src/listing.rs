@@ -8,6 +8,8 @@
 
 use std::fmt::Write as _;
 
+use filexfer::text::printable;
+
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -263,19 +265,6 @@ fn parse_dos(line: &str, f: &[(usize, &str)]) -> Option<Entry> {
     })
 }
 
-/// Escapes control characters so a hostile name cannot move the cursor or fake extra lines.
-pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// One table row: kind letter, size, modification time, name (`-> target` for links).
 pub fn format_entry(e: &Entry) -> String {
     let k = match e.kind {
@@ -294,20 +283,6 @@ pub fn format_entry(e: &Entry) -> String {
         let _ = write!(line, " -> {}", printable(t));
     }
     line
-}
-
-/// Parses a FEAT reply (RFC 2389 §3.2): the feature names (first word, upper-cased) of the
-/// lines between the first and the last.
-pub fn parse_feat(reply: &str) -> Vec<String> {
-    let lines: Vec<&str> = reply.lines().collect();
-    if lines.len() < 3 {
-        return Vec::new();
-    }
-    lines[1..lines.len() - 1]
-        .iter()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_ascii_uppercase)
-        .collect()
 }
 
 #[cfg(test)]
@@ -444,10 +419,6 @@ mod tests {
         }
         assert!(parse_mlsd_line("").is_none());
         assert!(parse_mlsd_line("type=file;size=1;").is_none());
-        // FEAT: truncated or hostile.
-        assert!(parse_feat("").is_empty());
-        assert!(parse_feat("211-x\r\n").is_empty());
-        assert_eq!(parse_feat("211-x\r\n mlst\r\n \r\n211 e"), vec!["MLST"]);
     }
 
     #[test]
@@ -462,12 +433,5 @@ mod tests {
         let s = format_entry(&e);
         assert!(!s.contains('\x1b') && !s.contains('\n'), "{s}");
         assert!(s.ends_with("evil\\x1b[2Jname\\x0a"), "{s}");
-    }
-
-    #[test]
-    fn feat_reply() {
-        let f = parse_feat("211-Features:\r\n MLST type*;size*;\r\n EPSV\r\n SIZE\r\n211 End\r\n");
-        assert_eq!(f, vec!["MLST", "EPSV", "SIZE"]);
-        assert!(parse_feat("211 no features").is_empty());
     }
 }

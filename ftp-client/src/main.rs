@@ -9,15 +9,7 @@ use clap::Parser;
 use ftp_client::{Cli, Config, Tracer};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
+    filexfer::logging::init("warn", filexfer::logging::Style::Client);
     // clap exits with 2 on a usage error, as curl does.
     let cli = Cli::parse();
     let mut config = match Config::try_from(cli) {
@@ -68,13 +60,15 @@ fn run(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(match result {
         Ok(report) => {
             if !config.quiet {
-                eprintln!("{}", report.summary());
+                eprintln!("{}", report.line());
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("ftp-client: {e}");
-            ExitCode::from(e.exit_code())
+            let code = e.exit_code();
+            // `{:#}` prints the message and each cause under it, once each, on one line.
+            eprintln!("ftp-client: {:#}", anyhow::Error::from(e));
+            ExitCode::from(code)
         }
     })
 }

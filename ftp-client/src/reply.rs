@@ -1,7 +1,9 @@
-//! Pure helpers for the control connection: a reply as code + text, the EPSV/PASV/SIZE reply
-//! parsers, and the masking of `PASS` in the protocol trace. No sockets here.
+//! Pure helpers for the control connection: a reply as code + text, the EPSV/PASV/SIZE/FEAT
+//! reply parsers, and the masking of `PASS` in the protocol trace. No sockets here.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+
+use filexfer::text::printable;
 
 /// One (possibly multi-line) reply: its three-digit code and its full text, CRLFs trimmed at
 /// the end.
@@ -25,7 +27,7 @@ impl Reply {
 
     /// The reply on one line, for error messages (multi-line replies joined with ` | `).
     pub fn one_line(&self) -> String {
-        crate::listing::printable(
+        printable(
             &self
                 .text
                 .lines()
@@ -101,6 +103,20 @@ pub fn parse_size(r: &Reply) -> Option<u64> {
     r.text.get(4..)?.trim().parse().ok()
 }
 
+/// Parses a FEAT reply (RFC 2389 §3.2): the feature names (first word, upper-cased) of the
+/// lines between the first and the last.
+pub fn parse_feat(reply: &str) -> Vec<String> {
+    let lines: Vec<&str> = reply.lines().collect();
+    if lines.len() < 3 {
+        return Vec::new();
+    }
+    lines[1..lines.len() - 1]
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
 /// The command as the trace shows it: the `PASS` argument replaced by `****`.
 pub fn mask_command(line: &str) -> String {
     let b = line.as_bytes();
@@ -108,7 +124,7 @@ pub fn mask_command(line: &str) -> String {
     if is_pass && matches!(b.get(4), None | Some(b' ')) {
         "PASS ****".to_string()
     } else {
-        crate::listing::printable(line)
+        printable(line)
     }
 }
 
@@ -199,6 +215,17 @@ mod tests {
             None
         );
         assert_eq!(parse_size(&Reply::from_bytes("213文1".as_bytes())), None);
+    }
+
+    #[test]
+    fn feat_reply() {
+        let f = parse_feat("211-Features:\r\n MLST type*;size*;\r\n EPSV\r\n SIZE\r\n211 End\r\n");
+        assert_eq!(f, vec!["MLST", "EPSV", "SIZE"]);
+        assert!(parse_feat("211 no features").is_empty());
+        // Truncated or hostile.
+        assert!(parse_feat("").is_empty());
+        assert!(parse_feat("211-x\r\n").is_empty());
+        assert_eq!(parse_feat("211-x\r\n mlst\r\n \r\n211 e"), vec!["MLST"]);
     }
 
     #[test]

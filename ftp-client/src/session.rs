@@ -1,13 +1,14 @@
 //! The one I/O adapter of the control connection: suppaftp's [`AsyncFtpStream`] underneath,
-//! with what it lacks added here (see docs/ftp-client.md and the dependency notes):
+//! with what it lacks added here (docs/ftp-client.md, "How it works", says why each matters):
 //!
 //! - every wait runs under `--timeout` (suppaftp only times the connect);
 //! - our own protocol trace, with the PASS argument masked (suppaftp's `log` output prints it);
 //! - `TYPE I` is sent by the caller before SIZE/REST/RETR (suppaftp never sends it);
 //! - EPSV first, PASV when EPSV is refused, and the PASV address replaced by the control
 //!   connection's peer unless `--trust-pasv-ip` (suppaftp has no fallback and trusts PASV);
-//! - data connections are opened and read here, not through suppaftp's `TransferStream`, whose
-//!   `finish()` reports success after a short read: we count bytes ourselves.
+//! - data connections are opened and read by [`crate::data`], not through suppaftp's
+//!   `TransferStream`, whose `finish()` reports success after a short read: we count bytes
+//!   ourselves.
 //!
 //! Commands go through `custom_command(line, &[])`: with no expected code every reply comes
 //! back as `UnexpectedResponse`, i.e. the whole reply, which we classify ourselves. suppaftp
@@ -24,7 +25,9 @@ use suppaftp::FtpError;
 use suppaftp::tokio::AsyncFtpStream;
 use tokio::net::TcpStream;
 
-use crate::error::ClientError;
+use filexfer::text::printable;
+
+use crate::error::{ClientError, Step};
 use crate::reply::{Reply, mask_command, parse_epsv, parse_pasv};
 
 /// Receives each line of the protocol dialog (`> ` for what we send, `< ` for replies).
@@ -57,11 +60,6 @@ pub async fn timed<T>(
             secs: timeout.as_secs_f64(),
         }),
     }
-}
-
-fn is_reply_too_large(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .is_some_and(|inner| inner.is::<suppaftp::ReplyTooLarge>())
 }
 
 impl Session {
@@ -132,7 +130,7 @@ impl Session {
             async {
                 AsyncFtpStream::connect_with_stream(stream)
                     .await
-                    .map_err(|e| Self::map_ftp_error(&host_s, "(greeting)", e))
+                    .map_err(|e| ClientError::from_ftp_error(&host_s, "(greeting)", e))
             },
         )
         .await;
@@ -155,7 +153,7 @@ impl Session {
         };
         if let (Some(t), Some(w)) = (&trace, ftp.get_welcome_msg()) {
             for l in w.lines() {
-                t(&format!("< {}", crate::listing::printable(l)));
+                t(&format!("< {}", printable(l)));
             }
         }
         Ok(Self {
@@ -169,44 +167,11 @@ impl Session {
         })
     }
 
-    fn trace(&self, line: impl FnOnce() -> String) {
+    /// Writes one line to the protocol trace, when there is one (`* ...` for what is neither a
+    /// command nor a reply).
+    pub fn trace(&self, line: impl FnOnce() -> String) {
         if let Some(t) = &self.trace {
             t(&line());
-        }
-    }
-
-    /// suppaftp's error → ours. `UnexpectedResponse` never gets here (it is the normal path).
-    fn map_ftp_error(host: &str, command: &str, e: FtpError) -> ClientError {
-        match e {
-            FtpError::ConnectionError(e) if is_reply_too_large(&e) => ClientError::Protocol {
-                host: host.to_string(),
-                command: command.to_string(),
-                reply: "reply longer than 256 KiB (endless line?), giving up".into(),
-                transient: false,
-            },
-            FtpError::ConnectionError(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                ClientError::Usage(format!("cannot send {command:?}: {e}"))
-            }
-            FtpError::ConnectionError(e) => ClientError::Network {
-                host: host.to_string(),
-                what: format!("waiting for the reply to {command}"),
-                source: e,
-            },
-            FtpError::UnexpectedResponse(r) => {
-                let r = Reply::from_bytes(&r.body);
-                ClientError::Protocol {
-                    host: host.to_string(),
-                    command: command.to_string(),
-                    transient: r.is_transient(),
-                    reply: r.one_line(),
-                }
-            }
-            other => ClientError::Protocol {
-                host: host.to_string(),
-                command: command.to_string(),
-                reply: other.to_string(),
-                transient: false,
-            },
         }
     }
 
@@ -217,7 +182,7 @@ impl Session {
     ) -> Result<Reply, ClientError> {
         let reply = match r {
             Ok(resp) | Err(FtpError::UnexpectedResponse(resp)) => Reply::from_bytes(&resp.body),
-            Err(e) => return Err(Self::map_ftp_error(&self.host, shown, e)),
+            Err(e) => return Err(ClientError::from_ftp_error(&self.host, shown, e)),
         };
         if reply.code < 100 {
             return Err(ClientError::Protocol {
@@ -228,7 +193,7 @@ impl Session {
             });
         }
         for l in reply.text.lines() {
-            self.trace(|| format!("< {}", crate::listing::printable(l)));
+            self.trace(|| format!("< {}", printable(l)));
         }
         Ok(reply)
     }
@@ -246,10 +211,16 @@ impl Session {
 
     /// Reads one more reply (the completion of a transfer), under the timeout.
     pub async fn read_reply(&mut self, after: &str) -> Result<Reply, ClientError> {
-        let r = match tokio::time::timeout(self.timeout, self.ftp.read_response_in(&[])).await {
+        match tokio::time::timeout(self.timeout, self.read_reply_untimed(after)).await {
             Ok(r) => r,
-            Err(_) => return Err(self.timeout_err(format!("waiting for the end of {after}"))),
-        };
+            Err(_) => Err(self.timeout_err(format!("waiting for the end of {after}"))),
+        }
+    }
+
+    /// Reads one more reply with no limit: for a caller that runs its own clock (see
+    /// [`crate::data`]).
+    pub async fn read_reply_untimed(&mut self, after: &str) -> Result<Reply, ClientError> {
+        let r = self.ftp.read_response_in(&[]).await;
         self.reply_of(after, r)
     }
 
@@ -267,55 +238,32 @@ impl Session {
         self.timeout
     }
 
-    /// A 421 (or other 4xx where a 2xx/3xx was needed) as a transient protocol error.
-    pub fn unexpected(&self, command: &str, r: &Reply) -> ClientError {
-        ClientError::Protocol {
-            host: self.host.clone(),
-            command: mask_command(command),
-            reply: r.one_line(),
-            transient: r.is_transient(),
-        }
+    /// The error for a reply that is not what `step` needed (see [`ClientError::from_reply`]).
+    pub fn refused(&self, step: Step<'_>, r: &Reply) -> ClientError {
+        ClientError::from_reply(&self.host, step, r)
     }
 
     /// USER, then PASS when asked (RFC 959 §5.4: 230 after USER means no password needed).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
-        let refused = |s: &Self, r: &Reply| {
-            if r.code == 421 {
-                s.unexpected("USER", r)
-            } else {
-                ClientError::Login {
-                    host: s.host.clone(),
-                    user: user.to_string(),
-                    reply: r.one_line(),
-                }
-            }
-        };
         let r = self.command(&format!("USER {user}")).await?;
         match r.code {
             230 => return Ok(()),
             331 | 332 => {}
-            _ => return Err(refused(self, &r)),
+            _ => return Err(self.refused(Step::Login { user }, &r)),
         }
         let r = self.command(&format!("PASS {password}")).await?;
         match r.code {
             230 | 202 => Ok(()),
-            _ => Err(refused(self, &r)),
+            _ => Err(self.refused(Step::Login { user }, &r)),
         }
     }
 
     /// One CWD per directory segment (RFC 1738 §3.2.2).
     pub async fn cwd_all(&mut self, dirs: &[String]) -> Result<(), ClientError> {
-        for d in dirs {
-            let r = self.command(&format!("CWD {d}")).await?;
-            if r.code == 421 {
-                return Err(self.unexpected("CWD", &r));
-            }
+        for dir in dirs {
+            let r = self.command(&format!("CWD {dir}")).await?;
             if !r.is_ok() {
-                return Err(ClientError::Cwd {
-                    host: self.host.clone(),
-                    dir: d.clone(),
-                    reply: r.one_line(),
-                });
+                return Err(self.refused(Step::Cwd { dir }, &r));
             }
         }
         Ok(())
@@ -329,7 +277,7 @@ impl Session {
         if r.is_ok() {
             Ok(())
         } else {
-            Err(self.unexpected(cmd, &r))
+            Err(self.refused(Step::Command(cmd), &r))
         }
     }
 
@@ -337,7 +285,7 @@ impl Session {
     pub async fn size(&mut self, name: &str) -> Result<Option<u64>, ClientError> {
         let r = self.command(&format!("SIZE {name}")).await?;
         if r.code == 421 {
-            return Err(self.unexpected("SIZE", &r));
+            return Err(self.refused(Step::Command("SIZE"), &r));
         }
         Ok(crate::reply::parse_size(&r))
     }
@@ -346,10 +294,10 @@ impl Session {
     pub async fn features(&mut self) -> Result<Vec<String>, ClientError> {
         let r = self.command("FEAT").await?;
         if r.code == 421 {
-            return Err(self.unexpected("FEAT", &r));
+            return Err(self.refused(Step::Command("FEAT"), &r));
         }
         Ok(if r.code == 211 {
-            crate::listing::parse_feat(&r.text)
+            crate::reply::parse_feat(&r.text)
         } else {
             Vec::new()
         })
@@ -358,40 +306,26 @@ impl Session {
     /// The data address: EPSV (RFC 2428) and the control peer's IP; if the server does not
     /// know EPSV, PASV, whose IP is replaced by the control peer's unless `--trust-pasv-ip`
     /// (a server behind NAT, or a hostile one pointing us at a third host: RFC 2577 §3).
-    async fn data_address(&mut self) -> Result<SocketAddr, ClientError> {
+    pub async fn passive_address(&mut self) -> Result<SocketAddr, ClientError> {
         if !self.epsv_refused {
             let r = self.command("EPSV").await?;
             if r.code == 229 {
                 return match parse_epsv(&r.text) {
                     Some(port) => Ok(SocketAddr::new(self.peer.ip(), port)),
-                    None => Err(ClientError::Passive {
-                        host: self.host.clone(),
-                        reply: r.one_line(),
-                    }),
+                    None => Err(self.refused(Step::Passive, &r)),
                 };
             }
             if r.code == 421 {
-                return Err(self.unexpected("EPSV", &r));
+                return Err(self.refused(Step::Command("EPSV"), &r));
             }
             // 500/502 unknown, 501/504/522 not for this protocol: fall back to PASV for the
             // rest of the session.
             self.epsv_refused = true;
         }
         let r = self.command("PASV").await?;
-        if r.code != 227 {
-            if r.is_transient() {
-                return Err(self.unexpected("PASV", &r));
-            }
-            return Err(ClientError::Passive {
-                host: self.host.clone(),
-                reply: r.one_line(),
-            });
-        }
-        let Some(given) = parse_pasv(&r.text) else {
-            return Err(ClientError::Passive {
-                host: self.host.clone(),
-                reply: r.one_line(),
-            });
+        let given = match (r.code, parse_pasv(&r.text)) {
+            (227, Some(given)) => given,
+            _ => return Err(self.refused(Step::Passive, &r)),
         };
         if self.trust_pasv_ip {
             return Ok(SocketAddr::from(given));
@@ -401,50 +335,6 @@ impl Session {
             self.trace(|| format!("* ignoring the PASV address {}, using {ip}", given.ip()));
         }
         Ok(SocketAddr::new(ip, given.port()))
-    }
-
-    /// Opens a passive data connection, under the timeout.
-    pub async fn open_data(&mut self) -> Result<TcpStream, ClientError> {
-        let addr = self.data_address().await?;
-        self.trace(|| format!("* data connection to {addr}"));
-        match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(ClientError::Connect {
-                what: "data port",
-                addr: addr.to_string(),
-                source: e,
-            }),
-            Err(_) => Err(self.timeout_err(format!("connecting to the data port {addr}"))),
-        }
-    }
-
-    /// Opens the data connection, sends `REST offset` when given, then `cmd`. Returns the data
-    /// stream once the server answered 1xx; `Ok(Err(reply))` when it refused `cmd`.
-    pub async fn start_transfer(
-        &mut self,
-        cmd: &str,
-        rest: Option<u64>,
-    ) -> Result<Result<TcpStream, Reply>, ClientError> {
-        let data = self.open_data().await?;
-        if let Some(off) = rest {
-            let r = self.command(&format!("REST {off}")).await?;
-            if r.code != 350 {
-                if r.code == 421 {
-                    return Err(self.unexpected("REST", &r));
-                }
-                return Err(ClientError::Resume {
-                    host: self.host.clone(),
-                    path: cmd.split_once(' ').map_or(cmd, |(_, p)| p).to_string(),
-                    reason: format!("REST {off} refused: {}", r.one_line()),
-                });
-            }
-        }
-        let r = self.command(cmd).await?;
-        if r.is_preliminary() {
-            Ok(Ok(data))
-        } else {
-            Ok(Err(r))
-        }
     }
 
     /// QUIT, best effort (the transfer outcome is already known).

@@ -1,47 +1,11 @@
 //! ftp-client against our own ftp-server, started in-process on port 0 (BackgroundServer):
 //! anonymous get in both name forms, a listing, and a missing file.
 
-use std::sync::{Arc, Mutex};
+mod common;
 
-use ftp_client::{ClientError, Report, Tracer};
+use common::{client, enc};
 use ftp_server::{BackgroundServer, Config};
 use test_kit::{Fixture, hostile_names, pattern_bytes, sha256_file};
-
-fn client(args: &[&str]) -> (Result<Report, ClientError>, String, String) {
-    let config = match ftp_client::config::from_args(
-        std::iter::once("ftp-client").chain(args.iter().copied()),
-    ) {
-        Ok(c) => c,
-        Err(e) => return (Err(e), String::new(), String::new()),
-    };
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    let trace: Tracer = Arc::new(move |l: &str| {
-        let mut s = sink.lock().unwrap();
-        s.push_str(l);
-        s.push('\n');
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    let r = rt.block_on(ftp_client::run(&config, &mut out, Some(trace)));
-    let trace = log.lock().unwrap().clone();
-    (r, String::from_utf8_lossy(&out).into_owned(), trace)
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 #[test]
 fn get_and_ls_against_our_ftp_server() {

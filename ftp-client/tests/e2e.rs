@@ -6,63 +6,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ftp_client::{ClientError, Report, Tracer};
+mod common;
+
+use common::{client, enc, exit_code, path_str};
+use ftp_client::{ClientError, Report};
 use test_kit::peers::{start_pyftpdlib, start_vsftpd};
-use test_kit::{Fixture, hostile_names, pattern_bytes, sha256, sha256_file};
-
-/// Runs the client in-process with `args` (as after `ftp-client`); returns the result, the
-/// listing output and the protocol trace.
-fn client(args: &[&str]) -> (Result<Report, ClientError>, String, String) {
-    let config = match ftp_client::config::from_args(
-        std::iter::once("ftp-client").chain(args.iter().copied()),
-    ) {
-        Ok(c) => c,
-        Err(e) => return (Err(e), String::new(), String::new()),
-    };
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    let trace: Tracer = Arc::new(move |l: &str| {
-        let mut s = sink.lock().unwrap();
-        s.push_str(l);
-        s.push('\n');
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    let r = rt.block_on(ftp_client::run(&config, &mut out, Some(trace)));
-    let trace = log.lock().unwrap().clone();
-    (r, String::from_utf8_lossy(&out).into_owned(), trace)
-}
-
-fn exit_code(r: &Result<Report, ClientError>) -> u8 {
-    match r {
-        Ok(_) => 0,
-        Err(e) => e.exit_code(),
-    }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
+use test_kit::{Fixture, hostile_names, pattern_bytes, run, sha256, sha256_file};
 
 /// A root with `pub/sub dir/` holding every hostile name (distinct 70 KB contents).
 fn hostile_root() -> Fixture {
@@ -401,11 +353,14 @@ fn fake<T: Send + 'static>(
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let h = std::thread::spawn(move || {
-        let s = accept_within(&l).expect("the client connected within 10 s");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        script(s)
+        script(accept_within(&l).expect("the client connected within 10 s"))
     });
     (addr, h)
+}
+
+/// A fake server that runs `sc` on one control connection, in a thread.
+fn serve(sc: Script) -> (SocketAddr, JoinHandle<Served>) {
+    fake(move |s| scripted(s, sc))
 }
 
 /// What a scripted fake server does.
@@ -418,8 +373,11 @@ struct Script {
     size: Option<usize>,
     /// What RETR or LIST sends on the data connection.
     payload: Vec<u8>,
-    /// How long the data connection stays open, silent, after the payload.
-    hold: Duration,
+    /// How the data moves: this many bytes at a time, with this pause between (a slow link).
+    pace: (usize, Duration),
+    /// After the payload, keep the data connection open and silent (and, for STOR, never read
+    /// it) until the client hangs up the control connection.
+    stall: bool,
     /// The reply after the data connection closes.
     done: &'static str,
 }
@@ -431,10 +389,20 @@ impl Script {
             data_ip: [127, 0, 0, 1],
             size,
             payload,
-            hold: Duration::ZERO,
+            pace: (usize::MAX, Duration::ZERO),
+            stall: false,
             done,
         }
     }
+}
+
+/// What the fake saw.
+#[derive(Debug, Default)]
+struct Served {
+    /// Whether a data connection came.
+    data_connected: bool,
+    /// What STOR/APPE received.
+    stored: Vec<u8>,
 }
 
 /// Accepts one connection on `l`, giving up after 10 s so a client that never comes cannot
@@ -446,6 +414,9 @@ fn accept_within(l: &TcpListener) -> Option<TcpStream> {
         match l.accept() {
             Ok((s, _)) => {
                 s.set_nonblocking(false).unwrap();
+                // No read or write on it may block the test forever either.
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
                 return Some(s);
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -454,16 +425,44 @@ fn accept_within(l: &TcpListener) -> Option<TcpStream> {
     None
 }
 
+/// Writes `data` in pieces of `pace.0` bytes with `pace.1` between them.
+fn send_paced(d: &mut TcpStream, data: &[u8], pace: (usize, Duration)) {
+    for (i, piece) in data.chunks(pace.0).enumerate() {
+        if i > 0 {
+            std::thread::sleep(pace.1);
+        }
+        if d.write_all(piece).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads `d` to its end in pieces of at most `pace.0` bytes with `pace.1` between them.
+fn receive_paced(d: &mut TcpStream, pace: (usize, Duration)) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; pace.0.min(1 << 20)];
+    loop {
+        match d.read(&mut buf) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        std::thread::sleep(pace.1);
+    }
+}
+
 /// A minimal server dialog: answers login, CWD, TYPE, FEAT (no MLST), REST, SIZE; EPSV refused;
 /// PASV answered with `pasv_ip` and a data port on `data_ip`; RETR and LIST send the payload,
-/// hold the data connection `hold`, then say `done`. Returns whether a data connection came.
-fn scripted(s: TcpStream, sc: Script) -> bool {
+/// STOR and APPE receive, paced as `pace` says, then it says `done` (or, with `stall`, holds
+/// the data connection until the client hangs up).
+fn scripted(s: TcpStream, sc: Script) -> Served {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     let _ = w.write_all(b"220 fake\r\n");
     let data = TcpListener::bind(SocketAddr::from((sc.data_ip, 0))).unwrap();
     let port = data.local_addr().unwrap().port();
-    let mut data_connected = false;
+    let mut served = Served::default();
+    // Held open, silent, while `stall` waits for the client to give up.
+    let mut _held = None;
     for _ in 0..30 {
         let mut line = String::new();
         if r.read_line(&mut line).unwrap_or(0) == 0 {
@@ -493,14 +492,22 @@ fn scripted(s: TcpStream, sc: Script) -> bool {
                     port & 255
                 )
             }
-            "RETR" | "LIST" => {
+            "RETR" | "LIST" | "STOR" | "APPE" => {
                 let _ = w.write_all(b"150 here it comes\r\n");
                 let Some(mut d) = accept_within(&data) else {
                     break;
                 };
-                data_connected = true;
-                let _ = d.write_all(&sc.payload);
-                std::thread::sleep(sc.hold);
+                served.data_connected = true;
+                if matches!(verb.as_str(), "RETR" | "LIST") {
+                    send_paced(&mut d, &sc.payload, sc.pace);
+                } else if !sc.stall {
+                    served.stored = receive_paced(&mut d, sc.pace);
+                }
+                if sc.stall {
+                    // The next read_line ends when the client, having timed out, hangs up.
+                    _held = Some(d);
+                    continue;
+                }
                 drop(d);
                 format!("{}\r\n", sc.done)
             }
@@ -514,15 +521,35 @@ fn scripted(s: TcpStream, sc: Script) -> bool {
             break;
         }
     }
-    data_connected
+    served
 }
 
 fn get_from(addr: SocketAddr, extra: &[&str], dest: &str) -> Result<Report, ClientError> {
     let port = addr.port().to_string();
-    let mut args = vec!["get", "--timeout", "5", "--port", &port, "-o", dest];
+    let mut args = vec!["get", "--port", &port, "-o", dest];
+    if !extra.contains(&"--timeout") {
+        args.extend(["--timeout", "5"]);
+    }
     args.extend_from_slice(extra);
     args.extend(["127.0.0.1", "d", "f"]);
     let (r, _, trace) = client(&args);
+    if let Err(e) = &r {
+        eprintln!("{e}\n{trace}");
+    }
+    r
+}
+
+/// Lists the fake at `addr` with `--timeout secs`: the result, the listing and the trace.
+fn ls_from(addr: SocketAddr, secs: &str) -> (Result<Report, ClientError>, String, String) {
+    let port = addr.port().to_string();
+    client(&["ls", "--timeout", secs, "--port", &port, "127.0.0.1"])
+}
+
+/// Uploads `src` into `d` on the fake at `addr` with `--timeout 1`.
+fn put_with_1s_timeout(addr: SocketAddr, src: &Path) -> Result<Report, ClientError> {
+    let port = addr.port().to_string();
+    let args = ["put", "--timeout", "1", "--port", &port, path_str(src)];
+    let (r, _, trace) = client(&[&args[..], &["127.0.0.1", "d"]].concat());
     if let Err(e) = &r {
         eprintln!("{e}\n{trace}");
     }
@@ -534,23 +561,17 @@ fn pasv_address_from_server_is_ignored() {
     let payload = pattern_bytes(300_000, 5);
     let p2 = payload.clone();
     // 10.255.255.1: a third host the server must not make us connect to (RFC 2577).
-    let (addr, h) = fake(move |s| {
-        scripted(
-            s,
-            Script {
-                pasv_ip: [10, 255, 255, 1],
-                ..Script::new(Some(300_000), p2, "226 done")
-            },
-        )
+    let (addr, h) = serve(Script {
+        pasv_ip: [10, 255, 255, 1],
+        ..Script::new(Some(300_000), p2, "226 done")
     });
     let out = Fixture::empty();
     let dest = out.path().join("f");
+    let port = addr.port().to_string();
     let (r, _, trace) = client(&[
         "get",
-        "--timeout",
-        "5",
         "--port",
-        &addr.port().to_string(),
+        &port,
         "-o",
         path_str(&dest),
         "127.0.0.1",
@@ -559,7 +580,7 @@ fn pasv_address_from_server_is_ignored() {
     ]);
     assert!(r.is_ok(), "{r:?}\n{trace}");
     assert!(
-        h.join().unwrap(),
+        h.join().unwrap().data_connected,
         "the data connection reached the fake's 127.0.0.1 port"
     );
     assert!(
@@ -582,21 +603,19 @@ fn trust_pasv_ip_uses_the_address_the_server_names() {
     let dest = out.path().join("f");
     for (trust, want) in [(true, 0), (false, 7)] {
         let p2 = payload.clone();
-        let (addr, h) = fake(move |s| {
-            scripted(
-                s,
-                Script {
-                    pasv_ip: [127, 0, 0, 2],
-                    data_ip: [127, 0, 0, 2],
-                    ..Script::new(Some(10_000), p2, "226 done")
-                },
-            )
+        let (addr, h) = serve(Script {
+            pasv_ip: [127, 0, 0, 2],
+            data_ip: [127, 0, 0, 2],
+            ..Script::new(Some(10_000), p2, "226 done")
         });
         let extra: &[&str] = if trust { &["--trust-pasv-ip"] } else { &[] };
         let r = get_from(addr, extra, path_str(&dest));
         assert_eq!(exit_code(&r), want, "trust={trust}: {r:?}");
         if trust {
-            assert!(h.join().unwrap(), "data connection to 127.0.0.2");
+            assert!(
+                h.join().unwrap().data_connected,
+                "data connection to 127.0.0.2"
+            );
             assert_eq!(std::fs::read(&dest).unwrap(), payload);
         }
     }
@@ -606,31 +625,15 @@ fn trust_pasv_ip_uses_the_address_the_server_names() {
 fn transfer_cut_short_is_18_and_leaves_no_final_file() {
     let out = Fixture::empty();
     // The server claims 1 MB, sends 400 KB, closes, and still says 226.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script::new(
-                Some(1_000_000),
-                pattern_bytes(400_000, 1),
-                "226 all good, honest",
-            ),
-        )
-    });
+    let (addr, h) = serve(Script::new(
+        Some(1_000_000),
+        pattern_bytes(400_000, 1),
+        "226 all good, honest",
+    ));
     let dest = out.path().join("short.bin");
-    let (r, _, trace) = client(&[
-        "get",
-        "--timeout",
-        "5",
-        "--port",
-        &addr.port().to_string(),
-        "-o",
-        path_str(&dest),
-        "127.0.0.1",
-        "d",
-        "short.bin",
-    ]);
+    let r = get_from(addr, &[], path_str(&dest));
     h.join().unwrap();
-    assert_eq!(exit_code(&r), 18, "{r:?}\n{trace}");
+    assert_eq!(exit_code(&r), 18, "{r:?}");
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("400000 bytes of 1000000"), "{msg}");
     assert!(!dest.exists(), "nothing under the final name");
@@ -643,29 +646,13 @@ fn transfer_cut_short_is_18_and_leaves_no_final_file() {
     );
 
     // No SIZE, and the server reports the abort: 426 → 18.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script::new(
-                None,
-                pattern_bytes(1000, 1),
-                "426 connection closed; transfer aborted",
-            ),
-        )
-    });
+    let (addr, h) = serve(Script::new(
+        None,
+        pattern_bytes(1000, 1),
+        "426 connection closed; transfer aborted",
+    ));
     let dest = out.path().join("aborted.bin");
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "5",
-        "--port",
-        &addr.port().to_string(),
-        "-o",
-        path_str(&dest),
-        "127.0.0.1",
-        "d",
-        "aborted.bin",
-    ]);
+    let r = get_from(addr, &[], path_str(&dest));
     h.join().unwrap();
     assert_eq!(exit_code(&r), 18, "{r:?}");
     assert!(!dest.exists());
@@ -678,12 +665,11 @@ fn interrupted_get_never_damages_an_existing_file() {
     let dest = out.write("f", &old);
     let d = path_str(&dest).to_string();
     let cut = || {
-        fake(|s| {
-            scripted(
-                s,
-                Script::new(Some(1_000_000), pattern_bytes(400_000, 3), "226 done"),
-            )
-        })
+        serve(Script::new(
+            Some(1_000_000),
+            pattern_bytes(400_000, 3),
+            "226 done",
+        ))
     };
 
     // A plain get over an existing file, cut short: 18, the old file untouched.
@@ -694,7 +680,7 @@ fn interrupted_get_never_damages_an_existing_file() {
     std::fs::remove_file(out.path().join("f.part")).unwrap();
 
     // The same, the server aborting with 426 after some data, and with no SIZE.
-    let (addr, h) = fake(|s| scripted(s, Script::new(None, pattern_bytes(5000, 3), "426 aborted")));
+    let (addr, h) = serve(Script::new(None, pattern_bytes(5000, 3), "426 aborted"));
     assert_eq!(exit_code(&get_from(addr, &[], &d)), 18);
     h.join().unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), old, "old content unchanged");
@@ -712,9 +698,9 @@ fn interrupted_get_never_damages_an_existing_file() {
 
     // -C with a local file larger than the remote one: 36 before any transfer, file intact.
     std::fs::write(&dest, &old).unwrap();
-    let (addr, h) = fake(|s| scripted(s, Script::new(Some(10), Vec::new(), "226 done")));
+    let (addr, h) = serve(Script::new(Some(10), Vec::new(), "226 done"));
     assert_eq!(exit_code(&get_from(addr, &["-C"], &d)), 36);
-    drop(h);
+    h.join().unwrap();
     assert_eq!(
         std::fs::read(&dest).unwrap(),
         old,
@@ -723,64 +709,110 @@ fn interrupted_get_never_damages_an_existing_file() {
     assert!(!out.path().join("f.part").exists());
 }
 
+/// `--timeout 1` means "no byte moved for 1 s" (docs/ftp-client.md), not "each 1 MiB buffer
+/// within 1 s": every piece of these transfers arrives well within the second, and the whole
+/// takes several.
+const TRICKLE: (usize, Duration) = (32 << 10, Duration::from_millis(100));
+
 #[test]
-fn stalled_data_connection_times_out_with_28() {
-    // 100 KB arrive, then the data connection stays open and silent.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script {
-                hold: Duration::from_secs(4),
-                ..Script::new(Some(1_000_000), pattern_bytes(100_000, 4), "226 done")
-            },
-        )
+fn slow_but_moving_download_is_not_cut() {
+    let payload = pattern_bytes(800 << 10, 12);
+    let p2 = payload.clone();
+    let (addr, h) = serve(Script {
+        pace: TRICKLE,
+        ..Script::new(Some(p2.len()), p2, "226 done")
     });
     let out = Fixture::empty();
     let dest = out.path().join("f");
-    let port = addr.port().to_string();
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "1",
-        "--port",
-        &port,
-        "-o",
-        path_str(&dest),
-        "127.0.0.1",
-        "d",
-        "f",
-    ]);
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
+    assert!(r.is_ok(), "{r:?}");
+    assert!(start.elapsed() > Duration::from_secs(2), "it did trickle");
+    assert!(h.join().unwrap().data_connected);
+    assert_eq!(std::fs::read(&dest).unwrap(), payload);
+}
+
+#[test]
+fn slow_but_moving_listing_line_is_not_cut() {
+    // One 40 KB listing line (within the 64 KiB bound) that takes over 2 s to arrive.
+    let name = "n".repeat(40_000);
+    let line = format!("-rw-r--r-- 1 0 0 5 Jan 1 2020 {name}\r\n");
+    let (addr, h) = serve(Script {
+        pace: (2 << 10, Duration::from_millis(120)),
+        ..Script::new(None, line.into_bytes(), "226 done")
+    });
+    let (r, out, trace) = ls_from(addr, "1");
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert!(out.trim_end().ends_with(&name), "{}", out.len());
+    h.join().unwrap();
+}
+
+#[test]
+fn slow_but_moving_upload_is_not_cut() {
+    // The fake reads 32 KiB every 100 ms (about 330 KB/s): the socket buffers take most of the
+    // file at once, then drain for seconds while bytes never stop moving; the wait for the
+    // completion reply must not count that time against --timeout.
+    let data = pattern_bytes(1_200_000, 13);
+    let local = Fixture::empty();
+    let src = local.write("up.bin", &data);
+    let (addr, h) = serve(Script {
+        pace: TRICKLE,
+        ..Script::new(None, Vec::new(), "226 stored")
+    });
+    let r = put_with_1s_timeout(addr, &src);
+    assert!(r.is_ok(), "{r:?}");
+    assert!(h.join().unwrap().stored == data, "every byte arrived");
+}
+
+#[test]
+fn stalled_data_connection_times_out_with_28_both_ways() {
+    // Download: 100 KB arrive, then the data connection stays open and silent.
+    let (addr, h) = serve(Script {
+        stall: true,
+        ..Script::new(Some(1_000_000), pattern_bytes(100_000, 4), "226 done")
+    });
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    let start = Instant::now();
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
     assert_eq!(exit_code(&r), 28, "{r:?}");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("after 100000 bytes"), "names where: {msg}");
     assert!(
-        r.unwrap_err().to_string().contains("after 100000 bytes"),
-        "names where it stalled"
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(4),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
     assert!(!dest.exists());
+    h.join().unwrap();
+
+    // Upload: the server takes the data connection and never reads it.
+    let local = Fixture::empty();
+    let src = local.write("up.bin", &pattern_bytes(32 << 20, 14));
+    let (addr, h) = serve(Script {
+        stall: true,
+        ..Script::new(None, Vec::new(), "226 stored")
+    });
+    let start = Instant::now();
+    let r = put_with_1s_timeout(addr, &src);
+    assert_eq!(exit_code(&r), 28, "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     h.join().unwrap();
 }
 
 #[test]
 fn endless_listing_line_is_an_error() {
     // LIST sends 1 MiB without a newline: bounded at 64 KiB, exit 8.
-    let (addr, h) = fake(|s| scripted(s, Script::new(None, vec![b'x'; 1 << 20], "226 done")));
-    let (r, out, _) = client(&[
-        "ls",
-        "--timeout",
-        "5",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-    ]);
+    let (addr, h) = serve(Script::new(None, vec![b'x'; 1 << 20], "226 done"));
+    let (r, out, _) = ls_from(addr, "5");
     assert_eq!(exit_code(&r), 8, "{r:?}");
     assert!(r.unwrap_err().to_string().contains("longer than 65536"));
     assert!(out.is_empty());
-    drop(h);
+    h.join().unwrap();
 }
 
 #[test]
@@ -795,9 +827,6 @@ fn retries_reconnect_after_a_transient_refusal() {
         let _ = first.write_all(b"421 too many users, try later\r\n");
         drop(first);
         let second = accept_within(&l).expect("the retry");
-        second
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
         scripted(second, Script::new(Some(50_000), p2, "226 done"))
     });
     let out = Fixture::empty();
@@ -814,12 +843,14 @@ fn retries_reconnect_after_a_transient_refusal() {
     h0.join().unwrap();
     let r = get_from(addr, &["--retries", "2"], d);
     assert!(r.is_ok(), "{r:?}");
-    assert!(h.join().unwrap());
+    assert!(h.join().unwrap().data_connected);
     assert_eq!(std::fs::read(&dest).unwrap(), payload);
 }
 
 #[test]
 fn silent_server_times_out_with_28() {
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
     // Accepts and never says a word.
     let (addr, h) = fake(|s| {
         let mut buf = [0u8; 64];
@@ -827,16 +858,7 @@ fn silent_server_times_out_with_28() {
         let _ = s.read(&mut buf);
     });
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "1",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-        "d",
-        "f",
-    ]);
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
     assert_eq!(exit_code(&r), 28, "{r:?}");
     assert!(
         start.elapsed() < Duration::from_secs(5),
@@ -859,7 +881,7 @@ fn silent_server_times_out_with_28() {
                 let _ = r.read_line(&mut line);
                 return;
             }
-            let reply: &[u8] = match &line[..4] {
+            let reply: &[u8] = match line.get(..4).unwrap_or("") {
                 "USER" => b"230 ok\r\n",
                 "SIZE" => b"213 10\r\n",
                 _ => b"200 ok\r\n",
@@ -868,16 +890,7 @@ fn silent_server_times_out_with_28() {
         }
     });
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "get",
-        "--timeout",
-        "1",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-        "d",
-        "f",
-    ]);
+    let r = get_from(addr, &["--timeout", "1"], path_str(&dest));
     assert_eq!(exit_code(&r), 28, "{r:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
     h.join().unwrap();
@@ -901,14 +914,7 @@ fn endless_reply_line_is_an_error_not_unbounded_memory() {
         sent
     });
     let start = Instant::now();
-    let (r, _, _) = client(&[
-        "ls",
-        "--timeout",
-        "10",
-        "--port",
-        &addr.port().to_string(),
-        "127.0.0.1",
-    ]);
+    let (r, _, _) = ls_from(addr, "10");
     assert_eq!(exit_code(&r), 8, "{r:?}");
     assert!(r.unwrap_err().to_string().contains("256 KiB"));
     let sent = h.join().unwrap();
@@ -923,9 +929,12 @@ fn endless_reply_line_is_an_error_not_unbounded_memory() {
 
 // ---- the binary -----------------------------------------------------------------------------
 
-fn bin() -> Command {
+/// The binary, fresh from this build (Cargo guarantees `CARGO_BIN_EXE_*` for integration tests),
+/// with no password inherited from the environment and its own network waits bounded, so a
+/// run cannot outlive the test.
+fn bin(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
-    c.env_remove("FTP_PASSWORD");
+    c.env_remove("FTP_PASSWORD").args(args);
     c
 }
 
@@ -946,17 +955,16 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     );
     // Run in an empty directory: `-o -` must never create a file.
     let cwd = Fixture::empty();
-    let o = bin()
-        .args(["get", "-v", "-o", "-", &url])
+    let o = run(bin(&["get", "--timeout", "10", "-v", "-o", "-", &url])
         .env("FTP_PASSWORD", "hunter2")
-        .current_dir(cwd.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+        .current_dir(cwd.path()));
+    o.expect_code(0);
+    let err = o.stderr();
     assert_eq!(
-        sha256(&o.stdout),
-        sha256_file(&root.path().join("pub/sub dir/ünïcödé-文件.bin"))
+        sha256(&o.output.stdout),
+        sha256_file(&root.path().join("pub/sub dir/ünïcödé-文件.bin")),
+        "{}",
+        o.describe()
     );
     assert!(
         err.contains("> PASS ****") && !err.contains("hunter2"),
@@ -966,7 +974,6 @@ fn binary_stdout_exit_codes_and_masked_trace() {
         err.contains("downloaded 70001 bytes in"),
         "summary line: {err}"
     );
-
     assert_eq!(
         std::fs::read_dir(cwd.path()).unwrap().count(),
         0,
@@ -974,21 +981,18 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     );
 
     // `-o -` cut short: 18, what arrived went to stdout, still no file anywhere.
-    let (addr, h) = fake(|s| {
-        scripted(
-            s,
-            Script::new(Some(1_000_000), pattern_bytes(400_000, 2), "226 done"),
-        )
-    });
-    let o = bin()
-        .args(["get", "-q", "--timeout", "5", "-o", "-"])
-        .args(["--port", &addr.port().to_string(), "127.0.0.1", "d", "f"])
-        .current_dir(cwd.path())
-        .output()
-        .unwrap();
+    let (addr, h) = serve(Script::new(
+        Some(1_000_000),
+        pattern_bytes(400_000, 2),
+        "226 done",
+    ));
+    let port = addr.port().to_string();
+    let o = run(bin(&["get", "-q", "--timeout", "5", "-o", "-"])
+        .args(["--port", &port, "127.0.0.1", "d", "f"])
+        .current_dir(cwd.path()));
     h.join().unwrap();
-    assert_eq!(o.status.code(), Some(18));
-    assert_eq!(o.stdout.len(), 400_000);
+    o.expect_code(18);
+    assert_eq!(o.output.stdout.len(), 400_000, "{}", o.describe());
     assert_eq!(
         std::fs::read_dir(cwd.path()).unwrap().count(),
         0,
@@ -998,53 +1002,60 @@ fn binary_stdout_exit_codes_and_masked_trace() {
     // --netrc reads $NETRC: the login comes from it (and the password stays masked).
     let conf = Fixture::empty();
     let netrc = conf.write("netrc", b"machine 127.0.0.1 login alice password hunter2\n");
-    let o = bin()
-        .args(["ls", "-q", "-v", "--netrc", &p.hostport(), "pub"])
-        .env("NETRC", &netrc)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    let hp = p.hostport();
+    let o = run(
+        bin(&["ls", "--timeout", "10", "-q", "-v", "--netrc", &hp, "pub"]).env("NETRC", &netrc),
+    );
+    o.expect_code(0);
+    let err = o.stderr();
     assert!(
         err.contains("> USER alice") && !err.contains("hunter2"),
-        "{err}"
+        "{}",
+        o.describe()
     );
 
     // -q: no summary. ls to stdout.
-    let o = bin()
-        .args(["ls", "-q", &p.hostport(), "pub"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    assert!(
-        o.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(String::from_utf8_lossy(&o.stdout).contains("big.bin"));
+    let o = run(&mut bin(&["ls", "--timeout", "10", "-q", &hp, "pub"]));
+    o.expect_code(0);
+    assert!(o.stderr().is_empty(), "{}", o.describe());
+    assert!(o.stdout().contains("big.bin"), "{}", o.describe());
 
-    // Usage errors: 2, with a message naming the problem.
-    for args in [
-        &["get", "127.0.0.1", "d"][..],
-        &["get", "--timeout", "x", "h", "d", "f"],
-        &["frobnicate"],
+    // Usage errors: 2, with one line naming the problem.
+    for (args, names) in [
+        (&["get", "127.0.0.1", "d"][..], "HOST DIR FILE"),
+        (&["get", "--timeout", "x", "h", "d", "f"], "--timeout"),
+        (&["frobnicate"], "frobnicate"),
     ] {
-        let o = bin().args(args).output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let o = run(&mut bin(args));
+        o.expect_code(2);
+        assert!(o.stderr().contains(names), "{}", o.describe());
     }
-    // Missing file and closed port through the binary's exit code.
-    let o = bin()
-        .args(["get", "-q", "-o", "-", &format!("{}/pub/nope", p.url())])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(78));
-    let msg = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+    // Missing file and closed port through the binary's exit code, each on one line; the
+    // socket error under "cannot connect" is printed once.
+    let nope = format!("{}/pub/nope", p.url());
+    let o = run(&mut bin(&[
+        "get",
+        "--timeout",
+        "10",
+        "-q",
+        "-o",
+        "-",
+        &nope,
+    ]));
+    o.expect_code(78);
+    assert_eq!(o.stderr().lines().count(), 1, "{}", o.describe());
     let closed_port = test_kit::ClosedPort::new();
-    let closed = closed_port.addr().port();
-    let o = bin()
-        .args(["ls", "--port", &closed.to_string(), "127.0.0.1"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(7));
+    let closed = closed_port.addr().port().to_string();
+    let o = run(&mut bin(&[
+        "ls",
+        "--timeout",
+        "10",
+        "--port",
+        &closed,
+        "127.0.0.1",
+    ]));
+    o.expect_code(7);
+    let err = o.stderr();
+    assert_eq!(err.lines().count(), 1, "{}", o.describe());
+    assert_eq!(err.matches("refused").count(), 1, "{}", o.describe());
 }

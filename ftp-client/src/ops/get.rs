@@ -1,0 +1,83 @@
+//! `get`: one file from the server into a [`Download`], which keeps the promise that an
+//! existing local file is never destroyed by a failed transfer (see [`filexfer::download`]).
+
+use std::time::Instant;
+
+use filexfer::datapath::stream_to_writer;
+use filexfer::download::{Download, DownloadError, Output};
+use filexfer::progress::{Progress, Summary};
+use filexfer::text::printable;
+
+use crate::config::Config;
+use crate::data::Transfer;
+use crate::error::ClientError;
+use crate::session::Tracer;
+use crate::target::{Remote, TypeCode};
+
+/// A local failure of the download, as the error of its exit code.
+fn local_error(host: &str, path: &str, e: DownloadError) -> ClientError {
+    match e {
+        DownloadError::IsDirectory(_) => ClientError::Usage(e.to_string()),
+        DownloadError::LocalLonger { .. } => ClientError::Resume {
+            host: host.to_string(),
+            path: path.to_string(),
+            reason: e.to_string(),
+        },
+        DownloadError::Write { path, source } => ClientError::LocalWrite { path, source },
+    }
+}
+
+/// Downloads `remote.file` to `output`. The local file system is touched only once the server
+/// is sending (a refusal leaves nothing behind), and the file gets its final name only once the
+/// server said 226 and the byte count matches SIZE.
+pub async fn get(
+    cfg: &Config,
+    remote: &Remote,
+    output: &Output,
+    trace: &Option<Tracer>,
+) -> Result<Summary, ClientError> {
+    let name = remote.file.clone().unwrap_or_default();
+    let path = remote.path_display();
+    let local = |e| local_error(&cfg.host, &path, e);
+    let mut dl = Download::plan(output.clone(), cfg.resume).map_err(local)?;
+    let mut s = super::connect(cfg, trace, &remote.dirs).await?;
+    let ascii = remote.type_code == Some(TypeCode::Ascii);
+    s.set_type(ascii).await?;
+    // In ASCII the byte count differs from SIZE (CRLF), so only binary transfers are checked.
+    let size = if ascii { None } else { s.size(&name).await? };
+    let offset = dl.offset();
+    let saved_to = (*output != Output::Stdout).then(|| printable(&dl.display()));
+    if let Some(sz) = size {
+        if dl.is_complete(sz).map_err(local)? {
+            dl.commit().map_err(local)?;
+            s.quit().await;
+            return Ok(super::already_complete(offset, saved_to));
+        }
+    }
+
+    let started = Instant::now();
+    let t = Transfer::new("RETR", Some(&name), &path).resume_at(offset);
+    let data = t.start(&mut s).await?;
+    // Only now, with the server sending, touch the local file system.
+    let writer = dl.open().map_err(local)?;
+    let progress = Progress::new(cfg.progress, &printable(&name), size, offset);
+    let copied = stream_to_writer(data, writer, s.timeout(), |n| progress.inc(n)).await;
+    drop(progress);
+    let got = copied.map_err(|e| {
+        t.copy_failed(&s, e, offset, size, |source| ClientError::LocalWrite {
+            path: dl.writing_to(),
+            source,
+        })
+    })?;
+    t.finish(&mut s, offset + got, size, None).await?;
+    let elapsed = started.elapsed();
+    dl.commit().map_err(local)?;
+    s.quit().await;
+    Ok(Summary {
+        verb: "downloaded",
+        bytes: got,
+        resumed_from: offset,
+        elapsed,
+        saved_to,
+    })
+}

@@ -1,0 +1,53 @@
+//! The three operations, one module each, over the same control session
+//! ([`crate::session`]) and the same data-connection helper ([`crate::data`]):
+//!
+//! - [`get`]: download one file into a [`filexfer::download::Download`];
+//! - [`ls`]: list a directory (MLSD or LIST);
+//! - [`put`]: upload one file (STOR, or APPE to resume).
+
+mod get;
+mod ls;
+mod put;
+
+use std::time::Duration;
+
+use filexfer::progress::Summary;
+
+pub use get::get;
+pub use ls::ls;
+pub use put::put;
+
+use crate::config::Config;
+use crate::error::ClientError;
+use crate::session::{Session, Tracer};
+
+/// Connects, logs in, changes into `dirs`.
+async fn connect(
+    cfg: &Config,
+    trace: &Option<Tracer>,
+    dirs: &[String],
+) -> Result<Session, ClientError> {
+    let mut s = Session::connect(
+        &cfg.host,
+        cfg.port,
+        cfg.timeout,
+        trace.clone(),
+        cfg.trust_pasv_ip,
+    )
+    .await?;
+    let pass = cfg.password.clone().unwrap_or_default();
+    s.login(&cfg.user, &pass).await?;
+    s.cwd_all(dirs).await?;
+    Ok(s)
+}
+
+/// The summary of a `-C` run that found nothing left to send or fetch.
+fn already_complete(resumed_from: u64, saved_to: Option<String>) -> Summary {
+    Summary {
+        verb: "already complete:",
+        bytes: 0,
+        resumed_from,
+        elapsed: Duration::ZERO,
+        saved_to,
+    }
+}

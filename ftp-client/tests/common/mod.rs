@@ -1,0 +1,62 @@
+//! What every end-to-end test file of ftp-client shares: running the client in-process with a
+//! command line, and building URLs from hostile names.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ftp_client::{ClientError, Report, Tracer};
+
+/// Runs the client in-process with `args` (as after `ftp-client`); returns the result, the
+/// listing output and the protocol trace.
+pub fn client(args: &[&str]) -> (Result<Report, ClientError>, String, String) {
+    let config = match ftp_client::config::from_args(
+        std::iter::once("ftp-client").chain(args.iter().copied()),
+    ) {
+        Ok(c) => c,
+        Err(e) => return (Err(e), String::new(), String::new()),
+    };
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    let trace: Tracer = Arc::new(move |l: &str| {
+        let mut s = sink.lock().unwrap();
+        s.push_str(l);
+        s.push('\n');
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    let r = rt.block_on(ftp_client::run(&config, &mut out, Some(trace)));
+    let trace = log.lock().unwrap().clone();
+    (r, String::from_utf8_lossy(&out).into_owned(), trace)
+}
+
+/// The exit code the binary would end with.
+pub fn exit_code(r: &Result<Report, ClientError>) -> u8 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.exit_code(),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A temporary path as a command-line argument.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
