@@ -131,19 +131,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watchdog<S> {
 #[derive(Debug, Error)]
 pub enum CopyError {
     /// The socket side failed (reset, stalled beyond the timeout, ...).
-    #[error("network error after {moved} bytes: {source}")]
+    #[error("network error after {moved} bytes")]
     Network {
         /// Bytes moved before the failure.
         moved: u64,
         /// The error.
+        #[source]
         source: io::Error,
     },
     /// The local side (file, standard output) failed.
-    #[error("local I/O error after {moved} bytes: {source}")]
+    #[error("local I/O error after {moved} bytes")]
     Local {
         /// Bytes moved before the failure.
         moved: u64,
         /// The error.
+        #[source]
         source: io::Error,
     },
 }
@@ -520,6 +522,20 @@ mod tests {
             "{e}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), b"first bytes");
+    }
+
+    #[test]
+    fn copy_errors_name_their_cause_once() {
+        use std::error::Error;
+        let e = CopyError::Network {
+            moved: 7,
+            source: io::Error::new(io::ErrorKind::TimedOut, "THE-CAUSE"),
+        };
+        assert!(!e.to_string().contains("THE-CAUSE"), "{e}");
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("THE-CAUSE")
+        );
     }
 
     #[tokio::test]
