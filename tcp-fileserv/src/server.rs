@@ -34,7 +34,7 @@ const BUSY_LINGER: Duration = Duration::from_secs(2);
 /// Most "busy" replies in flight at once; beyond that, excess connections are just closed.
 const MAX_BUSY_REPLIERS: usize = 64;
 
-/// Server settings (validated; see `ServeConfig` in `crate::cli`).
+/// Server settings (validated; see [`crate::config::ServeConfig`]).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The directory served, read-only.

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tcp_fileserv::client::{self, Client, ClientError, GetOptions, Output as Dest, exit};
+use filexfer::download::Output as Dest;
+use tcp_fileserv::client::{self, Client, ClientError, GetOptions};
+use tcp_fileserv::config::HostPort;
+use tcp_fileserv::exit_codes::ExitCode;
 use tcp_fileserv::protocol::{self, HEADER_LEN, Kind, Request, Status};
 use tcp_fileserv::server::{self, ServerConfig};
 use test_kit::{
@@ -58,7 +61,7 @@ impl TestServer {
     }
 
     fn client(&self) -> Client {
-        Client::connect(&self.addr.to_string(), Duration::from_secs(10)).expect("connect")
+        Client::connect(&HostPort::from(self.addr), Duration::from_secs(10)).expect("connect")
     }
 
     /// Stops the server and waits for it (graceful: running transfers may finish).
@@ -300,7 +303,8 @@ fn fifty_parallel_downloads_are_all_correct() {
         .map(|i| {
             let addr = srv.addr;
             std::thread::spawn(move || {
-                let mut c = Client::connect(&addr.to_string(), Duration::from_secs(30)).unwrap();
+                let mut c =
+                    Client::connect(&HostPort::from(addr), Duration::from_secs(30)).unwrap();
                 let name = format!("file {}.bin", i % 5);
                 let len = c.request(Kind::Get, &name, 0).unwrap();
                 let mut out = Vec::with_capacity(len as usize);
@@ -417,7 +421,12 @@ fn beyond_the_connection_limit_clients_are_told_busy() {
         &["get", &srv.addr.to_string(), "f.txt", "-o", "-"],
         Path::new("."),
     );
-    assert_eq!(out.status.code(), Some(exit::BUSY), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(ExitCode::Busy.code()),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
     drop((a, b));
     // Once they leave, new clients get in again.
@@ -468,14 +477,19 @@ fn binary_exit_codes_messages_and_outputs() {
     assert!(out.status.success());
     assert_eq!(std::fs::read(work.path().join("x.txt")).unwrap(), b"x");
 
-    let cases: &[(&str, i32, &str)] = &[
-        ("missing.txt", exit::NOT_FOUND, "missing.txt"),
-        ("dir", exit::NOT_FOUND, "not a regular file"),
-        ("../etc/passwd", exit::ACCESS_DENIED, ".."),
+    let cases: &[(&str, ExitCode, &str)] = &[
+        ("missing.txt", ExitCode::NotFound, "missing.txt"),
+        ("dir", ExitCode::NotFound, "not a regular file"),
+        ("../etc/passwd", ExitCode::AccessDenied, ".."),
     ];
     for (name, code, text) in cases {
         let out = run_bin(&["get", &addr, name, "-o", "out.bin"], work.path());
-        assert_eq!(out.status.code(), Some(*code), "{name}: {}", stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(code.code()),
+            "{name}: {}",
+            stderr(&out)
+        );
         assert!(stderr(&out).contains(text), "{name}: {}", stderr(&out));
         assert!(!work.path().join("out.bin").exists());
         assert!(!work.path().join("out.bin.part").exists());
@@ -483,14 +497,29 @@ fn binary_exit_codes_messages_and_outputs() {
     // Nothing listens: cannot connect.
     let closed = test_kit::ClosedPort::new();
     let out = run_bin(&["get", &closed.addr().to_string(), "f", "-q"], work.path());
-    assert_eq!(out.status.code(), Some(exit::CONNECT), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(ExitCode::Connect.code()),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
     // Bad flags: usage.
     let out = run_bin(&["get", &addr, "f", "--timeout", "0"], work.path());
-    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(ExitCode::Usage.code()),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("--timeout"));
     let out = run_bin(&["serve", "--root", "/no/such/dir"], work.path());
-    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(ExitCode::Usage.code()),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("--root"));
 
     // ls: names and sizes, directories marked.
@@ -504,7 +533,7 @@ fn binary_exit_codes_messages_and_outputs() {
         "{text}"
     );
     let out = run_bin(&["ls", &addr, "missing-dir"], work.path());
-    assert_eq!(out.status.code(), Some(exit::NOT_FOUND));
+    assert_eq!(out.status.code(), Some(ExitCode::NotFound.code()));
 }
 
 #[test]
@@ -514,7 +543,12 @@ fn timeout_when_the_server_never_answers() {
     let addr = silent.local_addr().unwrap().to_string();
     let work = Fixture::empty();
     let out = run_bin(&["get", &addr, "f", "--timeout", "1"], work.path());
-    assert_eq!(out.status.code(), Some(exit::TIMEOUT), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(ExitCode::Timeout.code()),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
     assert!(!work.path().join("f").exists() && !work.path().join("f.part").exists());
 }
@@ -600,7 +634,12 @@ fn a_transfer_cut_short_is_an_error_and_leaves_no_final_file() {
     let work = Fixture::empty();
     let out = run_bin(&["get", &addr, "short.bin"], work.path());
     fake.join().unwrap();
-    assert_eq!(out.status.code(), Some(exit::PROTOCOL), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(ExitCode::Protocol.code()),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("after 10 of 1000 bytes"),
         "{}",
@@ -632,7 +671,7 @@ fn library_download_resumes_and_refuses_an_impossible_resume() {
     // A part longer than the remote file cannot be resumed: exit code 10, part kept.
     std::fs::write(work.path().join("r.bin.part"), vec![0u8; (3 << 20) + 1]).unwrap();
     let err = client::download(&mut srv.client(), "r.bin", &opts).unwrap_err();
-    assert_eq!(err.exit_code(), exit::RESUME, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::Resume, "{err}");
     assert!(work.path().join("r.bin.part").exists());
 }
 
