@@ -73,7 +73,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), Error> {
 
 /// `tcp-fileserv get`: downloads one file; prints the summary line on stderr unless quiet.
 pub fn get(cfg: GetConfig) -> Result<(), Error> {
-    let mut conn = Client::connect(&cfg.addr, cfg.timeout)?;
+    let mut conn = Client::connect(&cfg.remote.addr, cfg.remote.timeout)?;
     let opts = GetOptions {
         output: cfg.output,
         resume: cfg.resume,
@@ -88,7 +88,7 @@ pub fn get(cfg: GetConfig) -> Result<(), Error> {
 
 /// `tcp-fileserv ls`: one line per entry on stdout (see [`listing_line`]).
 pub fn ls(cfg: LsConfig) -> Result<(), Error> {
-    let mut conn = Client::connect(&cfg.addr, cfg.timeout)?;
+    let mut conn = Client::connect(&cfg.remote.addr, cfg.remote.timeout)?;
     let entries = conn.list(&cfg.dir)?;
     let mut out = io::stdout().lock();
     for e in &entries {

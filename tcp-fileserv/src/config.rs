@@ -123,8 +123,23 @@ impl fmt::Display for HostPort {
     }
 }
 
-fn host_port(flag: &'static str, s: &str) -> Result<HostPort, ConfigError> {
-    HostPort::parse(s).map_err(|reason| invalid(flag, s, reason))
+/// The server a client command talks to, and how long it waits for it at each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The server.
+    pub addr: HostPort,
+    /// Wait limit for every network step (connect, reply, every read).
+    pub timeout: Duration,
+}
+
+impl Remote {
+    /// Validates the `ADDR:PORT` argument and the `--timeout` flag of `get` and `ls`.
+    fn from_flags(addr: &str, timeout: u64) -> Result<Self, ConfigError> {
+        Ok(Self {
+            addr: HostPort::parse(addr).map_err(|reason| invalid("ADDR:PORT", addr, reason))?,
+            timeout: seconds("--timeout", timeout)?,
+        })
+    }
 }
 
 /// Validated settings of `serve`.
@@ -166,8 +181,8 @@ impl TryFrom<&ServeArgs> for ServeConfig {
 /// Validated settings of `get`.
 #[derive(Debug, Clone)]
 pub struct GetConfig {
-    /// The server.
-    pub addr: HostPort,
+    /// The server and the wait limit.
+    pub remote: Remote,
     /// The remote name.
     pub name: String,
     /// Where the bytes go: the path named with `-o`, standard output for `-o -`, else the last
@@ -175,8 +190,6 @@ pub struct GetConfig {
     pub output: Output,
     /// Resume from `<file>.part` (or a shorter file under the final name).
     pub resume: bool,
-    /// Wait limit for every network step.
-    pub timeout: Duration,
     /// Suppress progress and summary.
     pub quiet: bool,
 }
@@ -216,11 +229,10 @@ impl TryFrom<&GetArgs> for GetConfig {
             ));
         }
         Ok(Self {
-            addr: host_port("ADDR:PORT", &a.addr)?,
+            remote: Remote::from_flags(&a.addr, a.timeout)?,
             name: a.name.clone(),
             output,
             resume: a.resume,
-            timeout: seconds("--timeout", a.timeout)?,
             quiet: a.quiet,
         })
     }
@@ -229,12 +241,10 @@ impl TryFrom<&GetArgs> for GetConfig {
 /// Validated settings of `ls`.
 #[derive(Debug, Clone)]
 pub struct LsConfig {
-    /// The server.
-    pub addr: HostPort,
+    /// The server and the wait limit.
+    pub remote: Remote,
     /// The directory to list (`.` for the root).
     pub dir: String,
-    /// Wait limit for every network step.
-    pub timeout: Duration,
 }
 
 impl TryFrom<&LsArgs> for LsConfig {
@@ -249,9 +259,8 @@ impl TryFrom<&LsArgs> for LsConfig {
             ));
         }
         Ok(Self {
-            addr: host_port("ADDR:PORT", &a.addr)?,
+            remote: Remote::from_flags(&a.addr, a.timeout)?,
             dir: a.dir.clone(),
-            timeout: seconds("--timeout", a.timeout)?,
         })
     }
 }
@@ -346,7 +355,7 @@ mod tests {
         );
         let ok = ls(&["ls", "h"]).unwrap();
         assert_eq!(
-            (ok.dir.as_str(), ok.timeout),
+            (ok.dir.as_str(), ok.remote.timeout),
             (".", Duration::from_secs(30))
         );
     }
