@@ -638,6 +638,66 @@ fn an_interrupted_download_keeps_the_old_file_and_resumes() {
 }
 
 #[test]
+fn a_killed_download_keeps_the_old_file_and_resumes() {
+    let fx = Fixture::empty();
+    let size = 32usize << 20;
+    let data = pattern_bytes(size, 12);
+    fx.write("big.bin", &data);
+    let work = Fixture::empty();
+    let target = work.path().join("big.bin");
+    std::fs::write(&target, b"the previous version").unwrap();
+    let part = work.path().join("big.bin.part");
+
+    // A server that announces the whole file and sends 24 MiB of it. Its write returns only
+    // once the client has read all but what the socket buffers hold (a few MiB on loopback),
+    // so the client is surely mid-transfer, with a .part on disk, when it is killed; no destructor
+    // runs after SIGKILL.
+    let sent = 24usize << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let reply = [&protocol::encode_ok(size as u64)[..], &data[..sent]].concat();
+    let fake = std::thread::spawn(move || {
+        let mut s = accept_within(&listener);
+        let mut req = [0u8; HEADER_LEN + "big.bin".len()];
+        s.read_exact(&mut req).expect("the request");
+        s.write_all(&reply).expect("the client reads");
+        sent_tx.send(()).unwrap();
+        // Keep the transfer open until the client is gone.
+        let _ = s.read(&mut [0u8; 1]);
+    });
+    let mut cmd = bin();
+    cmd.args(["get", &addr, "big.bin", "-q", "-o"]).arg(&target);
+    let mut child = ChildGuard::spawn(cmd, "tcp-fileserv get");
+    sent_rx
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|e| panic!("the client did not read ({e}): {}", child.stderr()));
+    child.child().kill().unwrap();
+    assert!(!child.child().wait().unwrap().success());
+    fake.join().unwrap();
+
+    // The old file is untouched; the .part holds a prefix of the file.
+    assert_eq!(std::fs::read(&target).unwrap(), b"the previous version");
+    let got = std::fs::read(&part).unwrap();
+    assert!(!got.is_empty() && got.len() <= sent, "{} bytes", got.len());
+    assert!(
+        data.starts_with(&got),
+        "the .part is not a prefix of the file"
+    );
+
+    // --continue picks up from the part's length and completes it.
+    let srv = TestServer::start(fx.path(), |_| {});
+    let out = run(bin()
+        .args(["get", &srv.addr.to_string(), "big.bin", "--continue", "-o"])
+        .arg(&target));
+    out.expect_code(0);
+    let resumed = format!("resumed at byte {}", got.len());
+    assert!(out.stderr().contains(&resumed), "{}", out.describe());
+    assert!(!part.exists());
+    assert_eq!(sha256_file(&target), sha256(&data));
+}
+
+#[test]
 fn a_transfer_cut_short_is_an_error_and_leaves_no_final_file() {
     // Announce 1000 bytes, send 10, close.
     let (addr, fake) = fake_server([&protocol::encode_ok(1000)[..], &[7u8; 10]].concat());
