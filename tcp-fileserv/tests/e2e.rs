@@ -31,6 +31,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct TestServer {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Closed when the server thread ends (its sender is dropped).
+    done: std::sync::mpsc::Receiver<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -41,7 +43,9 @@ impl TestServer {
         tweak(&mut cfg);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
+            let _done = done_tx;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -65,6 +69,7 @@ impl TestServer {
         Self {
             addr,
             stop: Some(stop_tx),
+            done,
             thread: Some(thread),
         }
     }
@@ -73,13 +78,23 @@ impl TestServer {
         Client::connect(&HostPort::from(self.addr), Duration::from_secs(10)).expect("connect")
     }
 
-    /// Stops the server and waits for it (graceful: running transfers may finish).
+    /// Stops the server and waits for it (graceful: running transfers may finish, for the
+    /// grace period), failing the test if it does not stop within `PATIENCE`.
     fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(t) = self.thread.take() {
-            t.join().expect("server thread");
+        let Some(t) = self.thread.take() else { return };
+        let stopped = matches!(
+            self.done.recv_timeout(PATIENCE),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        // Panicking again while a failed test unwinds would abort the whole run.
+        if !stopped && !std::thread::panicking() {
+            panic!("the server did not stop within {PATIENCE:?}");
+        }
+        if stopped && t.join().is_err() && !std::thread::panicking() {
+            panic!("the server thread panicked");
         }
     }
 }
@@ -370,6 +385,7 @@ fn a_client_vanishing_mid_stream_does_not_affect_others() {
     // Start a big download on a raw socket, read a little, and drop it mid-stream.
     {
         let mut s = TcpStream::connect(srv.addr).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
         s.write_all(&request_bytes(Kind::Get, "big.bin", 0))
             .unwrap();
         let mut some = vec![0u8; 100_000];
