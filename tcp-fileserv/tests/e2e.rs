@@ -591,9 +591,12 @@ fn timeout_when_the_server_never_answers() {
 }
 
 /// A fake server on its own thread: accepts one client, reads its whole request, sends
-/// `reply`, and closes. (The request must be read to its end: closing with unread bytes would
-/// reset the connection and destroy the reply in flight.)
-fn fake_server(reply: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+/// `reply`, runs `then` on the connection, and closes. (The request must be read to its end:
+/// closing with unread bytes would reset the connection and destroy the reply in flight.)
+fn fake_server(
+    reply: Vec<u8>,
+    then: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let thread = std::thread::spawn(move || {
@@ -605,118 +608,131 @@ fn fake_server(reply: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
         s.read_exact(&mut req[HEADER_LEN..])
             .expect("a request name");
         s.write_all(&reply).expect("the client reads the reply");
+        then(&mut s);
     });
     (addr, thread)
 }
 
+/// A download that will be interrupted: the file served, and a work directory where an older
+/// version of it already exists.
+struct Interrupted {
+    served: Fixture,
+    data: Vec<u8>,
+    _work: Fixture,
+    target: std::path::PathBuf,
+    part: std::path::PathBuf,
+}
+
+impl Interrupted {
+    const NAME: &str = "big file.bin";
+    const OLD: &[u8] = b"the previous version";
+
+    fn new(size: usize, seed: u64) -> Self {
+        let served = Fixture::empty();
+        let data = pattern_bytes(size, seed);
+        served.write(Self::NAME, &data);
+        let work = Fixture::empty();
+        let target = work.path().join(Self::NAME);
+        std::fs::write(&target, Self::OLD).unwrap();
+        let part = work.path().join(format!("{}.part", Self::NAME));
+        Self {
+            served,
+            data,
+            _work: work,
+            target,
+            part,
+        }
+    }
+
+    /// A fake server's reply: the header announcing the whole file, then its first `sent` bytes.
+    fn first_bytes(&self, sent: usize) -> Vec<u8> {
+        [
+            &protocol::encode_ok(self.data.len() as u64)[..],
+            &self.data[..sent],
+        ]
+        .concat()
+    }
+
+    /// `get NAME -o TARGET` from `addr`, plus `extra` flags.
+    fn get(&self, addr: &str, extra: &[&str]) -> Command {
+        let mut cmd = bin();
+        cmd.args(["get", addr, Self::NAME])
+            .args(extra)
+            .arg("-o")
+            .arg(&self.target);
+        cmd
+    }
+
+    /// Checks that the old file is untouched and the .part holds a prefix of the file, of at
+    /// most `sent` bytes; returns its length.
+    fn check_interrupted(&self, sent: usize) -> usize {
+        assert_eq!(std::fs::read(&self.target).unwrap(), Self::OLD);
+        let got = std::fs::read(&self.part).unwrap();
+        assert!(!got.is_empty() && got.len() <= sent, "{} bytes", got.len());
+        assert!(
+            self.data.starts_with(&got),
+            "the .part is not a prefix of the file"
+        );
+        got.len()
+    }
+
+    /// `--continue` against the real server picks up at byte `from` and completes the file.
+    fn resume_from(&self, from: usize) {
+        let srv = TestServer::start(self.served.path(), |_| {});
+        let out = run(&mut self.get(&srv.addr.to_string(), &["--continue"]));
+        out.expect_code(0);
+        let resumed = format!("resumed at byte {from}");
+        assert!(out.stderr().contains(&resumed), "{}", out.describe());
+        assert!(!self.part.exists());
+        assert_eq!(sha256_file(&self.target), sha256(&self.data));
+    }
+}
+
 #[test]
 fn an_interrupted_download_keeps_the_old_file_and_resumes() {
-    let fx = Fixture::empty();
-    let size = 8usize << 20;
-    let data = pattern_bytes(size, 11);
-    fx.write("big file.bin", &data);
-    let work = Fixture::empty();
-    let target = work.path().join("big file.bin");
-    std::fs::write(&target, b"the previous version").unwrap();
-    let part = work.path().join("big file.bin.part");
-
+    let case = Interrupted::new(8 << 20, 11);
     // A server that announces the whole file, sends its first 3 MiB, then drops the connection.
-    let sent = 3usize << 20;
-    let (addr, fake) = fake_server([&protocol::encode_ok(size as u64)[..], &data[..sent]].concat());
-    let out = run(bin()
-        .args(["get", &addr, "big file.bin", "-q", "-o"])
-        .arg(&target));
+    let sent = 3 << 20;
+    let (addr, fake) = fake_server(case.first_bytes(sent), |_| {});
+    let out = run(&mut case.get(&addr, &["-q"]));
     fake.join().unwrap();
     out.expect_code(ExitCode::Protocol.code());
-    // The old file is untouched by the interrupted transfer; what arrived is in the .part.
-    assert_eq!(std::fs::read(&target).unwrap(), b"the previous version");
-    assert_eq!(std::fs::metadata(&part).unwrap().len(), sent as u64);
-
-    // --continue against the real server picks up from the part's length and completes it.
-    let srv = TestServer::start(fx.path(), |_| {});
-    let out = run(bin()
-        .args([
-            "get",
-            &srv.addr.to_string(),
-            "big file.bin",
-            "--continue",
-            "-o",
-        ])
-        .arg(&target));
-    out.expect_code(0);
-    assert!(
-        out.stderr().contains(&format!("resumed at byte {sent}")),
-        "{}",
-        out.describe()
-    );
-    assert!(!part.exists());
-    assert_eq!(sha256_file(&target), sha256(&data));
+    // Every byte that arrived is in the .part.
+    assert_eq!(case.check_interrupted(sent), sent);
+    case.resume_from(sent);
 }
 
 #[test]
 fn a_killed_download_keeps_the_old_file_and_resumes() {
-    let fx = Fixture::empty();
-    let size = 32usize << 20;
-    let data = pattern_bytes(size, 12);
-    fx.write("big.bin", &data);
-    let work = Fixture::empty();
-    let target = work.path().join("big.bin");
-    std::fs::write(&target, b"the previous version").unwrap();
-    let part = work.path().join("big.bin.part");
-
-    // A server that announces the whole file and sends 24 MiB of it. Its write returns only
-    // once the client has read all but what the socket buffers hold (a few MiB on loopback),
-    // so the client is surely mid-transfer, with a .part on disk, when it is killed; no destructor
-    // runs after SIGKILL.
-    let sent = 24usize << 20;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    let case = Interrupted::new(32 << 20, 12);
+    // A server that sends 24 MiB of the file. Its write returns only once the client has read
+    // all but what the socket buffers hold (a few MiB on loopback), so the client is surely
+    // mid-transfer, with a .part on disk, when it is killed; no destructor runs after SIGKILL.
+    let sent = 24 << 20;
     let (sent_tx, sent_rx) = std::sync::mpsc::channel();
-    let reply = [&protocol::encode_ok(size as u64)[..], &data[..sent]].concat();
-    let fake = std::thread::spawn(move || {
-        let mut s = accept_within(&listener);
-        let mut req = [0u8; HEADER_LEN + "big.bin".len()];
-        s.read_exact(&mut req).expect("the request");
-        s.write_all(&reply).expect("the client reads");
+    let (addr, fake) = fake_server(case.first_bytes(sent), move |s| {
         sent_tx.send(()).unwrap();
         // Keep the transfer open until the client is gone.
         let _ = s.read(&mut [0u8; 1]);
     });
-    let mut cmd = bin();
-    cmd.args(["get", &addr, "big.bin", "-q", "-o"]).arg(&target);
-    let mut child = ChildGuard::spawn(cmd, "tcp-fileserv get");
+    let mut child = ChildGuard::spawn(case.get(&addr, &["-q"]), "tcp-fileserv get");
     sent_rx
         .recv_timeout(PATIENCE)
         .unwrap_or_else(|e| panic!("the client did not read ({e}): {}", child.stderr()));
     child.child().kill().unwrap();
     assert!(!child.child().wait().unwrap().success());
     fake.join().unwrap();
-
-    // The old file is untouched; the .part holds a prefix of the file.
-    assert_eq!(std::fs::read(&target).unwrap(), b"the previous version");
-    let got = std::fs::read(&part).unwrap();
-    assert!(!got.is_empty() && got.len() <= sent, "{} bytes", got.len());
-    assert!(
-        data.starts_with(&got),
-        "the .part is not a prefix of the file"
-    );
-
-    // --continue picks up from the part's length and completes it.
-    let srv = TestServer::start(fx.path(), |_| {});
-    let out = run(bin()
-        .args(["get", &srv.addr.to_string(), "big.bin", "--continue", "-o"])
-        .arg(&target));
-    out.expect_code(0);
-    let resumed = format!("resumed at byte {}", got.len());
-    assert!(out.stderr().contains(&resumed), "{}", out.describe());
-    assert!(!part.exists());
-    assert_eq!(sha256_file(&target), sha256(&data));
+    let kept = case.check_interrupted(sent);
+    case.resume_from(kept);
 }
 
 #[test]
 fn a_transfer_cut_short_is_an_error_and_leaves_no_final_file() {
     // Announce 1000 bytes, send 10, close.
-    let (addr, fake) = fake_server([&protocol::encode_ok(1000)[..], &[7u8; 10]].concat());
+    let (addr, fake) = fake_server(
+        [&protocol::encode_ok(1000)[..], &[7u8; 10]].concat(),
+        |_| {},
+    );
     let work = Fixture::empty();
     let out = run_bin(&["get", &addr, "short.bin"], work.path());
     fake.join().unwrap();
