@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::exit_codes::ExitCode;
 use crate::server::DEFAULT_PORT;
 
 /// Raw command-line flags, as clap parses them.
@@ -14,10 +15,10 @@ use crate::server::DEFAULT_PORT;
     name = "tcp-fileserv",
     version,
     about = "Serve a directory over a small framed TCP protocol, and download from it",
-    long_about = "Serve a directory over a small framed TCP protocol, and download from it.\n\n\
-                  Exit codes: 0 ok, 1 other error, 2 usage, 3 cannot connect, 4 not found, \
-                  5 access denied, 6 protocol error, 7 local write error, 8 timeout, 9 server busy, \
-                  10 resume impossible."
+    long_about = format!(
+        "Serve a directory over a small framed TCP protocol, and download from it.\n\n{}",
+        ExitCode::summary()
+    )
 )]
 pub struct Cli {
     /// What to do.
@@ -104,6 +105,12 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("10 resume impossible"), "{help}");
     }
 
     #[test]

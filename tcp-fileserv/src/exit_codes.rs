@@ -53,6 +53,32 @@ impl ExitCode {
         self as i32
     }
 
+    /// What the code means, in a few words (for `--help`).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::Success => "ok",
+            Self::Other => "other error",
+            Self::Usage => "usage",
+            Self::Connect => "cannot connect",
+            Self::NotFound => "not found",
+            Self::AccessDenied => "access denied",
+            Self::Protocol => "protocol error",
+            Self::LocalWrite => "local write error",
+            Self::Timeout => "timeout",
+            Self::Busy => "server busy",
+            Self::Resume => "resume impossible",
+        }
+    }
+
+    /// One sentence listing every code, for `--help`: `Exit codes: 0 ok, 1 other error, ...`.
+    pub fn summary() -> String {
+        let list: Vec<String> = Self::ALL
+            .iter()
+            .map(|c| format!("{} {}", c.code(), c.meaning()))
+            .collect();
+        format!("Exit codes: {}.", list.join(", "))
+    }
+
     /// Whether this is success.
     pub fn is_success(self) -> bool {
         self == Self::Success
@@ -80,6 +106,11 @@ mod tests {
             "clap exits with 2 on usage errors"
         );
         assert!(ExitCode::ALL.iter().filter(|c| c.is_success()).count() == 1);
+        assert!(
+            ExitCode::summary().starts_with("Exit codes: 0 ok, 1 other error, 2 usage,"),
+            "{}",
+            ExitCode::summary()
+        );
     }
 
     #[test]
