@@ -579,6 +579,25 @@ fn ls_never_prints_control_characters_from_the_server() {
 }
 
 #[test]
+fn a_refusal_message_reaches_the_terminal_escaped() {
+    let hostile = "no such file\u{1b}]0;pwned\u{7}\r\ntcp-fileserv: all good";
+    let (addr, fake) = fake_server(protocol::encode_error(Status::NotFound, hostile), |_| {});
+    let work = Fixture::empty();
+    let out = run_bin(&["get", &addr, "f"], work.path());
+    fake.join().unwrap();
+    out.expect_code(ExitCode::NotFound.code());
+    let err = out.stderr();
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
+    );
+    assert!(
+        err.contains("no such file\\x1b]0;pwned\\x07\\x0d\\x0a"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn timeout_when_the_server_never_answers() {
     // A listener that accepts (the kernel does) but never replies.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -771,6 +790,14 @@ fn library_download_resumes_and_refuses_an_impossible_resume() {
     assert_eq!(err.exit_code(), ExitCode::Resume, "{err}");
     assert!(work.path().join("r.bin.part").exists());
     assert_eq!(sha256_file(&target), sha256(&data), "the old file is kept");
+    // Nothing left to fetch: the complete file stays, nothing is sent.
+    std::fs::remove_file(work.path().join("r.bin.part")).unwrap();
+    let s = client::download(&mut srv.client(), "r.bin", &opts).unwrap();
+    assert_eq!(
+        (s.verb, s.bytes, s.resumed_from),
+        ("already complete:", 0, 3 << 20)
+    );
+    assert_eq!(sha256_file(&target), sha256(&data));
 }
 
 #[test]
