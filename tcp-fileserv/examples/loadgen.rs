@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tcp_fileserv::client::Client;
+use tcp_fileserv::config::HostPort;
 use tcp_fileserv::protocol::Kind;
 
 #[derive(Parser)]
 struct Args {
-    /// Server address.
-    addr: String,
+    /// Server address (`HOST:PORT`).
+    addr: HostPort,
     /// File to download.
     name: String,
     /// Total downloads (bounded: at most 1,000,000).

@@ -1,15 +1,13 @@
-//! The command line (`serve`, `get`, `ls`) and its validation into typed settings, so that a bad
-//! flag fails before any socket opens, with a message that names the flag.
+//! The command line (`serve`, `get`, `ls`) as clap parses it: raw flags only. What the values
+//! mean, and whether they can be used, is decided in [`crate::config`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use thiserror::Error;
 
-use crate::client::Output;
-use crate::server::{DEFAULT_PORT, ServerConfig};
+use crate::exit_codes::ExitCode;
+use crate::server::DEFAULT_PORT;
 
 /// Raw command-line flags, as clap parses them.
 #[derive(Debug, Parser)]
@@ -17,10 +15,10 @@ use crate::server::{DEFAULT_PORT, ServerConfig};
     name = "tcp-fileserv",
     version,
     about = "Serve a directory over a small framed TCP protocol, and download from it",
-    long_about = "Serve a directory over a small framed TCP protocol, and download from it.\n\n\
-                  Exit codes: 0 ok, 1 other error, 2 usage, 3 cannot connect, 4 not found, \
-                  5 access denied, 6 protocol error, 7 local write error, 8 timeout, 9 server busy, \
-                  10 resume impossible."
+    long_about = format!(
+        "Serve a directory over a small framed TCP protocol, and download from it.\n\n{}",
+        ExitCode::summary()
+    )
 )]
 pub struct Cli {
     /// What to do.
@@ -99,160 +97,6 @@ pub struct LsArgs {
     pub timeout: u64,
 }
 
-/// A flag whose value cannot be used.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    /// The value of `flag` is wrong, for the reason given.
-    #[error("invalid {flag} {value:?}: {reason}")]
-    Invalid {
-        /// The flag, as typed (`--root`).
-        flag: &'static str,
-        /// The value given.
-        value: String,
-        /// Why it cannot be used.
-        reason: String,
-    },
-}
-
-fn invalid(flag: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        flag,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-fn seconds(flag: &'static str, secs: u64) -> Result<Duration, ConfigError> {
-    if secs == 0 {
-        return Err(invalid(flag, secs, "must be at least 1 second"));
-    }
-    Ok(Duration::from_secs(secs))
-}
-
-/// Validated settings of `serve`.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Where to listen.
-    pub bind: SocketAddr,
-    /// How to serve.
-    pub server: ServerConfig,
-}
-
-impl TryFrom<&ServeArgs> for ServeConfig {
-    type Error = ConfigError;
-
-    fn try_from(a: &ServeArgs) -> Result<Self, ConfigError> {
-        let root = a
-            .root
-            .canonicalize()
-            .map_err(|e| invalid("--root", a.root.display(), e))?;
-        if !root.is_dir() {
-            return Err(invalid("--root", a.root.display(), "not a directory"));
-        }
-        if a.max_connections == 0 {
-            return Err(invalid("--max-connections", 0, "must be at least 1"));
-        }
-        Ok(Self {
-            bind: a.bind,
-            server: ServerConfig {
-                root,
-                max_connections: a.max_connections,
-                idle_timeout: seconds("--idle-timeout", a.idle_timeout)?,
-                io_timeout: seconds("--io-timeout", a.io_timeout)?,
-                grace: seconds("--grace", a.grace)?,
-            },
-        })
-    }
-}
-
-/// Validated settings of `get`.
-#[derive(Debug, Clone)]
-pub struct GetConfig {
-    /// `HOST:PORT`, with the default port filled in.
-    pub addr: String,
-    /// The remote name.
-    pub name: String,
-    /// Where the bytes go.
-    pub output: Output,
-    /// Resume from `<file>.part`.
-    pub resume: bool,
-    /// Wait limit for every network step.
-    pub timeout: Duration,
-    /// Suppress progress and summary.
-    pub quiet: bool,
-}
-
-impl TryFrom<&GetArgs> for GetConfig {
-    type Error = ConfigError;
-
-    fn try_from(a: &GetArgs) -> Result<Self, ConfigError> {
-        let output = match &a.output {
-            None => Output::Default,
-            Some(p) if p.as_os_str() == "-" => Output::Stdout,
-            Some(p) if p.as_os_str().is_empty() => {
-                return Err(invalid("--output", "", "empty path"));
-            }
-            Some(p) => Output::Path(p.clone()),
-        };
-        if a.resume && output == Output::Stdout {
-            return Err(invalid(
-                "--continue",
-                "-o -",
-                "cannot resume a download to standard output",
-            ));
-        }
-        if a.name.is_empty() {
-            return Err(invalid("NAME", "", "empty file name"));
-        }
-        Ok(Self {
-            addr: with_default_port(&a.addr),
-            name: a.name.clone(),
-            output,
-            resume: a.resume,
-            timeout: seconds("--timeout", a.timeout)?,
-            quiet: a.quiet,
-        })
-    }
-}
-
-/// `host` alone becomes `host:7070`, a bare IPv6 address `[v6]:7070`; `host:port` and
-/// `[v6]:port` stay as they are. No name is resolved here.
-pub fn with_default_port(addr: &str) -> String {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return addr.to_owned();
-    }
-    if let Ok(ip) = addr.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return SocketAddr::new(ip, DEFAULT_PORT).to_string();
-    }
-    match addr.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => addr.to_owned(),
-        _ => format!("{addr}:{DEFAULT_PORT}"),
-    }
-}
-
-/// The addresses a peer can use to reach a server bound to `bind`: every interface address when
-/// bound to the unspecified address (LAN addresses first, loopback last), else `bind` itself.
-pub fn reachable_addresses(bind: SocketAddr) -> Vec<SocketAddr> {
-    if !bind.ip().is_unspecified() {
-        return vec![bind];
-    }
-    let want_v6 = bind.is_ipv6();
-    let mut addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        // A socket bound to [::] also takes IPv4 on Linux by default (bindv6only=0).
-        .filter(|ip| ip.is_ipv4() || want_v6)
-        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
-        .collect();
-    addrs.sort_by_key(|ip| (ip.is_loopback(), ip.is_ipv6()));
-    addrs.dedup();
-    addrs
-        .into_iter()
-        .map(|ip| SocketAddr::new(ip, bind.port()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,76 +107,19 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("tcp-fileserv").chain(args.iter().copied())).unwrap()
+    #[test]
+    fn help_lists_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("10 resume impossible"), "{help}");
     }
 
     #[test]
-    fn serve_defaults_and_checks() {
-        let Command::Serve(a) = parse(&["serve"]).command else {
+    fn serve_defaults_and_a_bad_bind() {
+        let Command::Serve(a) = Cli::try_parse_from(["t", "serve"]).unwrap().command else {
             panic!("not serve")
         };
         assert_eq!(a.bind.port(), DEFAULT_PORT);
         assert!(a.bind.ip().is_unspecified());
-        let cfg = ServeConfig::try_from(&a).unwrap();
-        assert!(cfg.server.root.is_absolute());
-
-        let Command::Serve(a) = parse(&["serve", "--root", "/no/such/dir"]).command else {
-            panic!("not serve")
-        };
-        let err = ServeConfig::try_from(&a).unwrap_err().to_string();
-        assert!(
-            err.contains("--root") && err.contains("/no/such/dir"),
-            "{err}"
-        );
-
-        let Command::Serve(a) = parse(&["serve", "--idle-timeout", "0"]).command else {
-            panic!("not serve")
-        };
-        let err = ServeConfig::try_from(&a).unwrap_err().to_string();
-        assert!(err.contains("--idle-timeout"), "{err}");
         assert!(Cli::try_parse_from(["t", "serve", "--bind", "nonsense"]).is_err());
-    }
-
-    #[test]
-    fn get_output_forms() {
-        let cfg = |args: &[&str]| {
-            let Command::Get(a) = parse(args).command else {
-                panic!("not get")
-            };
-            GetConfig::try_from(&a)
-        };
-        assert_eq!(cfg(&["get", "h:1", "f"]).unwrap().output, Output::Default);
-        assert_eq!(
-            cfg(&["get", "h:1", "f", "-o", "-"]).unwrap().output,
-            Output::Stdout
-        );
-        assert_eq!(
-            cfg(&["get", "h:1", "f", "-o", "-dash"]).unwrap().output,
-            Output::Path("-dash".into())
-        );
-        let err = cfg(&["get", "h:1", "f", "-o", "-", "-C"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--continue"), "{err}");
-    }
-
-    #[test]
-    fn default_port_is_filled_in() {
-        assert_eq!(with_default_port("127.0.0.1:9"), "127.0.0.1:9");
-        assert_eq!(with_default_port("127.0.0.1"), "127.0.0.1:7070");
-        assert_eq!(with_default_port("localhost"), "localhost:7070");
-        assert_eq!(with_default_port("[::1]:9"), "[::1]:9");
-        assert_eq!(with_default_port("::1"), "[::1]:7070");
-        assert_eq!(with_default_port("[::1]"), "[::1]:7070");
-    }
-
-    #[test]
-    fn reachable_addresses_of_a_specific_bind_is_itself() {
-        let a: SocketAddr = "127.0.0.1:5".parse().unwrap();
-        assert_eq!(reachable_addresses(a), vec![a]);
-        let all = reachable_addresses("0.0.0.0:5".parse().unwrap());
-        assert!(all.iter().any(|a| a.ip().is_loopback()), "{all:?}");
-        assert!(all.iter().all(|a| a.is_ipv4() && a.port() == 5));
     }
 }

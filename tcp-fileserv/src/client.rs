@@ -1,48 +1,25 @@
 //! The client: one connection that can carry several requests, blocking I/O with a timeout on
-//! every wait, large reads, and downloads that land atomically (`<file>.part`, then rename).
+//! every wait, large reads, and downloads through [`filexfer::download`], so they land
+//! atomically (`<file>.part`, then rename) and never destroy an existing file.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use filexfer::download::{Download, DownloadError, Output};
+use filexfer::progress::{Progress, Summary};
+use filexfer::text::printable;
 use thiserror::Error;
 
-use crate::protocol::{self, Entry, HEADER_LEN, Kind, Request, Status};
+use crate::config::HostPort;
+use crate::exit_codes::ExitCode;
+use crate::protocol::{self, DecodeError, Entry, HEADER_LEN, Kind, Request, Status};
 
 /// Size of the receive buffer (capped at the body length). On loopback one read(2) returns all
 /// that is queued, which with receive-buffer autotuning is several MiB: reading 8 MiB at a time
 /// took a 1 GiB download from ~2.7 GB/s (1 MiB reads) to ~4.6 GB/s on a 2-core machine, level
 /// with iperf3 (see docs/benchmarks.md).
 const RECV_BUF: usize = 8 << 20;
-
-/// Process exit codes of the `tcp-fileserv` client commands (documented in the README and
-/// `docs/tcp-protocol.md`).
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// Anything not listed below (a server-side I/O error, ...).
-    pub const OTHER: i32 = 1;
-    /// Bad command line (clap's own code).
-    pub const USAGE: i32 = 2;
-    /// Cannot resolve or connect to the server.
-    pub const CONNECT: i32 = 3;
-    /// The file or directory does not exist (or is not a regular file).
-    pub const NOT_FOUND: i32 = 4;
-    /// The server refused the name (outside its root, unreadable, malformed).
-    pub const ACCESS_DENIED: i32 = 5;
-    /// The server broke the protocol, or the transfer ended short.
-    pub const PROTOCOL: i32 = 6;
-    /// The local file could not be written.
-    pub const LOCAL_WRITE: i32 = 7;
-    /// The server did not answer or stalled beyond `--timeout`.
-    pub const TIMEOUT: i32 = 8;
-    /// The server is at its connection limit.
-    pub const BUSY: i32 = 9;
-    /// A resume (`--continue`) was impossible: the local part is longer than the remote file.
-    pub const RESUME: i32 = 10;
-}
 
 /// What can go wrong on the client side.
 #[derive(Debug, Error)]
@@ -73,7 +50,7 @@ pub enum ClientError {
         name: String,
         /// The reply's status.
         status: Status,
-        /// The server's message.
+        /// The server's message, its control characters escaped (it is shown on a terminal).
         message: String,
     },
     /// The server sent something that is not our protocol, or the connection broke.
@@ -84,7 +61,16 @@ pub enum ClientError {
         /// What was wrong.
         detail: String,
     },
-    /// The local output could not be written.
+    /// The name cannot be sent at all (empty, or longer than the protocol allows).
+    #[error("cannot request {name:?}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// The local output could not be written while bytes arrived.
     #[error("cannot write {path}")]
     LocalWrite {
         /// The local file.
@@ -93,28 +79,33 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
-    /// A local problem before any transfer (no name to save under, ...).
-    #[error("{0}")]
-    Local(String),
+    /// The download's local side could not be prepared or finished.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
 }
 
 impl ClientError {
-    /// The process exit code for this error (see [`exit`]).
-    pub fn exit_code(&self) -> i32 {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Connect { .. } => exit::CONNECT,
-            Self::Timeout { .. } => exit::TIMEOUT,
+            Self::Connect { .. } => ExitCode::Connect,
+            Self::Timeout { .. } => ExitCode::Timeout,
             Self::Refused { status, .. } => match status {
-                Status::NotFound | Status::NotRegularFile => exit::NOT_FOUND,
-                Status::AccessDenied | Status::BadRequest => exit::ACCESS_DENIED,
-                Status::Busy => exit::BUSY,
-                Status::BadOffset => exit::RESUME,
-                Status::UnsupportedVersion => exit::PROTOCOL,
-                Status::Ok | Status::ServerError => exit::OTHER,
+                Status::NotFound | Status::NotRegularFile => ExitCode::NotFound,
+                Status::AccessDenied | Status::BadRequest => ExitCode::AccessDenied,
+                Status::Busy => ExitCode::Busy,
+                Status::BadOffset => ExitCode::Resume,
+                Status::UnsupportedVersion => ExitCode::Protocol,
+                Status::Ok | Status::ServerError => ExitCode::Other,
             },
-            Self::Protocol { .. } => exit::PROTOCOL,
-            Self::LocalWrite { .. } => exit::LOCAL_WRITE,
-            Self::Local(_) => exit::USAGE,
+            Self::Protocol { .. } => ExitCode::Protocol,
+            Self::BadName { .. } => ExitCode::Usage,
+            Self::LocalWrite { .. } => ExitCode::LocalWrite,
+            Self::Download(e) => match e {
+                DownloadError::IsDirectory(_) => ExitCode::Usage,
+                DownloadError::LocalLonger { .. } => ExitCode::Resume,
+                DownloadError::Write { .. } => ExitCode::LocalWrite,
+            },
         }
     }
 }
@@ -127,14 +118,18 @@ pub struct Client {
 }
 
 impl Client {
-    /// Resolves `addr` (`HOST:PORT`) and connects, trying each resolved address in turn; every
-    /// later read and write waits at most `timeout`.
-    pub fn connect(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
+    /// Resolves `addr` and connects, trying each resolved address in turn; every later read and
+    /// write waits at most `timeout`.
+    pub fn connect(addr: &HostPort, timeout: Duration) -> Result<Self, ClientError> {
+        let shown = addr.to_string();
         let conn_err = |source| ClientError::Connect {
-            addr: addr.to_owned(),
+            addr: shown.clone(),
             source,
         };
-        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(conn_err)?.collect();
+        let addrs: Vec<SocketAddr> = (addr.host.as_str(), addr.port)
+            .to_socket_addrs()
+            .map_err(conn_err)?
+            .collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
         for a in addrs {
             match TcpStream::connect_timeout(&a, timeout) {
@@ -144,12 +139,12 @@ impl Client {
                     stream.set_write_timeout(Some(timeout)).map_err(conn_err)?;
                     return Ok(Self {
                         stream,
-                        addr: addr.to_owned(),
+                        addr: shown,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     return Err(ClientError::Timeout {
-                        addr: addr.to_owned(),
+                        addr: shown,
                         what: "connecting".into(),
                     });
                 }
@@ -159,16 +154,20 @@ impl Client {
         Err(conn_err(last))
     }
 
+    fn protocol_err(&self, detail: String) -> ClientError {
+        ClientError::Protocol {
+            addr: self.addr.clone(),
+            detail,
+        }
+    }
+
     fn net_err(&self, e: io::Error, what: &str) -> ClientError {
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
                 addr: self.addr.clone(),
                 what: what.to_owned(),
             },
-            _ => ClientError::Protocol {
-                addr: self.addr.clone(),
-                detail: format!("{what}: {e}"),
-            },
+            _ => self.protocol_err(format!("{what}: {e}")),
         }
     }
 
@@ -180,8 +179,10 @@ impl Client {
             name: name.to_owned(),
             offset,
         };
-        let bytes = protocol::encode_request(&req)
-            .map_err(|e| ClientError::Local(format!("cannot request {name:?}: {e}")))?;
+        let bytes = protocol::encode_request(&req).map_err(|source| ClientError::BadName {
+            name: name.to_owned(),
+            source,
+        })?;
         self.stream
             .write_all(&bytes)
             .map_err(|e| self.net_err(e, "sending request"))?;
@@ -189,12 +190,11 @@ impl Client {
         self.stream
             .read_exact(&mut head)
             .map_err(|e| self.net_err(e, "waiting for the reply"))?;
-        let reply = protocol::decode_reply_header(&head)
-            .map_err(|e| ClientError::Protocol {
-                addr: self.addr.clone(),
-                detail: e.to_string(),
-            })?
-            .expect("a full header was read");
+        let reply = match protocol::decode_reply_header(&head) {
+            Ok(Some(r)) => r,
+            Ok(None) => unreachable!("decode_reply_header has the {HEADER_LEN} bytes it needs"),
+            Err(e) => return Err(self.protocol_err(e.to_string())),
+        };
         if reply.status == Status::Ok {
             return Ok(reply.length);
         }
@@ -206,12 +206,12 @@ impl Client {
             addr: self.addr.clone(),
             name: name.to_owned(),
             status: reply.status,
-            message: String::from_utf8_lossy(&msg).into_owned(),
+            message: printable(&String::from_utf8_lossy(&msg)),
         })
     }
 
     /// Reads exactly `length` body bytes into `sink` (named `sink_name` in errors), calling
-    /// `progress` with the running count. A connection that ends early is an error.
+    /// `progress` with the count of each read. A connection that ends early is an error.
     pub fn read_body(
         &mut self,
         name: &str,
@@ -226,12 +226,9 @@ impl Client {
             let want = ((length - got) as usize).min(buf.len());
             let n = match self.stream.read(&mut buf[..want]) {
                 Ok(0) => {
-                    return Err(ClientError::Protocol {
-                        addr: self.addr.clone(),
-                        detail: format!(
-                            "connection closed after {got} of {length} bytes of {name:?}"
-                        ),
-                    });
+                    return Err(self.protocol_err(format!(
+                        "connection closed after {got} of {length} bytes of {name:?}"
+                    )));
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -248,7 +245,7 @@ impl Client {
                     source,
                 })?;
             got += n as u64;
-            progress(got);
+            progress(n as u64);
         }
         Ok(got)
     }
@@ -257,29 +254,14 @@ impl Client {
     pub fn list(&mut self, dir: &str) -> Result<Vec<Entry>, ClientError> {
         let length = self.request(Kind::List, dir, 0)?;
         if length > protocol::MAX_LISTING_LEN {
-            return Err(ClientError::Protocol {
-                addr: self.addr.clone(),
-                detail: format!("listing of {length} bytes is larger than the maximum accepted"),
-            });
+            return Err(self.protocol_err(format!(
+                "listing of {length} bytes is larger than the maximum accepted"
+            )));
         }
         let mut body = Vec::with_capacity(length as usize);
         self.read_body(dir, length, &mut body, "listing", &mut |_| {})?;
-        protocol::decode_listing(&body).map_err(|e| ClientError::Protocol {
-            addr: self.addr.clone(),
-            detail: e.to_string(),
-        })
+        protocol::decode_listing(&body).map_err(|e| self.protocol_err(e.to_string()))
     }
-}
-
-/// Where a download goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// `./<basename of NAME>`.
-    Default,
-    /// A path the user named.
-    Path(PathBuf),
-    /// Standard output.
-    Stdout,
 }
 
 /// How a download behaves.
@@ -287,198 +269,48 @@ pub enum Output {
 pub struct GetOptions {
     /// Where the bytes go.
     pub output: Output,
-    /// Resume from the length of an existing `<file>.part`.
+    /// Resume from the length of an existing `<file>.part` (or a shorter final file).
     pub resume: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
 }
 
-/// What a finished download did.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    /// Where the bytes went (`-` for stdout).
-    pub saved_to: String,
-    /// Bytes received in this run (not counting a resumed prefix).
-    pub bytes: u64,
-    /// Bytes that were already there from an earlier run.
-    pub resumed_from: u64,
-    /// Wall time of the transfer.
-    pub elapsed: Duration,
-}
-
-impl Summary {
-    /// Throughput in MB/s (10^6 bytes per second).
-    pub fn mb_per_s(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64().max(1e-9);
-        self.bytes as f64 / secs / 1e6
-    }
-}
-
-/// The local file name a remote NAME is saved under by default: its last component, if that is
-/// a usable file name. Never a path: a server-supplied or user-supplied `a/../../x` cannot make
-/// us write outside the current directory.
-pub fn default_file_name(name: &str) -> Option<&str> {
-    let base = name.trim_end_matches('/').rsplit('/').next()?;
-    match base {
-        "" | "." | ".." => None,
-        b if b.contains('\0') => None,
-        b => Some(b),
-    }
-}
-
-/// Longest file name most Linux file systems accept (NAME_MAX).
-const NAME_MAX: usize = 255;
-
-/// Where a download to `target` is written until it is complete: `<target>.part`. When that name
-/// would exceed NAME_MAX (a 255-byte target), the target's name is shortened and a hash of the
-/// whole name is added, so the part name stays unique and the same on every run (for
-/// `--continue`).
-pub fn part_path(target: &Path) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    let name = target.file_name().unwrap_or_default();
-    let bytes = name.as_bytes();
-    if bytes.len() + ".part".len() <= NAME_MAX {
-        let mut s = target.as_os_str().to_owned();
-        s.push(".part");
-        return PathBuf::from(s);
-    }
-    // FNV-1a: tiny, stable across builds and platforms.
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let suffix = format!("-{hash:016x}.part");
-    let lossy = String::from_utf8_lossy(bytes);
-    let mut cut = (NAME_MAX - suffix.len()).min(lossy.len());
-    while !lossy.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    target.with_file_name(format!("{}{suffix}", &lossy[..cut]))
-}
-
-fn progress_bar(enabled: bool, total: u64, name: &str) -> Option<indicatif::ProgressBar> {
-    if !enabled {
-        return None;
-    }
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(name.to_owned());
-    Some(pb)
-}
-
-/// Downloads `name` over `client` as `opts` says. Files land as `<target>.part` and are renamed
-/// to `<target>` only once every announced byte has arrived, so an interrupted download never
-/// replaces an existing file; the `.part` stays for `--continue`.
+/// Downloads `name` over `client` as `opts` says, through a [`Download`]: nothing local is
+/// touched until the server has accepted the request, the file gets its final name only once
+/// every announced byte has arrived, and on any failure the old file stays as it was (a
+/// non-empty `.part` stays for `--continue`).
 pub fn download(
     client: &mut Client,
     name: &str,
     opts: &GetOptions,
 ) -> Result<Summary, ClientError> {
-    let target = match &opts.output {
-        Output::Stdout => None,
-        Output::Path(p) => Some(p.clone()),
-        Output::Default => Some(PathBuf::from(default_file_name(name).ok_or_else(|| {
-            ClientError::Local(format!(
-                "cannot derive a local file name from {name:?}: name one with -o"
-            ))
-        })?)),
-    };
-    let Some(target) = target else {
-        let stdout = io::stdout();
-        let mut lock = stdout.lock();
-        let start = Instant::now();
-        let length = client.request(Kind::Get, name, 0)?;
-        let pb = progress_bar(opts.progress, length, name);
-        let bytes = client.read_body(name, length, &mut lock, "standard output", &mut |n| {
-            if let Some(pb) = &pb {
-                pb.set_position(n);
-            }
-        })?;
-        lock.flush().map_err(|source| ClientError::LocalWrite {
-            path: "standard output".into(),
-            source,
-        })?;
-        if let Some(pb) = pb {
-            pb.finish_and_clear();
-        }
-        return Ok(Summary {
-            saved_to: "-".into(),
-            bytes,
-            resumed_from: 0,
-            elapsed: start.elapsed(),
-        });
-    };
-    let shown = target.display().to_string();
-    let write_err = |source| ClientError::LocalWrite {
-        path: shown.clone(),
-        source,
-    };
-
-    // Devices and FIFOs (`-o /dev/null`) are written in place: there is nothing to rename.
-    let special = std::fs::metadata(&target).is_ok_and(|m| !m.is_file() && !m.is_dir());
-    if target.is_dir() {
-        return Err(ClientError::Local(format!(
-            "{shown} is a directory: name a file with -o"
-        )));
-    }
-    let part = if special {
-        target.clone()
-    } else {
-        part_path(&target)
-    };
-    let offset = if opts.resume && !special {
-        match std::fs::metadata(&part) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(write_err(e)),
-        }
-    } else {
-        0
-    };
-
+    let mut target = Download::plan(opts.output.clone(), opts.resume)?;
+    let offset = target.offset();
     let start = Instant::now();
-    // Ask first: a refusal must not leave an empty .part behind.
     let length = client.request(Kind::Get, name, offset)?;
-    let mut file: File = if offset > 0 {
-        OpenOptions::new().append(true).open(&part)
-    } else if special {
-        OpenOptions::new().write(true).open(&part)
-    } else {
-        File::create(&part)
-    }
-    .map_err(write_err)?;
-    let pb = progress_bar(opts.progress, offset + length, name);
-    let bytes = client.read_body(
-        name,
-        length,
-        &mut file,
-        &part.display().to_string(),
-        &mut |n| {
-            if let Some(pb) = &pb {
-                pb.set_position(offset + n);
-            }
-        },
-    )?;
-    if let Some(pb) = pb {
-        pb.finish_and_clear();
-    }
-    file.flush().map_err(write_err)?;
-    drop(file);
-    if !special {
-        std::fs::rename(&part, &target).map_err(write_err)?;
-    }
-    Ok(Summary {
-        saved_to: shown,
+    let remote = offset
+        .checked_add(length)
+        .ok_or_else(|| client.protocol_err(format!("announced length {length} overflows")))?;
+    let summary = |verb, bytes, saved_to| Summary {
+        verb,
         bytes,
         resumed_from: offset,
         elapsed: start.elapsed(),
-    })
+        saved_to: Some(saved_to),
+    };
+    if target.is_complete(remote)? {
+        return Ok(summary("already complete:", 0, target.commit()?));
+    }
+    let progress = Progress::new(opts.progress, &printable(name), Some(remote), offset);
+    let writing = target.writing_to().display().to_string();
+    let mut sink = target.open()?;
+    let bytes = client.read_body(name, length, &mut sink, &writing, &mut |n| progress.inc(n))?;
+    sink.flush().map_err(|source| ClientError::LocalWrite {
+        path: writing,
+        source,
+    })?;
+    drop((sink, progress));
+    Ok(summary("downloaded", bytes, target.commit()?))
 }
 
 #[cfg(test)]
@@ -486,79 +318,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_names_never_leave_the_current_directory() {
-        assert_eq!(default_file_name("a.txt"), Some("a.txt"));
-        assert_eq!(default_file_name("dir/sub/a b.txt"), Some("a b.txt"));
-        assert_eq!(default_file_name("dir/"), Some("dir"));
-        assert_eq!(default_file_name("../../etc/passwd"), Some("passwd"));
-        assert_eq!(default_file_name("-dash"), Some("-dash"));
-        assert_eq!(default_file_name("dir/.."), None);
-        assert_eq!(default_file_name("."), None);
-        assert_eq!(default_file_name("/"), None);
-        assert_eq!(default_file_name(""), None);
-    }
-
-    #[test]
-    fn part_names_fit_name_max_and_stay_distinct() {
-        assert_eq!(
-            part_path(Path::new("d/a b.txt")),
-            Path::new("d/a b.txt.part")
-        );
-        let long_a = format!("{}a.dat", "L".repeat(250));
-        let long_b = format!("{}b.dat", "L".repeat(250));
-        let (pa, pb) = (part_path(Path::new(&long_a)), part_path(Path::new(&long_b)));
-        assert_ne!(pa, pb);
-        assert_eq!(pa, part_path(Path::new(&long_a)), "stable across calls");
-        for p in [&pa, &pb] {
-            let n = p.file_name().unwrap().len();
-            assert!(
-                n <= NAME_MAX && p.to_str().unwrap().ends_with(".part"),
-                "{p:?}"
-            );
-        }
-        let uni = "é".repeat(127); // 254 bytes
-        let p = part_path(Path::new(&uni));
-        assert!(p.file_name().unwrap().len() <= NAME_MAX);
-    }
-
-    #[test]
-    fn refusals_map_to_distinct_exit_codes() {
+    fn every_failure_has_its_own_non_zero_exit_code() {
         let refused = |status| ClientError::Refused {
             addr: "h:1".into(),
             name: "n".into(),
             status,
             message: "m".into(),
         };
-        let codes = [
-            refused(Status::NotFound).exit_code(),
-            refused(Status::AccessDenied).exit_code(),
-            refused(Status::Busy).exit_code(),
-            refused(Status::BadOffset).exit_code(),
-            ClientError::Timeout {
-                addr: "h".into(),
-                what: "w".into(),
-            }
-            .exit_code(),
-            ClientError::Protocol {
-                addr: "h".into(),
-                detail: "d".into(),
-            }
-            .exit_code(),
-            ClientError::Connect {
-                addr: "h".into(),
-                source: io::Error::other("x"),
-            }
-            .exit_code(),
-            ClientError::LocalWrite {
-                path: "p".into(),
-                source: io::Error::other("x"),
-            }
-            .exit_code(),
+        let io = || io::Error::other("x");
+        let table = [
+            (refused(Status::NotFound), ExitCode::NotFound),
+            (refused(Status::NotRegularFile), ExitCode::NotFound),
+            (refused(Status::AccessDenied), ExitCode::AccessDenied),
+            (refused(Status::BadRequest), ExitCode::AccessDenied),
+            (refused(Status::Busy), ExitCode::Busy),
+            (refused(Status::BadOffset), ExitCode::Resume),
+            (refused(Status::UnsupportedVersion), ExitCode::Protocol),
+            (refused(Status::ServerError), ExitCode::Other),
+            (
+                ClientError::Timeout {
+                    addr: "h".into(),
+                    what: "w".into(),
+                },
+                ExitCode::Timeout,
+            ),
+            (
+                ClientError::Protocol {
+                    addr: "h".into(),
+                    detail: "d".into(),
+                },
+                ExitCode::Protocol,
+            ),
+            (
+                ClientError::Connect {
+                    addr: "h".into(),
+                    source: io(),
+                },
+                ExitCode::Connect,
+            ),
+            (
+                ClientError::LocalWrite {
+                    path: "p".into(),
+                    source: io(),
+                },
+                ExitCode::LocalWrite,
+            ),
+            (
+                DownloadError::IsDirectory(".".into()).into(),
+                ExitCode::Usage,
+            ),
+            (
+                DownloadError::LocalLonger {
+                    local: 2,
+                    remote: 1,
+                }
+                .into(),
+                ExitCode::Resume,
+            ),
         ];
-        let mut unique = codes.to_vec();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), codes.len(), "{codes:?}");
-        assert!(codes.iter().all(|&c| c != 0));
+        for (err, want) in table {
+            assert_eq!(err.exit_code(), want, "{err}");
+        }
     }
 }

@@ -207,24 +207,32 @@ pub fn decode_name(bytes: &[u8]) -> Result<String, DecodeError> {
         .map_err(|_| DecodeError::NameNotUtf8)
 }
 
-/// Decodes a whole request from the start of `buf`: `Ok(Some((request, bytes_used)))`, or
-/// `Ok(None)` when more bytes are needed.
-pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, DecodeError> {
+/// Cuts one request frame from the start of `buf`: its decoded header and its raw name bytes
+/// (the frame is `HEADER_LEN + name.len()` bytes long), or `Ok(None)` when more bytes are
+/// needed. An error here is about the header: the framing of whatever follows cannot be trusted.
+/// The name is left undecoded so that a reader can skip a frame whose name is bad
+/// ([`decode_name`]) and go on with the next one.
+pub fn split_request(buf: &[u8]) -> Result<Option<(RequestHeader, &[u8])>, DecodeError> {
     let Some(h) = decode_request_header(buf)? else {
         return Ok(None);
     };
     let end = HEADER_LEN + h.name_len as usize;
-    if buf.len() < end {
+    Ok(buf.get(HEADER_LEN..end).map(|name| (h, name)))
+}
+
+/// Decodes a whole request from the start of `buf`: `Ok(Some((request, bytes_used)))`, or
+/// `Ok(None)` when more bytes are needed.
+pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, DecodeError> {
+    let Some((h, name)) = split_request(buf)? else {
         return Ok(None);
-    }
-    let name = decode_name(&buf[HEADER_LEN..end])?;
+    };
     Ok(Some((
         Request {
             kind: h.kind,
-            name,
+            name: decode_name(name)?,
             offset: h.offset,
         },
-        end,
+        HEADER_LEN + name.len(),
     )))
 }
 
@@ -401,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn header_layout_matches_python_struct() {
+    fn header_layout_is_the_documented_struct() {
         // struct.pack("!3sBBBHQ", b"TFS", 1, 1, 0, 3, 7) + b"a.b"
         let expect: Vec<u8> = [
             b"TFS".as_slice(),
@@ -547,5 +555,65 @@ mod tests {
             }
         }
         assert!(decode_listing(b"x\0\0\0\0\0\0\0\0\0\0").is_err());
+    }
+}
+
+/// Properties of the request decoder over inputs no table of cases would think of: the server
+/// feeds it whatever a peer sends.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request() -> impl Strategy<Value = Request> {
+        (
+            prop_oneof![Just(Kind::Get), Just(Kind::List)],
+            // Any UTF-8 (control characters, NUL and all), 1 to 4096 bytes once encoded.
+            proptest::collection::vec(any::<char>(), 1..1024)
+                .prop_map(|cs| cs.into_iter().collect::<String>())
+                .prop_filter("fits the name limit", |n| n.len() <= MAX_NAME_LEN),
+            any::<u64>(),
+        )
+            .prop_map(|(kind, name, offset)| Request { kind, name, offset })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..8192)) {
+            if let Ok(Some((_, used))) = decode_request(&bytes) {
+                prop_assert!(used > HEADER_LEN && used <= bytes.len());
+            }
+            let _ = split_request(&bytes);
+            let _ = decode_reply_header(&bytes);
+            let _ = decode_listing(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bytes_behind_a_valid_magic_never_panic(
+            kind in any::<u8>(),
+            flags in any::<u8>(),
+            rest in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            // Random bytes rarely start with "TFS", so this reaches the checks behind it.
+            let bytes = [&MAGIC[..], &[VERSION, kind, flags], &rest].concat();
+            let _ = decode_request(&bytes);
+        }
+
+        #[test]
+        fn every_encoded_request_round_trips(req in request(), trailer in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut bytes = encode_request(&req).unwrap();
+            let len = bytes.len();
+            // Whatever follows (the next pipelined request) is left alone.
+            bytes.extend_from_slice(&trailer);
+            prop_assert_eq!(decode_request(&bytes), Ok(Some((req, len))));
+        }
+
+        #[test]
+        fn every_strict_prefix_of_a_valid_frame_is_incomplete(req in request()) {
+            let bytes = encode_request(&req).unwrap();
+            for cut in 0..bytes.len() {
+                prop_assert_eq!(decode_request(&bytes[..cut]), Ok(None), "cut at {}", cut);
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! The server: an accept loop with a connection limit, one task per connection, several requests
-//! per connection, timeouts for idle and stalled peers, and a graceful shutdown.
+//! The server: an accept loop with a connection limit (and a bounded number of "busy"
+//! refusals), one task per connection, dispatch of each request to the store, and a graceful
+//! shutdown. Every byte on the wire goes through [`Connection`]; every file-system call through
+//! [`Root`].
 
 use std::future::Future;
 use std::io;
@@ -9,15 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::connection::{Connection, ConnectionError, Incoming};
 use crate::protocol::{self, HEADER_LEN, Kind, Status};
-use crate::sendfile::send_file_range;
 use crate::store::{Refusal, Root};
 
 /// Default TCP port of `tcp-fileserv serve`.
@@ -33,7 +34,7 @@ const BUSY_LINGER: Duration = Duration::from_secs(2);
 /// Most "busy" replies in flight at once; beyond that, excess connections are just closed.
 const MAX_BUSY_REPLIERS: usize = 64;
 
-/// Server settings (validated; see `Config::try_from` in the binary).
+/// Server settings (validated; see [`crate::config::ServeConfig`]).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The directory served, read-only.
@@ -61,9 +62,21 @@ impl ServerConfig {
     }
 }
 
-/// Errors that stop the server.
+/// Errors that stop the server (or keep it from starting).
 #[derive(Debug, Error)]
 pub enum ServerError {
+    /// The async runtime could not be started.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] io::Error),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr} (--bind)")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The root could not be opened.
     #[error("cannot open root directory {path}")]
     Root {
@@ -116,25 +129,30 @@ pub async fn run(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
                 match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
+                        let conn = Connection::new(
+                            stream,
+                            shared.config.idle_timeout,
+                            shared.config.io_timeout,
+                        );
                         let shared = shared.clone();
                         let cancel = cancel.clone();
-                        tasks.spawn(async move {
-                            serve_connection(stream, peer, &shared, cancel).await;
-                            drop(permit);
-                        });
+                        tasks.spawn(serve_connection(conn, peer, shared, cancel, permit));
                     }
-                    Err(_) => {
-                        tracing::warn!(%peer, "connection limit reached, replying busy");
-                        if let Ok(p) = busy_limit.clone().try_acquire_owned() {
+                    // Over the limit: a "busy" reply, from at most MAX_BUSY_REPLIERS tasks at
+                    // once; beyond that the connection is just closed, so a flood cannot make us
+                    // hold a socket (and a task) for each of its connections.
+                    Err(_) => match busy_limit.clone().try_acquire_owned() {
+                        Ok(p) => {
+                            tracing::warn!(%peer, "connection limit reached, replying busy");
                             tasks.spawn(async move {
-                                reply_busy(stream).await;
+                                Connection::turn_away(stream, BUSY_LINGER).await;
                                 drop(p);
                             });
                         }
-                    }
+                        Err(_) => tracing::debug!(%peer, "connection limit reached, closing"),
+                    },
                 }
             }
         }
@@ -159,126 +177,45 @@ pub async fn run(
     Ok(())
 }
 
-async fn reply_busy(mut stream: TcpStream) {
-    let msg = protocol::encode_error(
-        Status::Busy,
-        "server busy: too many connections, try again later",
-    );
-    let _ = timeout(BUSY_LINGER, async {
-        let _ = stream.write_all(&msg).await;
-        let _ = stream.shutdown().await;
-        // Drain what the client sent so closing does not turn into a reset that could destroy
-        // the reply before the client reads it.
-        let mut sink = [0u8; 4096];
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
-}
-
-/// Why a connection ends early.
-enum Stop {
-    /// The peer closed cleanly between requests, or we are shutting down.
-    Done,
-    /// The peer broke the protocol or the connection; the message goes to the log.
-    Broken(String),
-}
-
-async fn read_exact_within(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    limit: Duration,
-    what: &str,
-) -> Result<(), Stop> {
-    match timeout(limit, stream.read_exact(buf)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Stop::Broken(format!("reading {what}: {e}"))),
-        Err(_) => Err(Stop::Broken(format!("timed out reading {what}"))),
-    }
-}
-
-async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
-    timeout(limit, stream.write_all(bytes))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))?
-}
-
+/// Serves one connection's requests until it closes, breaks, or the server shuts down.
 #[tracing::instrument(level = "debug", skip_all, fields(%peer))]
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut conn: Connection,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
     cancel: CancellationToken,
+    permit: OwnedSemaphorePermit,
 ) {
-    loop {
-        match serve_one(&mut stream, peer, shared, &cancel).await {
-            Ok(()) => {}
-            Err(Stop::Done) => break,
-            Err(Stop::Broken(why)) => {
-                tracing::info!(%peer, reason = %why, "connection closed");
-                break;
+    let ended = loop {
+        let served = match conn.read_request(&cancel).await {
+            Ok(Some(Incoming::Request(req))) => match req.kind {
+                Kind::Get => serve_get(&mut conn, peer, &shared, &req.name, req.offset).await,
+                Kind::List => serve_list(&mut conn, peer, &shared, &req.name).await,
+            },
+            // The frame was whole: answer, and the connection stays usable.
+            Ok(Some(Incoming::BadName { shown, error })) => {
+                log_result(peer, &shown, 0, Instant::now(), "refused: bad name");
+                conn.send_error(Status::BadRequest, &format!("bad request: {error}"))
+                    .await
+                    .map_err(|e| format!("writing reply: {e}"))
             }
-        }
-    }
-}
-
-/// Reads one request, answers it. `Err` ends the connection.
-async fn serve_one(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    shared: &Arc<Shared>,
-    cancel: &CancellationToken,
-) -> Result<(), Stop> {
-    let cfg = &shared.config;
-    let mut header = [0u8; HEADER_LEN];
-    // Between requests: wait for the first byte, for at most the idle timeout, and give up at
-    // once on shutdown.
-    let first = tokio::select! {
-        _ = cancel.cancelled() => return Err(Stop::Done),
-        r = timeout(cfg.idle_timeout, stream.read(&mut header[..1])) => r,
-    };
-    match first {
-        Ok(Ok(0)) => return Err(Stop::Done),
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(Stop::Broken(format!("reading request: {e}"))),
-        Err(_) => return Err(Stop::Broken("idle timeout".into())),
-    }
-    read_exact_within(stream, &mut header[1..], cfg.io_timeout, "request header").await?;
-    let head = match protocol::decode_request_header(&header) {
-        Ok(Some(h)) => h,
-        Ok(None) => unreachable!("a full header was read"),
-        Err(e) => {
-            // The framing cannot be trusted after a bad header: answer, then close.
-            let status = match e {
-                protocol::DecodeError::UnsupportedVersion(_) => Status::UnsupportedVersion,
-                _ => Status::BadRequest,
-            };
-            let _ = write_within(
-                stream,
-                &protocol::encode_error(status, &format!("bad request: {e}")),
-                cfg.io_timeout,
-            )
-            .await;
-            let _ = stream.shutdown().await;
-            return Err(Stop::Broken(format!("bad header: {e}")));
+            Ok(None) => break None,
+            Err(ConnectionError::BadHeader(e)) => {
+                conn.refuse_and_close(&e).await;
+                break Some(format!("bad header: {e}"));
+            }
+            Err(e) => break Some(e.to_string()),
+        };
+        if let Err(why) = served {
+            break Some(why);
         }
     };
-    let mut name_bytes = vec![0u8; head.name_len as usize];
-    read_exact_within(stream, &mut name_bytes, cfg.io_timeout, "request name").await?;
-    let name = match protocol::decode_name(&name_bytes) {
-        Ok(n) => n,
-        Err(e) => {
-            let shown = String::from_utf8_lossy(&name_bytes).into_owned();
-            log_result(peer, &shown, 0, Instant::now(), "refused: bad name");
-            let reply = protocol::encode_error(Status::BadRequest, &format!("bad request: {e}"));
-            return write_within(stream, &reply, cfg.io_timeout)
-                .await
-                .map_err(|e| Stop::Broken(format!("writing reply: {e}")));
-        }
-    };
-    match head.kind {
-        Kind::Get => serve_get(stream, peer, shared, &name, head.offset).await,
-        Kind::List => serve_list(stream, peer, shared, &name).await,
+    if let Some(reason) = ended {
+        tracing::info!(%peer, %reason, "connection closed");
     }
+    // Free the slot before the socket closes, so a client that has seen the close can get in
+    // at once.
+    drop(permit);
 }
 
 fn log_result(peer: SocketAddr, name: &str, bytes: u64, start: Instant, result: &str) {
@@ -292,29 +229,28 @@ fn log_result(peer: SocketAddr, name: &str, bytes: u64, start: Instant, result: 
     );
 }
 
+/// Why a connection must end after a request; the message goes to the log.
+type Broken = String;
+
 async fn refuse(
-    stream: &mut TcpStream,
+    conn: &mut Connection,
     peer: SocketAddr,
     name: &str,
     start: Instant,
     r: Refusal,
-    io_timeout: Duration,
-) -> Result<(), Stop> {
+) -> Result<(), Broken> {
     log_result(peer, name, 0, start, &format!("refused: {}", r.message));
-    write_within(
-        stream,
-        &protocol::encode_error(r.status, &r.message),
-        io_timeout,
-    )
-    .await
-    .map_err(|e| Stop::Broken(format!("writing refusal: {e}")))
+    conn.send_error(r.status, &r.message)
+        .await
+        .map_err(|e| format!("writing refusal: {e}"))
 }
 
 /// What a GET turned into once the blocking file-system work is done.
 enum Prepared {
     /// A small body, read already, with its header in front: one write.
     Small(Vec<u8>),
-    /// A large body, sent with sendfile(2) from the open file.
+    /// A large body, sent with sendfile(2) from the open file (see
+    /// [`filexfer::datapath::send_file_range`]).
     Large(std::fs::File),
 }
 
@@ -351,35 +287,24 @@ async fn prepare_get(
         Ok((Prepared::Small(buf), length))
     })
     .await
-    .unwrap_or_else(|e| {
-        Err(Refusal {
-            status: Status::ServerError,
-            message: format!("server error: {e}"),
-        })
-    })
+    .unwrap_or_else(|e| Err(join_refusal(&e)))
 }
 
 async fn serve_get(
-    stream: &mut TcpStream,
+    conn: &mut Connection,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     name: &str,
     offset: u64,
-) -> Result<(), Stop> {
+) -> Result<(), Broken> {
     let start = Instant::now();
-    let io_timeout = shared.config.io_timeout;
     let (prepared, length) = match prepare_get(shared, name, offset).await {
         Ok(p) => p,
-        Err(r) => return refuse(stream, peer, name, start, r, io_timeout).await,
+        Err(r) => return refuse(conn, peer, name, start, r).await,
     };
     let result = match prepared {
-        Prepared::Small(buf) => write_within(stream, &buf, io_timeout).await,
-        Prepared::Large(file) => {
-            match write_within(stream, &protocol::encode_ok(length), io_timeout).await {
-                Ok(()) => send_file_range(&*stream, &file, offset, length, io_timeout).await,
-                Err(e) => Err(e),
-            }
-        }
+        Prepared::Small(buf) => conn.write_reply(&buf).await,
+        Prepared::Large(file) => conn.send_file(&file, offset, length).await,
     };
     match result {
         Ok(()) => {
@@ -389,42 +314,44 @@ async fn serve_get(
         Err(e) => {
             log_result(peer, name, 0, start, &format!("failed: {e}"));
             // Part of the body may be on the wire: the framing is lost, close.
-            Err(Stop::Broken(format!("sending {name:?}: {e}")))
+            Err(format!("sending {name:?}: {e}"))
         }
     }
 }
 
 async fn serve_list(
-    stream: &mut TcpStream,
+    conn: &mut Connection,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     name: &str,
-) -> Result<(), Stop> {
+) -> Result<(), Broken> {
     let start = Instant::now();
-    let io_timeout = shared.config.io_timeout;
     let listed = {
         let shared = shared.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || shared.root.list(&name)).await
     };
-    let entries = match listed.unwrap_or_else(|e| {
-        Err(Refusal {
-            status: Status::ServerError,
-            message: format!("server error: {e}"),
-        })
-    }) {
+    let entries = match listed.unwrap_or_else(|e| Err(join_refusal(&e))) {
         Ok(e) => e,
-        Err(r) => return refuse(stream, peer, name, start, r, io_timeout).await,
+        Err(r) => return refuse(conn, peer, name, start, r).await,
     };
     let body = protocol::encode_listing(&entries);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&protocol::encode_ok(body.len() as u64));
     out.extend_from_slice(&body);
-    match write_within(stream, &out, io_timeout).await {
+    match conn.write_reply(&out).await {
         Ok(()) => {
             log_result(peer, name, body.len() as u64, start, "ok (listing)");
             Ok(())
         }
-        Err(e) => Err(Stop::Broken(format!("sending listing: {e}"))),
+        Err(e) => Err(format!("sending listing: {e}")),
+    }
+}
+
+/// A blocking task that panicked or was cancelled, as a reply.
+fn join_refusal(e: &tokio::task::JoinError) -> Refusal {
+    Refusal {
+        status: Status::ServerError,
+        message: format!("server error: {e}"),
     }
 }

@@ -1,24 +1,38 @@
 //! End-to-end tests of tcp-fileserv: the server runs in-process on 127.0.0.1:0, driven by the
 //! library client, by raw sockets speaking (and breaking) the protocol, by the real binary (for
 //! exit codes, resume and output forms) and by the Python snippet in docs/tcp-protocol.md.
+//!
+//! No test waits by sleeping: each waits for the event itself (a reply, a close seen with
+//! poll(2), the child's exit, a line on its stdout), always with a limit, so a broken server
+//! fails a test instead of hanging it.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use tcp_fileserv::client::{self, Client, ClientError, GetOptions, Output as Dest, exit};
+use filexfer::download::Output as Dest;
+use tcp_fileserv::client::{self, Client, ClientError, GetOptions};
+use tcp_fileserv::config::HostPort;
+use tcp_fileserv::exit_codes::ExitCode;
 use tcp_fileserv::protocol::{self, HEADER_LEN, Kind, Request, Status};
 use tcp_fileserv::server::{self, ServerConfig};
 use test_kit::{
-    Fixture, hostile_names, long_name, pattern_bytes, require_tool, sha256, sha256_file,
+    ChildGuard, Fixture, Ran, hostile_names, long_name, pattern_bytes, require_tool, run, sha256,
+    sha256_file,
 };
+
+/// The longest any single wait in these tests may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A server running on its own runtime thread; stopped (gracefully) on drop.
 struct TestServer {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Closed when the server thread ends (its sender is dropped).
+    done: std::sync::mpsc::Receiver<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -29,7 +43,9 @@ impl TestServer {
         tweak(&mut cfg);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
+            let _done = done_tx;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -53,21 +69,32 @@ impl TestServer {
         Self {
             addr,
             stop: Some(stop_tx),
+            done,
             thread: Some(thread),
         }
     }
 
     fn client(&self) -> Client {
-        Client::connect(&self.addr.to_string(), Duration::from_secs(10)).expect("connect")
+        Client::connect(&HostPort::from(self.addr), Duration::from_secs(10)).expect("connect")
     }
 
-    /// Stops the server and waits for it (graceful: running transfers may finish).
+    /// Stops the server and waits for it (graceful: running transfers may finish, for the
+    /// grace period), failing the test if it does not stop within `PATIENCE`.
     fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(t) = self.thread.take() {
-            t.join().expect("server thread");
+        let Some(t) = self.thread.take() else { return };
+        let stopped = matches!(
+            self.done.recv_timeout(PATIENCE),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        // Panicking again while a failed test unwinds would abort the whole run.
+        if !stopped && !std::thread::panicking() {
+            panic!("the server did not stop within {PATIENCE:?}");
+        }
+        if stopped && t.join().is_err() && !std::thread::panicking() {
+            panic!("the server thread panicked");
         }
     }
 }
@@ -120,17 +147,56 @@ fn request_bytes(kind: Kind, name: &str, offset: u64) -> Vec<u8> {
     .unwrap()
 }
 
-fn run_bin(args: &[&str], cwd: &Path) -> Output {
+/// The binary under test, as Cargo built it for this test run.
+fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tcp-fileserv")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// Runs the binary in `cwd` to completion.
+fn run_bin(args: &[&str], cwd: &Path) -> Ran {
+    run(bin().args(args).current_dir(cwd))
+}
+
+/// Accepts one connection, or fails after `PATIENCE`: a client that never comes must fail the
+/// test, not hang it.
+fn accept_within(listener: &TcpListener) -> TcpStream {
+    assert!(
+        wait_for(listener.as_raw_fd(), libc::POLLIN) & libc::POLLIN != 0,
+        "no client connected within {PATIENCE:?}"
+    );
+    let (s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    s
+}
+
+/// The poll(2) events of `fd` once one of `events` (or a hang-up or error) is reported, or 0
+/// after `PATIENCE`. Nothing is read, so a peer's close is seen even with unread data queued.
+fn wait_for(fd: std::os::fd::RawFd, events: libc::c_short) -> libc::c_short {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `pfd` is one valid pollfd, exclusively borrowed for the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, PATIENCE.as_millis() as libc::c_int) };
+        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return if n > 0 { pfd.revents } else { 0 };
+        }
+    }
+}
+
+/// How the server closed `s`: `Some(true)` for a reset, `Some(false)` for a FIN, `None` if it is
+/// still open after `PATIENCE`.
+fn closed_by_server(s: &TcpStream) -> Option<bool> {
+    let ev = wait_for(s.as_raw_fd(), libc::POLLRDHUP);
+    if ev & libc::POLLERR != 0 {
+        Some(true)
+    } else if ev & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 #[test]
@@ -179,13 +245,7 @@ fn refusals_are_replies_never_file_bytes() {
     std::os::unix::fs::symlink(outside.path(), fx.path().join("dir-escape")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", fx.path().join("device-link")).unwrap();
     let fifo = fx.path().join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    run(Command::new("mkfifo").arg(&fifo)).expect_code(0);
     let srv = TestServer::start(fx.path(), |_| {});
 
     let cases = [
@@ -300,7 +360,7 @@ fn fifty_parallel_downloads_are_all_correct() {
         .map(|i| {
             let addr = srv.addr;
             std::thread::spawn(move || {
-                let mut c = Client::connect(&addr.to_string(), Duration::from_secs(30)).unwrap();
+                let mut c = Client::connect(&HostPort::from(addr), PATIENCE).unwrap();
                 let name = format!("file {}.bin", i % 5);
                 let len = c.request(Kind::Get, &name, 0).unwrap();
                 let mut out = Vec::with_capacity(len as usize);
@@ -325,6 +385,7 @@ fn a_client_vanishing_mid_stream_does_not_affect_others() {
     // Start a big download on a raw socket, read a little, and drop it mid-stream.
     {
         let mut s = TcpStream::connect(srv.addr).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
         s.write_all(&request_bytes(Kind::Get, "big.bin", 0))
             .unwrap();
         let mut some = vec![0u8; 100_000];
@@ -340,65 +401,50 @@ fn a_client_vanishing_mid_stream_does_not_affect_others() {
     );
 }
 
-/// Reads until EOF or error; returns the byte count and whether the server closed the
-/// connection (EOF or reset) before `deadline`.
-fn read_until_closed(s: &mut TcpStream, deadline: Duration) -> (u64, bool) {
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let start = Instant::now();
-    let mut total = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    while start.elapsed() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => return (total, true),
-            Ok(n) => total += n as u64,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return (total, true),
-        }
-    }
-    (total, false)
-}
-
 #[test]
 fn idle_and_slow_clients_are_dropped_by_the_timeouts() {
     let fx = Fixture::empty();
-    let size = 64u64 << 20;
-    fx.write("big.bin", &pattern_bytes(size as usize, 5));
+    let size = 64usize << 20;
+    fx.write("big.bin", &pattern_bytes(size, 5));
     fx.write("f.txt", b"ok");
     let srv = TestServer::start(fx.path(), |c| {
         c.idle_timeout = Duration::from_secs(1);
         c.io_timeout = Duration::from_secs(1);
     });
     // Idle: connects and says nothing.
-    let mut idle = TcpStream::connect(srv.addr).unwrap();
+    let idle = TcpStream::connect(srv.addr).unwrap();
     // Slow: sends half a header and stops.
     let mut half = TcpStream::connect(srv.addr).unwrap();
     half.write_all(&request_bytes(Kind::Get, "f.txt", 0)[..8])
         .unwrap();
-    // Stalled: asks for a big file and stops reading.
+    // Stalled: asks for a file far larger than the socket buffers and never reads.
     let mut stalled = TcpStream::connect(srv.addr).unwrap();
     stalled
         .write_all(&request_bytes(Kind::Get, "big.bin", 0))
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
 
-    assert!(
-        read_until_closed(&mut idle, Duration::from_secs(10)).1,
+    // The first two get a plain close; the stalled one a reset, so the kernel does not keep the
+    // unsent bytes of a peer that stopped reading.
+    assert_eq!(
+        closed_by_server(&idle),
+        Some(false),
         "idle client not closed"
     );
-    assert!(
-        read_until_closed(&mut half, Duration::from_secs(10)).1,
+    assert_eq!(
+        closed_by_server(&half),
+        Some(false),
         "half-header client not closed"
     );
-    let (got, closed) = read_until_closed(&mut stalled, Duration::from_secs(20));
-    assert!(closed, "stalled client not closed");
+    assert_eq!(
+        closed_by_server(&stalled),
+        Some(true),
+        "stalled client not reset"
+    );
+    let mut got = Vec::new();
+    let _ = stalled.read_to_end(&mut got);
     assert!(
-        got < size + HEADER_LEN as u64,
-        "stalled client got the whole file ({got} bytes): it was not dropped"
+        got.len() < size,
+        "the stalled client got the whole file: it was not dropped"
     );
     // The server itself is fine.
     assert_eq!(fetch(&srv, "f.txt").unwrap(), b"ok");
@@ -409,34 +455,31 @@ fn beyond_the_connection_limit_clients_are_told_busy() {
     let fx = Fixture::empty();
     fx.write("f.txt", b"ok");
     let srv = TestServer::start(fx.path(), |c| c.max_connections = 2);
-    let a = srv.client();
-    let b = srv.client();
-    // Give the accept loop a moment to hand both to their tasks.
-    std::thread::sleep(Duration::from_millis(200));
+    // Two clients take the two slots; a reply proves each has its slot.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(srv.addr).unwrap();
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+            s.write_all(&request_bytes(Kind::Get, "f.txt", 0)).unwrap();
+            let (h, _) = read_reply(&mut s);
+            assert_eq!((h.status, h.length), (Status::Ok, 2));
+            s
+        })
+        .collect();
     let out = run_bin(
         &["get", &srv.addr.to_string(), "f.txt", "-o", "-"],
         Path::new("."),
     );
-    assert_eq!(out.status.code(), Some(exit::BUSY), "{}", stderr(&out));
-    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
-    drop((a, b));
-    // Once they leave, new clients get in again.
-    let start = Instant::now();
-    loop {
-        match fetch(&srv, "f.txt") {
-            Ok(b) => {
-                assert_eq!(b, b"ok");
-                break;
-            }
-            Err(ClientError::Refused {
-                status: Status::Busy,
-                ..
-            }) if start.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("{e}"),
-        }
+    out.expect_code(ExitCode::Busy.code());
+    assert!(out.stderr().contains("busy"), "{}", out.describe());
+    // They leave politely: once the server has closed their connections, their slots are free.
+    for mut s in held {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("the server closes");
+        assert_eq!(rest, b"ok");
     }
+    assert_eq!(fetch(&srv, "f.txt").unwrap(), b"ok");
 }
 
 #[test]
@@ -450,8 +493,7 @@ fn binary_exit_codes_messages_and_outputs() {
     // Default output: ./<basename>, for every hostile name; `--` lets a name start with a dash,
     // as with any POSIX tool.
     for name in hostile_names() {
-        let out = run_bin(&["get", "-q", &addr, "--", &name], work.path());
-        assert!(out.status.success(), "{name:?}: {}", stderr(&out));
+        run_bin(&["get", "-q", &addr, "--", &name], work.path()).expect_code(0);
         assert_eq!(
             sha256_file(&work.path().join(&name)),
             sha256_file(&fx.path().join(&name))
@@ -460,151 +502,264 @@ fn binary_exit_codes_messages_and_outputs() {
     // `-o -` writes the bytes to stdout, the summary to stderr.
     let name = &hostile_names()[1];
     let out = run_bin(&["get", &addr, name, "-o", "-"], work.path());
-    assert!(out.status.success());
-    assert_eq!(sha256(&out.stdout), sha256_file(&fx.path().join(name)));
-    assert!(stderr(&out).contains("5000 bytes"), "{}", stderr(&out));
+    out.expect_code(0);
+    assert_eq!(
+        sha256(&out.output.stdout),
+        sha256_file(&fx.path().join(name))
+    );
+    assert!(out.stderr().contains("5000 bytes"), "{}", out.describe());
     // A subdirectory name saves under its basename only.
-    let out = run_bin(&["get", &addr, "dir/x.txt", "-q"], work.path());
-    assert!(out.status.success());
+    run_bin(&["get", &addr, "dir/x.txt", "-q"], work.path()).expect_code(0);
     assert_eq!(std::fs::read(work.path().join("x.txt")).unwrap(), b"x");
 
-    let cases: &[(&str, i32, &str)] = &[
-        ("missing.txt", exit::NOT_FOUND, "missing.txt"),
-        ("dir", exit::NOT_FOUND, "not a regular file"),
-        ("../etc/passwd", exit::ACCESS_DENIED, ".."),
+    let cases: &[(&str, ExitCode, &str)] = &[
+        ("missing.txt", ExitCode::NotFound, "missing.txt"),
+        ("dir", ExitCode::NotFound, "not a regular file"),
+        ("../etc/passwd", ExitCode::AccessDenied, ".."),
     ];
     for (name, code, text) in cases {
         let out = run_bin(&["get", &addr, name, "-o", "out.bin"], work.path());
-        assert_eq!(out.status.code(), Some(*code), "{name}: {}", stderr(&out));
-        assert!(stderr(&out).contains(text), "{name}: {}", stderr(&out));
+        out.expect_code(code.code());
+        assert!(out.stderr().contains(text), "{}", out.describe());
         assert!(!work.path().join("out.bin").exists());
         assert!(!work.path().join("out.bin.part").exists());
     }
     // Nothing listens: cannot connect.
     let closed = test_kit::ClosedPort::new();
     let out = run_bin(&["get", &closed.addr().to_string(), "f", "-q"], work.path());
-    assert_eq!(out.status.code(), Some(exit::CONNECT), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
-    // Bad flags: usage.
-    let out = run_bin(&["get", &addr, "f", "--timeout", "0"], work.path());
-    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--timeout"));
-    let out = run_bin(&["serve", "--root", "/no/such/dir"], work.path());
-    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--root"));
+    out.expect_code(ExitCode::Connect.code());
+    assert!(
+        out.stderr().contains("cannot connect"),
+        "{}",
+        out.describe()
+    );
+    // Bad flags: usage, naming the flag, before any connection is tried.
+    let closed = closed.addr().to_string();
+    for (args, flag) in [
+        (&["get", &closed, "f", "--timeout", "0"][..], "--timeout"),
+        (&["ls", &closed, "--timeout", "0"], "--timeout"),
+        (&["get", "host:http", "f"], "ADDR:PORT"),
+        (&["get", &closed, "dir/"], "NAME"),
+        (&["serve", "--root", "/no/such/dir"], "--root"),
+    ] {
+        let out = run_bin(args, work.path());
+        out.expect_code(ExitCode::Usage.code());
+        assert!(out.stderr().contains(flag), "{}", out.describe());
+    }
 
     // ls: names and sizes, directories marked.
     let out = run_bin(&["ls", &addr], work.path());
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
+    out.expect_code(0);
+    let text = out.stdout();
     assert!(text.lines().any(|l| l.trim_start() == "-  dir/"), "{text}");
     assert!(
         text.lines()
             .any(|l| l.trim_start() == format!("5000  {}", long_name())),
         "{text}"
     );
-    let out = run_bin(&["ls", &addr, "missing-dir"], work.path());
-    assert_eq!(out.status.code(), Some(exit::NOT_FOUND));
+    run_bin(&["ls", &addr, "missing-dir"], work.path()).expect_code(ExitCode::NotFound.code());
+}
+
+#[test]
+fn ls_never_prints_control_characters_from_the_server() {
+    let fx = Fixture::empty();
+    // A name that would clear the screen and fake a second entry on a terminal.
+    let evil = "x\u{1b}[2J\r\n           9  fake.txt\u{7}";
+    fx.write(evil, b"abc");
+    let srv = TestServer::start(fx.path(), |_| {});
+    let out = run_bin(&["ls", &srv.addr.to_string()], fx.path());
+    out.expect_code(0);
+    let text = out.stdout();
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    assert!(
+        !text.trim_end_matches('\n').chars().any(char::is_control),
+        "{text:?}"
+    );
+    assert!(text.contains("x\\x1b[2J\\x0d\\x0a"), "{text:?}");
+}
+
+#[test]
+fn a_refusal_message_reaches_the_terminal_escaped() {
+    let hostile = "no such file\u{1b}]0;pwned\u{7}\r\ntcp-fileserv: all good";
+    let (addr, fake) = fake_server(protocol::encode_error(Status::NotFound, hostile), |_| {});
+    let work = Fixture::empty();
+    let out = run_bin(&["get", &addr, "f"], work.path());
+    fake.join().unwrap();
+    out.expect_code(ExitCode::NotFound.code());
+    let err = out.stderr();
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
+    );
+    assert!(
+        err.contains("no such file\\x1b]0;pwned\\x07\\x0d\\x0a"),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn timeout_when_the_server_never_answers() {
     // A listener that accepts (the kernel does) but never replies.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap().to_string();
     let work = Fixture::empty();
     let out = run_bin(&["get", &addr, "f", "--timeout", "1"], work.path());
-    assert_eq!(out.status.code(), Some(exit::TIMEOUT), "{}", stderr(&out));
-    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    out.expect_code(ExitCode::Timeout.code());
+    assert!(out.stderr().contains("timed out"), "{}", out.describe());
     assert!(!work.path().join("f").exists() && !work.path().join("f.part").exists());
 }
 
-#[test]
-fn killed_download_keeps_the_old_file_and_resumes() {
-    let fx = Fixture::empty();
-    let size = 8usize << 20;
-    let data = pattern_bytes(size, 11);
-    fx.write("big file.bin", &data);
-    let work = Fixture::empty();
-    let target = work.path().join("big file.bin");
-    std::fs::write(&target, b"the previous version").unwrap();
-    let part = work.path().join("big file.bin.part");
-
-    // A server that announces the whole file, sends its first 3 MiB, then stalls, so the client
-    // is reliably killed mid-stream.
-    let stalling = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let stall_addr = stalling.local_addr().unwrap().to_string();
-    let sent = 3usize << 20;
-    let head_and_part = [&protocol::encode_ok(size as u64)[..], &data[..sent]].concat();
-    let fake = std::thread::spawn(move || {
-        let (mut s, _) = stalling.accept().unwrap();
-        let mut req = [0u8; HEADER_LEN];
-        s.read_exact(&mut req).unwrap();
-        let _ = s.write_all(&head_and_part);
-        // Hold the connection open (stalled) until the client is gone.
-        let mut sink = [0u8; 64];
-        let _ = s.read(&mut sink);
+/// A fake server on its own thread: accepts one client, reads its whole request, sends
+/// `reply`, runs `then` on the connection, and closes. (The request must be read to its end:
+/// closing with unread bytes would reset the connection and destroy the reply in flight.)
+fn fake_server(
+    reply: Vec<u8>,
+    then: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let thread = std::thread::spawn(move || {
+        let mut s = accept_within(&listener);
+        let mut req = vec![0u8; HEADER_LEN];
+        s.read_exact(&mut req).expect("a request header");
+        let head = protocol::decode_request_header(&req).unwrap().unwrap();
+        req.resize(HEADER_LEN + usize::from(head.name_len), 0);
+        s.read_exact(&mut req[HEADER_LEN..])
+            .expect("a request name");
+        s.write_all(&reply).expect("the client reads the reply");
+        then(&mut s);
     });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
-        .args(["get", &stall_addr, "big file.bin", "-o"])
-        .arg(&target)
-        .args(["-q", "--timeout", "60"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < sent as u64 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no progress in .part"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success());
-    fake.join().unwrap();
-    // The old file is untouched by the interrupted transfer; what arrived is in the .part.
-    assert_eq!(std::fs::read(&target).unwrap(), b"the previous version");
-    assert_eq!(std::fs::metadata(&part).unwrap().len(), sent as u64);
+    (addr, thread)
+}
 
-    // --continue against the real server picks up from the part's length and completes it.
-    let srv = TestServer::start(fx.path(), |_| {});
-    let out = Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
-        .args(["get", &srv.addr.to_string(), "big file.bin", "-o"])
-        .arg(&target)
-        .arg("--continue")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!("resumed at byte {sent}")),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!part.exists());
-    assert_eq!(sha256_file(&target), sha256(&data));
+/// A download that will be interrupted: the file served, and a work directory where an older
+/// version of it already exists.
+struct Interrupted {
+    served: Fixture,
+    data: Vec<u8>,
+    _work: Fixture,
+    target: std::path::PathBuf,
+    part: std::path::PathBuf,
+}
+
+impl Interrupted {
+    const NAME: &str = "big file.bin";
+    const OLD: &[u8] = b"the previous version";
+
+    fn new(size: usize, seed: u64) -> Self {
+        let served = Fixture::empty();
+        let data = pattern_bytes(size, seed);
+        served.write(Self::NAME, &data);
+        let work = Fixture::empty();
+        let target = work.path().join(Self::NAME);
+        std::fs::write(&target, Self::OLD).unwrap();
+        let part = work.path().join(format!("{}.part", Self::NAME));
+        Self {
+            served,
+            data,
+            _work: work,
+            target,
+            part,
+        }
+    }
+
+    /// A fake server's reply: the header announcing the whole file, then its first `sent` bytes.
+    fn first_bytes(&self, sent: usize) -> Vec<u8> {
+        [
+            &protocol::encode_ok(self.data.len() as u64)[..],
+            &self.data[..sent],
+        ]
+        .concat()
+    }
+
+    /// `get NAME -o TARGET` from `addr`, plus `extra` flags.
+    fn get(&self, addr: &str, extra: &[&str]) -> Command {
+        let mut cmd = bin();
+        cmd.args(["get", addr, Self::NAME])
+            .args(extra)
+            .arg("-o")
+            .arg(&self.target);
+        cmd
+    }
+
+    /// Checks that the old file is untouched and the .part holds a prefix of the file, of at
+    /// most `sent` bytes; returns its length.
+    fn check_interrupted(&self, sent: usize) -> usize {
+        assert_eq!(std::fs::read(&self.target).unwrap(), Self::OLD);
+        let got = std::fs::read(&self.part).unwrap();
+        assert!(!got.is_empty() && got.len() <= sent, "{} bytes", got.len());
+        assert!(
+            self.data.starts_with(&got),
+            "the .part is not a prefix of the file"
+        );
+        got.len()
+    }
+
+    /// `--continue` against the real server picks up at byte `from` and completes the file.
+    fn resume_from(&self, from: usize) {
+        let srv = TestServer::start(self.served.path(), |_| {});
+        let out = run(&mut self.get(&srv.addr.to_string(), &["--continue"]));
+        out.expect_code(0);
+        let resumed = format!("resumed at byte {from}");
+        assert!(out.stderr().contains(&resumed), "{}", out.describe());
+        assert!(!self.part.exists());
+        assert_eq!(sha256_file(&self.target), sha256(&self.data));
+    }
+}
+
+#[test]
+fn an_interrupted_download_keeps_the_old_file_and_resumes() {
+    let case = Interrupted::new(8 << 20, 11);
+    // A server that announces the whole file, sends its first 3 MiB, then drops the connection.
+    let sent = 3 << 20;
+    let (addr, fake) = fake_server(case.first_bytes(sent), |_| {});
+    let out = run(&mut case.get(&addr, &["-q"]));
+    fake.join().unwrap();
+    out.expect_code(ExitCode::Protocol.code());
+    // Every byte that arrived is in the .part.
+    assert_eq!(case.check_interrupted(sent), sent);
+    case.resume_from(sent);
+}
+
+#[test]
+fn a_killed_download_keeps_the_old_file_and_resumes() {
+    let case = Interrupted::new(32 << 20, 12);
+    // A server that sends 24 MiB of the file. Its write returns only once the client has read
+    // all but what the socket buffers hold (a few MiB on loopback), so the client is surely
+    // mid-transfer, with a .part on disk, when it is killed; no destructor runs after SIGKILL.
+    let sent = 24 << 20;
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (addr, fake) = fake_server(case.first_bytes(sent), move |s| {
+        sent_tx.send(()).unwrap();
+        // Keep the transfer open until the client is gone.
+        let _ = s.read(&mut [0u8; 1]);
+    });
+    let mut child = ChildGuard::spawn(case.get(&addr, &["-q"]), "tcp-fileserv get");
+    sent_rx
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|e| panic!("the client did not read ({e}): {}", child.stderr()));
+    child.child().kill().unwrap();
+    assert!(!child.child().wait().unwrap().success());
+    fake.join().unwrap();
+    let kept = case.check_interrupted(sent);
+    case.resume_from(kept);
 }
 
 #[test]
 fn a_transfer_cut_short_is_an_error_and_leaves_no_final_file() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let fake = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut req = [0u8; HEADER_LEN];
-        s.read_exact(&mut req).unwrap();
-        // Announce 1000 bytes, send 10, close.
-        let _ = s.write_all(&[&protocol::encode_ok(1000)[..], &[7u8; 10]].concat());
-    });
+    // Announce 1000 bytes, send 10, close.
+    let (addr, fake) = fake_server(
+        [&protocol::encode_ok(1000)[..], &[7u8; 10]].concat(),
+        |_| {},
+    );
     let work = Fixture::empty();
     let out = run_bin(&["get", &addr, "short.bin"], work.path());
     fake.join().unwrap();
-    assert_eq!(out.status.code(), Some(exit::PROTOCOL), "{}", stderr(&out));
+    out.expect_code(ExitCode::Protocol.code());
     assert!(
-        stderr(&out).contains("after 10 of 1000 bytes"),
+        out.stderr().contains("after 10 of 1000 bytes"),
         "{}",
-        stderr(&out)
+        out.describe()
     );
     assert!(!work.path().join("short.bin").exists());
 }
@@ -632,8 +787,17 @@ fn library_download_resumes_and_refuses_an_impossible_resume() {
     // A part longer than the remote file cannot be resumed: exit code 10, part kept.
     std::fs::write(work.path().join("r.bin.part"), vec![0u8; (3 << 20) + 1]).unwrap();
     let err = client::download(&mut srv.client(), "r.bin", &opts).unwrap_err();
-    assert_eq!(err.exit_code(), exit::RESUME, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::Resume, "{err}");
     assert!(work.path().join("r.bin.part").exists());
+    assert_eq!(sha256_file(&target), sha256(&data), "the old file is kept");
+    // Nothing left to fetch: the complete file stays, nothing is sent.
+    std::fs::remove_file(work.path().join("r.bin.part")).unwrap();
+    let s = client::download(&mut srv.client(), "r.bin", &opts).unwrap();
+    assert_eq!(
+        (s.verb, s.bytes, s.resumed_from),
+        ("already complete:", 0, 3 << 20)
+    );
+    assert_eq!(sha256_file(&target), sha256(&data));
 }
 
 #[test]
@@ -670,7 +834,7 @@ fn shutdown_lets_a_running_transfer_finish_and_stops_accepting() {
     ignore = "needs python3 (under CI=true this fails instead)"
 )]
 fn the_python_snippet_in_the_docs_works() {
-    require_tool("python3");
+    let python = require_tool("python3");
     let doc = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/tcp-protocol.md"),
     )
@@ -682,43 +846,55 @@ fn the_python_snippet_in_the_docs_works() {
 
     let fx = Fixture::with_hostile_files(200_000);
     let srv = TestServer::start(fx.path(), |_| {});
+    let port = srv.addr.port().to_string();
     for name in hostile_names() {
-        let out = Command::new("python3")
+        let out = run(Command::new(&python)
             .arg(&script)
-            .args(["127.0.0.1", &srv.addr.port().to_string(), &name])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{name:?}: {}", stderr(&out));
-        assert_eq!(sha256(&out.stdout), sha256_file(&fx.path().join(&name)));
+            .args(["127.0.0.1", &port, &name]));
+        out.expect_code(0);
+        assert_eq!(
+            sha256(&out.output.stdout),
+            sha256_file(&fx.path().join(&name))
+        );
     }
-    let out = Command::new("python3")
+    let out = run(Command::new(&python)
         .arg(&script)
-        .args(["127.0.0.1", &srv.addr.port().to_string(), "../nope"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
+        .args(["127.0.0.1", &port, "../nope"]));
+    out.expect_code(1);
+    assert!(out.stderr().contains("refused"), "{}", out.describe());
 }
 
 #[test]
 fn the_binary_prints_its_addresses_and_exits_cleanly_on_sigterm() {
-    use std::io::BufRead;
     let fx = Fixture::with_hostile_files(1000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-fileserv"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--root"])
-        .arg(fx.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let banner = lines.next().unwrap().unwrap();
+    let mut cmd = bin();
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--root"])
+        .arg(fx.path());
+    let (mut child, stdout) = ChildGuard::spawn_with_stdout(cmd, "tcp-fileserv serve");
+    // Its stdout, line by line, on a channel: a line (or the end, when the process exits) is
+    // the event we wait for, with a limit.
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || {
+        lines
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|e| panic!("no banner line ({e}); stderr:\n{}", child.stderr()))
+    };
+    let banner = next_line();
     assert!(
         banner.contains(fx.path().canonicalize().unwrap().to_str().unwrap()),
         "{banner}"
     );
-    let hint = lines.next().unwrap().unwrap();
+    let hint = next_line();
     let addr = hint
         .split_whitespace()
         .find(|w| w.starts_with("127.0.0.1:"))
@@ -726,25 +902,22 @@ fn the_binary_prints_its_addresses_and_exits_cleanly_on_sigterm() {
         .to_string();
     assert!(!addr.ends_with(":0"), "the bound port is printed: {hint}");
     let work = Fixture::empty();
-    let name = &hostile_names()[0];
-    let out = run_bin(&["get", "-q", &addr, name], work.path());
-    assert!(out.status.success(), "{}", stderr(&out));
+    run_bin(&["get", "-q", &addr, &hostile_names()[0]], work.path()).expect_code(0);
 
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "exit status {status:?}");
+    // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    // Its stdout closes when it exits.
+    match lines.recv_timeout(PATIENCE) {
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+        other => panic!("server did not stop on SIGTERM: {other:?}"),
+    }
+    let status = child.child().wait().unwrap();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        child.stderr()
+    );
 }

@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -293,9 +293,21 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd` with stdout discarded and stderr relayed under `prefix`.
     pub fn spawn(mut cmd: Command, prefix: &str) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdout(Stdio::null());
+        Self::start(cmd, prefix)
+    }
+
+    /// Like [`spawn`](ChildGuard::spawn), but stdout is a pipe handed to the caller, to read
+    /// what the child prints (a server's banner with its bound address) instead of polling.
+    pub fn spawn_with_stdout(mut cmd: Command, prefix: &str) -> (Self, ChildStdout) {
+        cmd.stdout(Stdio::piped());
+        let mut guard = Self::start(cmd, prefix);
+        let out = guard.child.stdout.take().expect("stdout is piped");
+        (guard, out)
+    }
+
+    fn start(mut cmd: Command, prefix: &str) -> Self {
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
