@@ -29,4 +29,4 @@ pub mod xferlog;
 pub use auth::{hash_password, hash_password_with_cost};
 pub use cli::{Cli, Command};
 pub use config::{Config, ConfigError};
-pub use server::{BackgroundServer, ServerError, reachable_urls, run};
+pub use server::{BackgroundServer, ServerError, run};

@@ -421,41 +421,6 @@ impl Drop for BackgroundServer {
     }
 }
 
-/// The `ftp://` addresses a client can use to reach a server listening on `local`: every
-/// non-loopback interface address when bound to the unspecified address, else `local` itself.
-pub fn reachable_urls(local: SocketAddr) -> Vec<String> {
-    let url = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => format!("ftp://{v4}:{}/", local.port()),
-        IpAddr::V6(v6) => format!("ftp://[{v6}]:{}/", local.port()),
-    };
-    if !local.ip().is_unspecified() {
-        return vec![url(local.ip())];
-    }
-    let want_v6 = local.is_ipv6();
-    let mut out: Vec<String> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        .filter(|ip| !ip.is_loopback())
-        // Link-local IPv6 needs a zone id that a URL cannot carry portably.
-        .filter(|ip| match ip {
-            IpAddr::V6(v6) => want_v6 && (v6.segments()[0] & 0xffc0) != 0xfe80,
-            IpAddr::V4(_) => true,
-        })
-        .map(url)
-        .collect();
-    out.sort();
-    out.dedup();
-    if out.is_empty() {
-        out.push(url(if want_v6 {
-            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-        } else {
-            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-        }));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,18 +437,5 @@ mod tests {
         assert!(l.acquire(b, 3, 2).is_err(), "total limit");
         drop(p1);
         assert!(l.acquire(a, 3, 2).is_ok(), "slot given back");
-    }
-
-    #[test]
-    fn urls_for_specific_address() {
-        assert_eq!(
-            reachable_urls("127.0.0.1:2121".parse().expect("addr")),
-            vec!["ftp://127.0.0.1:2121/".to_string()]
-        );
-        assert_eq!(
-            reachable_urls("[::1]:21".parse().expect("addr")),
-            vec!["ftp://[::1]:21/".to_string()]
-        );
-        assert!(!reachable_urls("0.0.0.0:2121".parse().expect("addr")).is_empty());
     }
 }
