@@ -14,7 +14,6 @@
 //! hash with the same cost so timing does not reveal which names exist.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,83 +24,11 @@ use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use unftp_core::auth::{
-    AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
-    UserDetailProvider,
+    AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
 };
 
+use crate::account::{Access, Class, FtpUser};
 use crate::config::{Config, LoginPolicy};
-
-/// The classic FTP account classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// `anonymous` / `ftp` with any non-empty password (traditionally an e-mail address).
-    Anonymous,
-    /// A named account with its own home.
-    Real,
-    /// A temporary login confined to the shared guest area.
-    Guest,
-}
-
-impl Class {
-    /// Lower-case name for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Anonymous => "anonymous",
-            Class::Real => "real",
-            Class::Guest => "guest",
-        }
-    }
-}
-
-/// What a logged-in user may do; the storage layer enforces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
-    /// Read anywhere in the home; if `upload_dir` is set, upload new names there, and neither
-    /// list nor download anything inside it.
-    Anonymous {
-        /// The drop box, relative to the home.
-        upload_dir: Option<PathBuf>,
-    },
-    /// Read; upload new names when `upload`; never delete, rename, overwrite or make directories.
-    Guest {
-        /// Whether new names may be uploaded.
-        upload: bool,
-    },
-    /// Everything when `write`, read-only otherwise.
-    Real {
-        /// Whether the account may modify its home.
-        write: bool,
-    },
-}
-
-/// A logged-in user as libunftp's `UserDetail`.
-#[derive(Debug, Clone)]
-pub struct FtpUser {
-    /// The login name (`anonymous` for both anonymous spellings).
-    pub name: String,
-    /// The account class.
-    pub class: Class,
-    /// What the user may do.
-    pub access: Access,
-    /// The home relative to the server root (empty: the root).
-    pub home_rel: PathBuf,
-    /// The home as an absolute path below the root; `None` when it is the root itself.
-    home_abs: Option<PathBuf>,
-    /// For anonymous users: the password given, traditionally an e-mail address.
-    pub anon_email: Option<String>,
-}
-
-impl UserDetail for FtpUser {
-    fn home(&self) -> Option<&Path> {
-        self.home_abs.as_deref()
-    }
-}
-
-impl fmt::Display for FtpUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name, self.class.as_str())
-    }
-}
 
 /// Hashes a password with argon2id and the argon2 crate's default cost (19 MiB, 2 passes),
 /// returning the PHC string that goes into the config.
@@ -324,18 +251,7 @@ impl Accounts {
     }
 
     fn user(&self, name: &str, class: Class, access: Access, home: &Path) -> FtpUser {
-        FtpUser {
-            name: name.to_string(),
-            class,
-            access,
-            home_rel: home.to_path_buf(),
-            home_abs: if home.as_os_str().is_empty() {
-                None
-            } else {
-                Some(self.root.join(home))
-            },
-            anon_email: None,
-        }
+        FtpUser::new(name, class, access, &self.root, home)
     }
 
     /// Checks a login. `Err` carries the reason for the log only; the client always sees 530.

@@ -14,16 +14,19 @@
 //!
 //! or, from synchronous code, [`BackgroundServer::start`].
 //!
-//! Modules: [`config`] (file and flags → [`Config`]), [`cli`] (the flags), [`auth`] (classes,
-//! passwords, lockout), [`storage`] (permissions, fast data path, atomic uploads), [`path`]
-//! (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
+//! Modules, one job each: [`config`] (file and flags → [`Config`]), [`cli`] (the flags),
+//! [`account`] (classes, access, the permission table), [`auth`] (logins: passwords, lockout),
+//! [`storage`] (the libunftp storage adapter), [`transfer`] (the data path: copies, atomic
+//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
 
+pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod path;
 pub mod server;
 pub mod storage;
+pub mod transfer;
 pub mod xferlog;
 
 pub use auth::{hash_password, hash_password_with_cost};

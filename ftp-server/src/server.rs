@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::auth::{Accounts, FtpUser, SessionAuth};
+use crate::account::FtpUser;
+use crate::auth::{Accounts, SessionAuth};
 use crate::config::Config;
 use crate::storage::{FtpStorage, StorageShared};
 use crate::xferlog::XferLog;
@@ -269,20 +269,19 @@ pub async fn run(
     }
     drop(listener);
     let grace = config.shutdown_grace;
-    let n = shared.active_transfers.load(Ordering::SeqCst);
+    shared.transfers.close();
+    let n = shared.transfers.len();
     tracing::info!(
         transfers = n,
         grace_secs = grace.as_secs_f64(),
         "shutting down: no longer accepting"
     );
-    let deadline = Instant::now() + grace;
-    while shared.active_transfers.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let left = shared.active_transfers.load(Ordering::SeqCst);
-    if left > 0 {
+    if tokio::time::timeout(grace, shared.transfers.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
-            transfers = left,
+            transfers = shared.transfers.len(),
             "grace period over: ending running transfers"
         );
     }

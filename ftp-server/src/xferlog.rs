@@ -20,7 +20,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::auth::Class;
+use crate::account::Class;
 
 /// Transfer direction, from the server's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -96,7 +96,8 @@ impl Ftp {
         f
     }
 
-    fn epsv(&mut self) -> TcpStream {
+    /// EPSV (RFC 2428): the address of the passive data port.
+    fn epsv_addr(&mut self) -> SocketAddr {
         let (c, t) = self.cmd("EPSV");
         assert_eq!(c, 229, "EPSV: {t}");
         let inner = t
@@ -105,8 +106,12 @@ impl Ftp {
             .and_then(|s| s.split('|').next())
             .expect("EPSV port");
         let port: u16 = inner.parse().expect("port number");
-        let s = TcpStream::connect_timeout(&SocketAddr::new(self.server.ip(), port), IO_TIMEOUT)
-            .expect("data connect");
+        SocketAddr::new(self.server.ip(), port)
+    }
+
+    fn epsv(&mut self) -> TcpStream {
+        let addr = self.epsv_addr();
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("data connect");
         s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
         s
     }
@@ -804,6 +809,64 @@ fn aborted_upload_leaves_the_old_file_intact() {
     });
     assert_eq!(sha256_file(&old), old_sum, "old file changed");
     a.assert_alive();
+}
+
+/// The data timeout means "no byte moved for that long": a download that a slow client reads at
+/// about 400 KiB/s (8 KiB every 20 ms) with a 1 s data timeout must complete, although the
+/// server's 1 MiB chunk takes over 2 s to get through. (The old copy put the timeout around the
+/// write of a whole chunk and cut every download slower than chunk / timeout.)
+#[test]
+fn a_slow_download_that_keeps_moving_is_not_cut() {
+    let f = tree();
+    let size = 1 << 20;
+    let big = f.write("pub/slow.bin", &pattern_bytes(size, 12));
+    let srv = start(&f, "data_timeout_secs = 1");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let addr = c.epsv_addr();
+    let mut data = connect_like_a_slow_lan_peer(addr);
+    assert_eq!(c.cmd("RETR slow.bin").0, 150);
+    let t0 = Instant::now();
+    let mut body = Vec::with_capacity(size);
+    let mut buf = [0u8; 8 << 10];
+    // Bounded: the file takes about 3 s at this pace; a cut transfer ends the loop early.
+    while t0.elapsed() < Duration::from_secs(60) {
+        match data.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("data connection failed after {} bytes: {e}", body.len()),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, text) = c.reply();
+    assert_eq!(
+        code,
+        226,
+        "slow download after {} bytes: {text}",
+        body.len()
+    );
+    assert!(
+        t0.elapsed() > Duration::from_secs(2),
+        "the client was not slower than the timeout: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(sha256(&body), sha256_file(&big));
+}
+
+/// A data connection that behaves like a slow peer on a LAN rather than on loopback: an
+/// Ethernet-sized MSS (loopback's 64 KiB MSS makes the server's send buffer start at ~4 MiB,
+/// which hides any slow reader behind it) and a small receive window, so the server's writes
+/// wait on our reads.
+fn connect_like_a_slow_lan_peer(addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    // Both before connect: the MSS and window scale are agreed on in the handshake.
+    s.set_tcp_mss(1400).expect("TCP_MAXSEG");
+    s.set_recv_buffer_size(8 << 10).expect("SO_RCVBUF");
+    s.connect_timeout(&addr.into(), IO_TIMEOUT)
+        .expect("data connect");
+    let s = TcpStream::from(s);
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s
 }
 
 #[test]
