@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libunftp::ServerBuilder;
-use libunftp::options::{ActivePassiveMode, PassiveHost, SiteMd5};
+use libunftp::options::{ActivePassiveMode, SiteMd5};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -172,13 +172,6 @@ pub async fn run(
     let controls: Arc<Mutex<HashMap<u64, std::net::TcpStream>>> = Arc::default();
     let mut sessions = JoinSet::new();
     let mut next_id: u64 = 0;
-    let passive_host = match &config.passive_host {
-        None => PassiveHost::FromConnection,
-        Some(h) => match h.parse::<std::net::Ipv4Addr>() {
-            Ok(ip) => PassiveHost::Ip(ip),
-            Err(_) => PassiveHost::Dns(h.clone()),
-        },
-    };
     tokio::pin!(shutdown);
     loop {
         // Reap finished sessions so the set does not grow.
@@ -240,7 +233,7 @@ pub async fn run(
         .authenticator(auth)
         .greeting(GREETING)
         .passive_ports(config.passive_ports.clone())
-        .passive_host(passive_host.clone())
+        .passive_host(config.passive_host.clone())
         .idle_session_timeout(config.idle_timeout.as_secs())
         .sitemd5(SiteMd5::None)
         // RFC 2577: PORT/EPRT would let a client make us connect anywhere (FTP bounce).
