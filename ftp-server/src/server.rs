@@ -263,13 +263,14 @@ pub async fn run(
     drop(listener);
     let grace = config.shutdown_grace;
     shared.transfers.close();
-    let n = shared.transfers.len();
+    let running = shared.transfers.len();
     tracing::info!(
-        transfers = n,
+        transfers = running,
         grace_secs = grace.as_secs_f64(),
         "shutting down: no longer accepting"
     );
-    if tokio::time::timeout(grace, shared.transfers.wait())
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, shared.transfers.wait())
         .await
         .is_err()
     {
@@ -277,6 +278,12 @@ pub async fn run(
             transfers = shared.transfers.len(),
             "grace period over: ending running transfers"
         );
+    } else if running > 0 {
+        // A transfer's tracker token goes when our storage returns; libunftp sends its `226`
+        // just after, from the session's own task, which we cannot observe. Give those final
+        // replies a moment (within the grace period) before closing the control connections.
+        let settle = tokio::time::Instant::now() + REPLY_SETTLE;
+        tokio::time::sleep_until(settle.min(deadline)).await;
     }
     for (_, c) in controls
         .lock()
@@ -332,6 +339,10 @@ async fn refuse(mut stream: TcpStream, text: &'static str) {
     })
     .await;
 }
+
+/// How long, after the last transfer ended at shutdown, its session gets to send the final
+/// reply before the control connections are closed.
+const REPLY_SETTLE: Duration = Duration::from_millis(250);
 
 /// A server running on its own thread and runtime, for tests (ours and the ftp-client's) and
 /// for embedding. Stopped (gracefully) on drop.
