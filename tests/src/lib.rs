@@ -293,9 +293,21 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd` with stdout discarded and stderr relayed under `prefix`.
     pub fn spawn(mut cmd: Command, prefix: &str) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdout(Stdio::null());
+        Self::spawn_inner(cmd, prefix)
+    }
+
+    /// Like [`spawn`](Self::spawn), but with stdout piped and returned, for a test that reads
+    /// what the child prints (e.g. a server's start-up banner with the address it bound).
+    pub fn spawn_with_stdout(mut cmd: Command, prefix: &str) -> (Self, std::process::ChildStdout) {
+        cmd.stdout(Stdio::piped());
+        let mut guard = Self::spawn_inner(cmd, prefix);
+        let stdout = guard.child.stdout.take().expect("stdout is piped");
+        (guard, stdout)
+    }
+
+    fn spawn_inner(mut cmd: Command, prefix: &str) -> Self {
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
