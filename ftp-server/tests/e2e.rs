@@ -6,12 +6,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ftp_server::{BackgroundServer, Config};
 use test_kit::{
-    Fixture, hostile_names, long_name, pattern_bytes, require_tool, sha256, sha256_file,
+    ChildGuard, Fixture, hostile_names, long_name, pattern_bytes, require_tool, run, sha256,
+    sha256_file,
 };
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -281,18 +283,87 @@ fn enc(path: &str) -> String {
     out
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Runs a peer to completion and fails with its command line, stdout and stderr unless it
+/// exits 0.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    run(cmd).expect_code(0).output.clone()
+}
+
+/// The binary, spawned and killed on drop, with its start-up banner read from stdout: the
+/// banner is printed once the socket is bound, so the server is up when this returns. Returns
+/// the guard, the address from the banner's `ftp://` line and the banner lines.
+fn spawn_binary(args: &[&std::ffi::OsStr]) -> (ChildGuard, SocketAddr, Vec<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-server"));
+    cmd.args(args);
+    let (child, stdout) = ChildGuard::spawn_with_stdout(cmd, "ftp-server");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !banner.iter().any(|l: &String| l.starts_with("Accounts: ")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => banner.push(line),
+            Err(e) => panic!(
+                "no banner ({e}); got {banner:?}; stderr:\n{}",
+                child.stderr()
+            ),
+        }
+    }
+    let url = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("ftp://"))
+        .unwrap_or_else(|| panic!("no ftp:// line in {banner:?}"));
+    let addr: SocketAddr = url
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("address in {banner:?}: {e}"));
+    (child, addr, banner)
+}
+
+/// Kills process `pid` unless dropped within `limit`: bounds a blocking wait on a child.
+struct KillTimer {
+    cancel: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KillTimer {
+    fn new(pid: u32, limit: Duration) -> Self {
+        let (cancel, timer) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if timer.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        });
+        Self {
+            cancel: Some(cancel),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for KillTimer {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for the child to exit (the event itself, not a poll), killing it if it has not within
+/// `limit`, so the test ends either way.
+fn wait_exit(child: &mut ChildGuard, limit: Duration) -> ExitStatus {
+    let _timer = KillTimer::new(child.id(), limit);
+    child.child().wait().expect("wait for the child")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,10 +381,7 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
     let srv = start(&f, &format!("xferlog = {:?}", xferlog.to_string_lossy()));
     let addr = srv.addr();
 
-    let out = run_ok(
-        Command::new(&curl).args(["-sS", "--max-time", "20", &url(addr, "")]),
-        "curl list",
-    );
+    let out = run_ok(Command::new(&curl).args(["-sS", "--max-time", "20", &url(addr, "")]));
     let listing = String::from_utf8_lossy(&out.stdout);
     for name in hostile_names() {
         assert!(listing.contains(&name), "LIST lacks {name:?}:\n{listing}");
@@ -327,7 +395,6 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
                 .args(["-sS", "--max-time", "20", "-o"])
                 .arg(&dest)
                 .arg(url(addr, &enc(name))),
-            &format!("curl download {name:?}"),
         );
         assert_eq!(
             sha256_file(&dest),
@@ -338,7 +405,7 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
 
     // Upload as a real user, with a hostile name, then overwrite it (real users may).
     let src = f.write("local-upload.bin", &pattern_bytes(3 << 20, 42));
-    for round in 0..2 {
+    for _ in 0..2 {
         run_ok(
             Command::new(&curl)
                 .args([
@@ -351,7 +418,6 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
                 ])
                 .arg(&src)
                 .arg(url(addr, &enc("up loaded ünï.bin"))),
-            &format!("curl upload round {round}"),
         );
         assert_eq!(
             sha256_file(&f.path().join("home/alice/up loaded ünï.bin")),
@@ -393,7 +459,6 @@ fn wget_downloads() {
                 .args(["-q", "--tries=1", "--timeout=20", "-O"])
                 .arg(&dest)
                 .arg(url(srv.addr(), &enc(name))),
-            &format!("wget {name:?}"),
         );
         assert_eq!(
             sha256_file(&dest),
@@ -419,22 +484,19 @@ fn lftp_mirrors_a_tree() {
         srv.addr().ip(),
         dest.path().display()
     );
-    run_ok(Command::new(&lftp).args(["-c", &script]), "lftp mirror");
-    let mut checked = 0;
+    run_ok(Command::new(&lftp).args(["-c", &script]));
     for name in hostile_names() {
         assert_eq!(
             sha256_file(&dest.path().join(&name)),
             sha256_file(&f.path().join("pub").join(&name)),
             "mirrored {name:?}"
         );
-        checked += 1;
     }
     let deep = "sub dir/nested ünï/deep.bin";
     assert_eq!(
         sha256_file(&dest.path().join(deep)),
         sha256_file(&f.path().join("pub").join(deep))
     );
-    assert!(checked > 0);
     assert!(
         !dest.path().join("leak.txt").exists()
             || std::fs::read(dest.path().join("leak.txt")).expect("read") != b"TOP SECRET",
@@ -471,7 +533,6 @@ ftp.quit()
             .arg("sub dir/nested ünï")
             .arg("deep.bin")
             .arg(&out_file),
-        "python ftplib",
     );
     assert_eq!(
         sha256_file(&out_file),
@@ -895,43 +956,40 @@ fn check_config_names_key_and_line() {
         "bad.toml",
         b"root = \".\"\nmax_connections = 10\n\n[[users]]\nname = \"carol\"\npassword = \"plaintext\"\nhome = \"home/alice\"\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .expect("run check-config");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert!(err.contains("bad.toml:6:"), "line number: {err}");
-    assert!(err.contains("users[0].password"), "key: {err}");
+    let bin = env!("CARGO_BIN_EXE_ftp-server");
+    let ran = run(Command::new(bin).arg("check-config").arg(&bad));
+    ran.expect_code(2);
+    let err = ran.stderr();
+    assert!(
+        err.contains("bad.toml:6:"),
+        "line number:\n{}",
+        ran.describe()
+    );
+    assert!(
+        err.contains("users[0].password"),
+        "key:\n{}",
+        ran.describe()
+    );
 
     // The server refuses to start on the same error, with the same message.
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+    let ran = run(Command::new(bin)
         .arg("--config")
         .arg(&bad)
-        .arg("--bind")
-        .arg("127.0.0.1:0")
-        .output()
-        .expect("run server");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:6: `users[0].password`"));
+        .args(["--bind", "127.0.0.1:0"]));
+    ran.expect_code(2);
+    assert!(
+        ran.stderr().contains("bad.toml:6: `users[0].password`"),
+        "{}",
+        ran.describe()
+    );
 
     let good = f.write(
         "good.toml",
         config_text("", "2020-01-01T00:00:00Z").as_bytes(),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .expect("run check-config");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(Command::new(bin).arg("check-config").arg(&good)).expect_code(0);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+    let ran = run(Command::new(bin)
         .args([
             "--passive-ports",
             "80-90",
@@ -939,66 +997,46 @@ fn check_config_names_key_and_line() {
             "127.0.0.1:0",
             "--root",
         ])
-        .arg(f.path())
-        .output()
-        .expect("run server");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--passive-ports"));
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+        .arg(f.path()));
+    ran.expect_code(2);
+    assert!(
+        ran.stderr().contains("--passive-ports"),
+        "{}",
+        ran.describe()
+    );
+    let ran = run(Command::new(bin)
+        .args(["--passive-host", "::1", "--bind", "127.0.0.1:0", "--root"])
+        .arg(f.path()));
+    ran.expect_code(2);
+    assert!(
+        ran.stderr().contains("--passive-host"),
+        "{}",
+        ran.describe()
+    );
 }
 
 #[test]
 fn binary_banner_serves_and_exits_0_on_sigterm() {
     let f = tree();
-    let child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .args(["--bind", "127.0.0.1:0", "--root"])
-        .arg(f.path().join("pub"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ftp-server");
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = Vec::new();
-    for _ in 0..3 {
-        banner.push(lines.next().expect("banner line").expect("utf-8"));
-    }
+    let root = f.path().join("pub");
+    let (mut child, addr, banner) = spawn_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ]);
     assert!(banner[0].starts_with("Serving "), "{banner:?}");
+    assert_eq!(banner[1].trim(), format!("ftp://{addr}/"), "{banner:?}");
     assert!(banner[2].contains("anonymous (read-only)"), "{banner:?}");
-    let u = banner[1].trim();
-    let port: u16 = u
-        .trim_start_matches("ftp://127.0.0.1:")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap_or_else(|_| panic!("url in banner: {banner:?}"));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut c = Ftp::logged_in(addr, "anonymous", ANON_PASS);
-    assert!(c.retr("with space.txt").is_ok());
+    assert_eq!(
+        c.retr("with space.txt").expect("download"),
+        std::fs::read(root.join("with space.txt")).expect("fixture")
+    );
     drop(c);
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()])).expect_code(0);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", child.stderr());
 }
 
 #[test]
@@ -1016,7 +1054,9 @@ fn hash_password_prints_a_usable_argon2id_hash() {
         .expect("stdin")
         .write_all(b"correct horse\n")
         .expect("write password");
+    let timer = KillTimer::new(child.id(), Duration::from_secs(60));
     let out = child.wait_with_output().expect("wait");
+    drop(timer);
     assert!(
         out.status.success(),
         "{}",
@@ -1039,11 +1079,6 @@ fn hash_password_prints_a_usable_argon2id_hash() {
     // Anonymous is off when a config defines accounts but no [anonymous] table.
     let mut c = Ftp::connect(srv.addr());
     assert_eq!(c.login("anonymous", ANON_PASS).0, 530);
-}
-
-#[test]
-fn url_encoding_helper() {
-    assert_eq!(enc("a b/ü"), "a%20b/%C3%BC");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1229,12 +1264,16 @@ fn shutdown_lets_a_running_download_finish() {
     let mut first = [0u8; 1];
     data.read_exact(&mut first).expect("first byte");
     // The transfer is running (24 MiB does not fit in the socket buffers): stop the server now.
+    let addr = srv.addr();
     let stopper = std::thread::spawn(move || {
         let t0 = Instant::now();
         let r = srv.stop();
         (r.is_ok(), t0.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // The shutdown has begun once the server no longer accepts; only then read on.
+    wait_until("the server stops accepting", || {
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err()
+    });
     let mut rest = Vec::new();
     data.read_to_end(&mut rest).expect("rest of the file");
     let mut body = first.to_vec();
@@ -1272,7 +1311,19 @@ fn hostile_control_input_does_not_harm_the_server() {
         assert_eq!(code, 501, "{line}: {text}");
     }
 
-    // A long line without a newline, then a disconnect; and a 64 KiB line that ends.
+    // A 1 MiB line: libunftp 0.24 buffers it whole (a known gap, see docs/ftp-server.md), but
+    // it must end in a refusal of that line, not in a crash or a hang; then a disconnect in
+    // the middle of another long line.
+    let mut c = Ftp::connect(srv.addr());
+    let mut line = vec![b'A'; 1 << 20];
+    line.extend_from_slice(b"\r\n");
+    c.w.write_all(&line).expect("send a 1 MiB line");
+    let (code, text) = c.reply();
+    assert!(
+        (500..600).contains(&code),
+        "1 MiB line: {code} {}",
+        &text[..text.len().min(80)]
+    );
     let mut c = Ftp::connect(srv.addr());
     c.w.write_all(&vec![b'A'; 1 << 20]).expect("send 1 MiB");
     drop(c);
