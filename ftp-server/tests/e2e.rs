@@ -1039,6 +1039,66 @@ fn binary_banner_serves_and_exits_0_on_sigterm() {
     assert_eq!(status.code(), Some(0), "stderr:\n{}", child.stderr());
 }
 
+/// A flood of connections over the limits must not pile up tasks or file descriptors in the
+/// server (each refusal is cheap and few of them linger), and a normal client is still served.
+#[test]
+fn a_flood_over_the_limits_stays_bounded_and_others_are_served() {
+    let f = tree();
+    let cfg = f.write(
+        "flood.toml",
+        config_text(
+            "max_connections_per_ip = 1\nmax_connections = 8",
+            "2020-01-01T00:00:00Z",
+        )
+        .as_bytes(),
+    );
+    let (child, addr, _) = spawn_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .expect("the server's /proc/PID/fd")
+            .count()
+    };
+    let _holder = Ftp::logged_in(addr, "anonymous", ANON_PASS);
+    let before = fds();
+    // 300 connections from the same address, each over the per-IP limit, all kept open and
+    // never read: the flooder holds its sockets, the server must not.
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        flood.push(s);
+    }
+    let peak = fds();
+    for s in flood.iter_mut().take(20) {
+        let mut line = String::new();
+        BufReader::new(&*s).read_line(&mut line).expect("a reply");
+        if line.starts_with("421 ") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 20, "every connection over the limit gets 421");
+    assert!(
+        peak <= before + 64,
+        "the server holds {peak} descriptors during the flood, {before} before it"
+    );
+    // A client from another address is served meanwhile.
+    let other = connect_from([127, 0, 0, 5], addr);
+    let (mut c, code, text) = Ftp::from_stream(other, addr);
+    assert_eq!(code, 220, "{text}");
+    assert_eq!(c.login("anonymous", ANON_PASS).0, 230);
+    // (A data connection would come from 127.0.0.1, which libunftp rightly refuses for a
+    // control connection from 127.0.0.5: the session itself is what is checked here.)
+    assert_eq!(c.code("PWD"), 257);
+    c.assert_alive();
+    drop(flood);
+}
+
 #[test]
 fn hash_password_prints_a_usable_argon2id_hash() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
