@@ -1015,6 +1015,70 @@ fn check_config_names_key_and_line() {
     );
 }
 
+/// The example config in the repository is complete and valid: `check-config` accepts it (from
+/// a copy in a temporary directory, with the homes it names created there) and it sets every
+/// key the config file knows, so it cannot rot as keys are added.
+#[test]
+fn the_example_config_passes_check_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("ftp-server.example.toml");
+    let text = std::fs::read_to_string(&example).expect("read the example config");
+    let f = Fixture::empty();
+    for home in ["pub/incoming", "home/alice", "home/bob", "guest"] {
+        std::fs::create_dir_all(f.path().join(home)).expect("create home");
+    }
+    // The example's root is an absolute path of the reader's machine; point it at the copy.
+    let root_line = text
+        .lines()
+        .find(|l| l.starts_with("root = "))
+        .expect("the example sets root");
+    let copy = f.write(
+        "ftp-server.toml",
+        text.replace(root_line, "root = \".\"").as_bytes(),
+    );
+    let ran = run(Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .arg("check-config")
+        .arg(&copy));
+    ran.expect_code(0);
+    assert!(
+        ran.stdout()
+            .contains("anonymous (read-only, drop box /incoming), 2 real, 1 guest"),
+        "{}",
+        ran.describe()
+    );
+    for key in [
+        "root",
+        "bind",
+        "passive_ports",
+        "passive_host",
+        "max_connections",
+        "max_connections_per_ip",
+        "idle_timeout_secs",
+        "data_timeout_secs",
+        "max_login_failures",
+        "login_failure_window_secs",
+        "login_lockout_secs",
+        "shutdown_grace_secs",
+        "xferlog",
+        "[anonymous]",
+        "enabled",
+        "home",
+        "upload_dir",
+        "[[users]]",
+        "name",
+        "password",
+        "write",
+        "[guest]",
+        "upload",
+        "[[guests]]",
+        "expires",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "the example does not set `{key}`"
+        );
+    }
+}
+
 #[test]
 fn binary_banner_serves_and_exits_0_on_sigterm() {
     let f = tree();
