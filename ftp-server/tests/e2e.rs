@@ -115,6 +115,7 @@ impl Ftp {
         let addr = self.epsv_addr();
         let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("data connect");
         s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
         s
     }
 
@@ -698,22 +699,15 @@ fn per_ip_lockout_after_repeated_failures() {
     assert_eq!(c2.login("alice", ALICE_PW).0, 230, "other IP not locked");
 }
 
+/// A control connection from another loopback address (all of 127/8 is loopback on Linux), so
+/// that per-IP limits and lockouts can be told apart from the test's own address.
 fn connect_from(src: [u8; 4], dst: SocketAddr) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let s = tokio::net::TcpSocket::new_v4().expect("socket");
-        s.bind(SocketAddr::from((src, 0))).expect("bind 127.0.0.2");
-        let stream = tokio::time::timeout(IO_TIMEOUT, s.connect(dst))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let std = stream.into_std().expect("into std");
-        std.set_nonblocking(false).expect("blocking");
-        std
-    })
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::from((src, 0)).into())
+        .unwrap_or_else(|e| panic!("bind {src:?}: {e}"));
+    s.connect_timeout(&dst.into(), IO_TIMEOUT).expect("connect");
+    s.into()
 }
 
 // ---------------------------------------------------------------------------------------------
