@@ -8,7 +8,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = ftp_server::Config::new("/srv/ftp"); // anonymous, read-only
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! ftp_server::run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! ftp_server::run(listener, config, filexfer::shutdown::signal()).await?;
 //! # Ok(()) }
 //! ```
 //!
