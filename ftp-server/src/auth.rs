@@ -1,7 +1,7 @@
-//! The account model (anonymous, real, guest) on top of libunftp's `Authenticator`.
+//! Logins on top of libunftp's `Authenticator`: who may log in, as which class of
+//! [`crate::account`], and the per-IP lockout.
 //!
-//! libunftp has no notion of account classes, and each `Server::service()` call builds its own
-//! failed-login cache, so both live here:
+//! Each `Server::service()` call builds its own failed-login cache, so the lockout lives here:
 //! - [`Accounts`] is shared by every connection: the accounts from the config, and the per-IP
 //!   failure counter ([`Lockout`]) that refuses an IP after too many failures within a window.
 //! - [`SessionAuth`] is made per connection. It implements both `Authenticator` and
@@ -9,12 +9,12 @@
 //!   gave) from one to the other.
 //!
 //! Unknown user, wrong password, expired guest and a locked-out IP all get the same 530 reply
-//! (libunftp maps every authentication error to it). Passwords are argon2id, verified on the
-//! blocking pool because argon2 is slow on purpose; an unknown user is verified against a dummy
-//! hash with the same cost so timing does not reveal which names exist.
+//! (libunftp maps every authentication error to it); the [`LoginRefusal`] goes to the log only.
+//! Passwords are argon2id, verified on the blocking pool because argon2 is slow on purpose; an
+//! unknown user is verified against a dummy hash with the same cost (computed there too) so
+//! timing does not reveal which names exist.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,83 +25,11 @@ use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use unftp_core::auth::{
-    AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
-    UserDetailProvider,
+    AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
 };
 
+use crate::account::{Access, Class, FtpUser};
 use crate::config::{Config, LoginPolicy};
-
-/// The classic FTP account classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// `anonymous` / `ftp` with any non-empty password (traditionally an e-mail address).
-    Anonymous,
-    /// A named account with its own home.
-    Real,
-    /// A temporary login confined to the shared guest area.
-    Guest,
-}
-
-impl Class {
-    /// Lower-case name for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Anonymous => "anonymous",
-            Class::Real => "real",
-            Class::Guest => "guest",
-        }
-    }
-}
-
-/// What a logged-in user may do; the storage layer enforces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
-    /// Read anywhere in the home; if `upload_dir` is set, upload new names there, and neither
-    /// list nor download anything inside it.
-    Anonymous {
-        /// The drop box, relative to the home.
-        upload_dir: Option<PathBuf>,
-    },
-    /// Read; upload new names when `upload`; never delete, rename, overwrite or make directories.
-    Guest {
-        /// Whether new names may be uploaded.
-        upload: bool,
-    },
-    /// Everything when `write`, read-only otherwise.
-    Real {
-        /// Whether the account may modify its home.
-        write: bool,
-    },
-}
-
-/// A logged-in user as libunftp's `UserDetail`.
-#[derive(Debug, Clone)]
-pub struct FtpUser {
-    /// The login name (`anonymous` for both anonymous spellings).
-    pub name: String,
-    /// The account class.
-    pub class: Class,
-    /// What the user may do.
-    pub access: Access,
-    /// The home relative to the server root (empty: the root).
-    pub home_rel: PathBuf,
-    /// The home as an absolute path below the root; `None` when it is the root itself.
-    home_abs: Option<PathBuf>,
-    /// For anonymous users: the password given, traditionally an e-mail address.
-    pub anon_email: Option<String>,
-}
-
-impl UserDetail for FtpUser {
-    fn home(&self) -> Option<&Path> {
-        self.home_abs.as_deref()
-    }
-}
-
-impl fmt::Display for FtpUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name, self.class.as_str())
-    }
-}
 
 /// Hashes a password with argon2id and the argon2 crate's default cost (19 MiB, 2 passes),
 /// returning the PHC string that goes into the config.
@@ -223,6 +151,30 @@ impl Lockout {
     }
 }
 
+/// Why a login was refused. Every reason gets the same `530` reply, so that a client cannot
+/// tell which names exist or that it is locked out; the reason goes to the log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginRefusal {
+    /// The client's address is locked out after repeated failures.
+    #[error("client IP is locked out after repeated failures")]
+    LockedOut,
+    /// `anonymous` / `ftp` with an empty password.
+    #[error("anonymous login without a password")]
+    AnonymousWithoutPassword,
+    /// No account has that name.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The password does not match the account's hash.
+    #[error("wrong password")]
+    WrongPassword,
+    /// A guest login past its `expires` date.
+    #[error("guest login has expired")]
+    Expired,
+    /// The password check itself could not run.
+    #[error("password verification unavailable")]
+    VerifierUnavailable,
+}
+
 #[derive(Debug)]
 struct Account {
     password: String,
@@ -304,55 +256,43 @@ impl Accounts {
         &self.lockout
     }
 
-    /// A hash to verify unknown users against, with the same cost as a configured one.
-    fn dummy_hash(&self) -> String {
-        self.dummy_hash
-            .get_or_init(|| {
-                let params = self
-                    .named
-                    .values()
-                    .find_map(|a| PasswordHash::new(&a.password).ok())
-                    .and_then(|h| argon2::Params::try_from(&h).ok())
-                    .unwrap_or_default();
-                let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-                let salt = SaltString::generate(&mut OsRng);
-                a.hash_password(b"no such user, no such password", &salt)
-                    .map(|h| h.to_string())
-                    .unwrap_or_default()
-            })
-            .clone()
+    /// A hash to verify unknown users against, with the same cost as a configured one. Costly
+    /// on first use: call it on the blocking pool.
+    fn dummy_hash(&self) -> &str {
+        self.dummy_hash.get_or_init(|| {
+            let params = self
+                .named
+                .values()
+                .find_map(|a| PasswordHash::new(&a.password).ok())
+                .and_then(|h| argon2::Params::try_from(&h).ok())
+                .unwrap_or_default();
+            let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            let salt = SaltString::generate(&mut OsRng);
+            a.hash_password(b"no such user, no such password", &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        })
     }
 
     fn user(&self, name: &str, class: Class, access: Access, home: &Path) -> FtpUser {
-        FtpUser {
-            name: name.to_string(),
-            class,
-            access,
-            home_rel: home.to_path_buf(),
-            home_abs: if home.as_os_str().is_empty() {
-                None
-            } else {
-                Some(self.root.join(home))
-            },
-            anon_email: None,
-        }
+        FtpUser::new(name, class, access, &self.root, home)
     }
 
-    /// Checks a login. `Err` carries the reason for the log only; the client always sees 530.
+    /// Checks a login. `Err` is the reason, for the log only: the client always sees 530.
     pub async fn check(
         self: &Arc<Self>,
         username: &str,
         password: &str,
         ip: IpAddr,
-    ) -> Result<FtpUser, &'static str> {
+    ) -> Result<FtpUser, LoginRefusal> {
         if self.lockout.is_locked(ip, Instant::now()) {
-            return Err("client IP is locked out after repeated failures");
+            return Err(LoginRefusal::LockedOut);
         }
         let lower = username.to_ascii_lowercase();
         if lower == "anonymous" || lower == "ftp" {
             if let Some((home, upload_dir)) = &self.anonymous {
                 if password.is_empty() {
-                    return Err("anonymous login without a password");
+                    return Err(LoginRefusal::AnonymousWithoutPassword);
                 }
                 let mut u = self.user(
                     "anonymous",
@@ -367,23 +307,27 @@ impl Accounts {
             }
         }
         let account = self.named.get(username);
-        let phc = match account {
-            Some(a) => a.password.clone(),
-            None => self.dummy_hash(),
-        };
+        let known = account.map(|a| a.password.clone());
         let pw = password.to_string();
         // The semaphore is never closed, so `acquire` cannot fail; refuse if it somehow does.
         let Ok(_slot) = self.verify_slots.acquire().await else {
-            return Err("password verification unavailable");
+            return Err(LoginRefusal::VerifierUnavailable);
         };
-        let ok = tokio::task::spawn_blocking(move || verify(&pw, &phc))
-            .await
-            .unwrap_or(false);
+        // Both the dummy hash (computed once, as costly as a real one) and the verification
+        // run on the blocking pool: argon2 is slow on purpose, and on a runtime worker it would
+        // stall every session sharing that worker.
+        let me = Arc::clone(self);
+        let ok = tokio::task::spawn_blocking(move || {
+            let phc = known.unwrap_or_else(|| me.dummy_hash().to_string());
+            verify(&pw, &phc)
+        })
+        .await
+        .unwrap_or(false);
         match account {
-            None => Err("unknown user"),
-            Some(_) if !ok => Err("wrong password"),
+            None => Err(LoginRefusal::UnknownUser),
+            Some(_) if !ok => Err(LoginRefusal::WrongPassword),
             Some(a) if a.expires.is_some_and(|e| OffsetDateTime::now_utc() > e) => {
-                Err("guest login has expired")
+                Err(LoginRefusal::Expired)
             }
             Some(a) => Ok(self.user(username, a.class, a.access.clone(), &a.home)),
         }
@@ -456,12 +400,11 @@ impl Authenticator for SessionAuth {
                 Ok(principal)
             }
             Err(reason) => {
-                let locked_now = if reason.starts_with("client IP is locked") {
-                    false
-                } else {
-                    self.accounts.lockout.record_failure(ip, Instant::now())
-                };
-                tracing::warn!(user = %username, peer = %ip, result = "refused", reason, "login");
+                // A refusal because of the lockout is not a new guess: counting it would extend
+                // the lockout for as long as the client keeps trying.
+                let locked_now = reason != LoginRefusal::LockedOut
+                    && self.accounts.lockout.record_failure(ip, Instant::now());
+                tracing::warn!(user = %username, peer = %ip, result = "refused", %reason, "login");
                 if locked_now {
                     tracing::warn!(peer = %ip, "too many failed logins: client IP locked out");
                 }
@@ -575,6 +518,57 @@ mod tests {
         assert_eq!(truncate_chars("ünïcödé", 3), "ünï");
         assert_eq!(truncate_chars("", 3), "");
         assert_eq!(truncate_chars(&"x".repeat(10_000), 128).len(), 128);
+    }
+
+    /// The dummy hash of an unknown user (and every verification) costs as much as a real
+    /// check on purpose; it must cost it on the blocking pool, not on a runtime worker, where it
+    /// would stall every session sharing that worker. On a current-thread runtime a ticker must
+    /// keep ticking while an unknown user's login is checked.
+    #[test]
+    fn an_unknown_users_check_does_not_block_the_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut cfg = Config::new(std::env::temp_dir());
+        cfg.users.push(crate::config::RealUser {
+            name: "alice".into(),
+            // Costly enough that computing it takes far longer than the ticker's period.
+            password: hash_password_with_cost("pw", 16 << 10, 2).expect("hash"),
+            home: PathBuf::new(),
+            write: false,
+        });
+        let accounts = Arc::new(Accounts::new(&cfg));
+        let (max_gap, took) = rt.block_on(async {
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let ticker = tokio::spawn({
+                let done = done.clone();
+                async move {
+                    let mut last = Instant::now();
+                    let mut max_gap = Duration::ZERO;
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        max_gap = max_gap.max(last.elapsed());
+                        last = Instant::now();
+                    }
+                    max_gap
+                }
+            });
+            // Let the ticker start before the check.
+            tokio::task::yield_now().await;
+            let t0 = Instant::now();
+            let r = accounts
+                .check("nobody", "guess", [10, 0, 0, 9].into())
+                .await;
+            let took = t0.elapsed();
+            assert!(matches!(r, Err(LoginRefusal::UnknownUser)), "{r:?}");
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            (ticker.await.expect("ticker"), took)
+        });
+        assert!(
+            max_gap < took / 4,
+            "the runtime was blocked for {max_gap:?} of a {took:?} check"
+        );
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! The file format and every key are documented in `docs/ftp-server.md`.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use libunftp::options::PassiveHost;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use toml::Spanned;
@@ -128,9 +129,10 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Ports offered for passive data connections (PASV/EPSV).
     pub passive_ports: RangeInclusive<u16>,
-    /// IPv4 address or DNS name advertised in PASV replies (default: the control connection's
-    /// local address).
-    pub passive_host: Option<String>,
+    /// What PASV replies advertise (RFC 959 §4.1.2 `227 ... (h1,h2,h3,h4,p1,p2)`): the control
+    /// connection's local address (the default), a fixed IPv4 address, or a DNS name resolved
+    /// to IPv4 at each PASV (behind NAT). Parsed once, here.
+    pub passive_host: PassiveHost,
     /// Connections served at once; beyond it a new client gets `421` and is closed.
     pub max_connections: usize,
     /// Connections served at once per client IP.
@@ -162,7 +164,7 @@ impl Config {
             root: root.into(),
             bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             passive_ports: 49152..=65535,
-            passive_host: None,
+            passive_host: PassiveHost::FromConnection,
             max_connections: 200,
             max_connections_per_ip: 16,
             idle_timeout: Duration::from_secs(300),
@@ -235,8 +237,8 @@ impl Config {
                 parse_port_range(p.get_ref()).map_err(|m| ctx.err(p.span(), "passive_ports", m))?;
         }
         if let Some(h) = &raw.passive_host {
-            check_passive_host(h.get_ref()).map_err(|m| ctx.err(h.span(), "passive_host", m))?;
-            cfg.passive_host = Some(h.get_ref().clone());
+            cfg.passive_host = parse_passive_host(h.get_ref())
+                .map_err(|m| ctx.err(h.span(), "passive_host", m))?;
         }
         let positive = |v: &Option<Spanned<u64>>, key: &str| -> Result<Option<u64>, ConfigError> {
             match v {
@@ -458,11 +460,10 @@ impl TryFrom<Cli> for Config {
             })?;
         }
         if let Some(h) = &cli.passive_host {
-            check_passive_host(h).map_err(|message| ConfigError::Flag {
+            cfg.passive_host = parse_passive_host(h).map_err(|message| ConfigError::Flag {
                 flag: "--passive-host",
                 message,
             })?;
-            cfg.passive_host = Some(h.clone());
         }
         if let Some(x) = &cli.xferlog {
             cfg.xferlog = Some(x.clone());
@@ -680,16 +681,33 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(lo..=hi)
 }
 
-fn check_passive_host(h: &str) -> Result<(), String> {
-    if h.parse::<std::net::Ipv6Addr>().is_ok() {
+/// Parses what PASV should advertise: an IPv4 address, or a host name (resolved by libunftp at
+/// each PASV, so a dynamic address behind NAT stays right). PASV cannot carry IPv6 (RFC 2428
+/// clients use EPSV, which needs no address).
+pub fn parse_passive_host(h: &str) -> Result<PassiveHost, String> {
+    if let Ok(ip) = h.parse::<Ipv4Addr>() {
+        return Ok(PassiveHost::Ip(ip));
+    }
+    if h.trim_matches(['[', ']'])
+        .parse::<std::net::Ipv6Addr>()
+        .is_ok()
+    {
         return Err(format!(
             "{h:?}: PASV can only advertise an IPv4 address (IPv6 clients use EPSV, which needs none)"
         ));
     }
-    if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // A DNS name (RFC 1123 §2.1): letters, digits, hyphens and dots, at most 253 characters.
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if h.len() > 253 || !h.trim_end_matches('.').split('.').all(label_ok) {
         return Err(format!("{h:?} is not an IPv4 address or host name"));
     }
-    Ok(())
+    Ok(PassiveHost::Dns(h.to_string()))
 }
 
 #[cfg(test)]
@@ -853,6 +871,38 @@ expires = "2026-12-31T23:59:59Z"
             format!("[[users]]\nname = \"bob\"\npassword = \"{HASH}\"\nhome = \"home/alice\"\n");
         let c = Config::from_toml_str(&text, d.path()).expect("users only");
         assert!(c.anonymous.is_none());
+    }
+
+    #[test]
+    fn passive_host_is_parsed_once() {
+        let ok: [(&str, PassiveHost); 3] = [
+            ("192.0.2.7", PassiveHost::Ip(Ipv4Addr::new(192, 0, 2, 7))),
+            (
+                "ftp.example.org",
+                PassiveHost::Dns("ftp.example.org".into()),
+            ),
+            ("nas-1.", PassiveHost::Dns("nas-1.".into())),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_passive_host(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "::1",
+            "[2001:db8::1]",
+            "",
+            "two words",
+            "-lead.example",
+            "a..b",
+            "x_y",
+        ] {
+            assert!(parse_passive_host(bad).is_err(), "{bad:?} accepted");
+        }
+        let d = root();
+        let e = Config::from_toml_str("\npassive_host = \"::1\"\n", d.path()).expect_err("IPv6");
+        assert!(
+            matches!(&e, ConfigError::File { line: 2, key, .. } if key == "passive_host"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,25 +8,28 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = ftp_server::Config::new("/srv/ftp"); // anonymous, read-only
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! ftp_server::run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! ftp_server::run(listener, config, filexfer::shutdown::signal()).await?;
 //! # Ok(()) }
 //! ```
 //!
 //! or, from synchronous code, [`BackgroundServer::start`].
 //!
-//! Modules: [`config`] (file and flags → [`Config`]), [`cli`] (the flags), [`auth`] (classes,
-//! passwords, lockout), [`storage`] (permissions, fast data path, atomic uploads), [`path`]
-//! (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
+//! Modules, one job each: [`config`] (file and flags → [`Config`]), [`cli`] (the flags),
+//! [`account`] (classes, access, the permission table), [`auth`] (logins: passwords, lockout),
+//! [`storage`] (the libunftp storage adapter), [`transfer`] (the data path: copies, atomic
+//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
 
+pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod path;
 pub mod server;
 pub mod storage;
+pub mod transfer;
 pub mod xferlog;
 
 pub use auth::{hash_password, hash_password_with_cost};
 pub use cli::{Cli, Command};
 pub use config::{Config, ConfigError};
-pub use server::{BackgroundServer, ServerError, reachable_urls, run};
+pub use server::{BackgroundServer, ServerError, run};

@@ -10,14 +10,10 @@ use ftp_server::{Cli, Command, Config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libunftp=warn,unftp_sbe_fs=warn".into()),
-        )
-        .init();
+    filexfer::logging::init(
+        "info,libunftp=warn,unftp_sbe_fs=warn",
+        filexfer::logging::Style::Server,
+    );
     match cli.command.clone() {
         Some(Command::HashPassword) => report(hash_password()),
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
@@ -94,38 +90,14 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "Serving {}", cfg.root.display())?;
-            for url in ftp_server::reachable_urls(local) {
-                writeln!(out, "  {url}")?;
+            for addr in filexfer::banner::reachable_addresses(local) {
+                writeln!(out, "  {}", filexfer::banner::url("ftp", addr))?;
             }
             writeln!(out, "Accounts: {}", cfg.classes_summary())?;
             out.flush()?;
         }
-        ftp_server::run(listener, cfg, shutdown_signal())
+        ftp_server::run(listener, cfg, filexfer::shutdown::signal())
             .await
             .context("server failed")
     })
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C still works");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

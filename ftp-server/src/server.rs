@@ -3,28 +3,36 @@
 //! Accepting connections ourselves (instead of `Server::listen()`) lets us
 //! - set TCP_NODELAY on the control connection: without it every reply waits on Nagle /
 //!   delayed-ACK and a one-file session takes 40 ms instead of 2 ms;
-//! - enforce `max_connections` and `max_connections_per_ip`, replying `421` (RFC 959: "Service
-//!   not available, closing control connection") before closing;
-//! - shut down gracefully: stop accepting, let running transfers finish within the grace period,
-//!   then close the remaining control connections.
+//! - enforce `max_connections` (a [`Semaphore`] of session slots) and `max_connections_per_ip`
+//!   (a small map whose counts RAII guards give back), replying `421` (RFC 959: "Service not
+//!   available, closing control connection") before closing. Refusals are bounded too: a few
+//!   refusers wait briefly for the client to close, beyond them a connection is closed at once,
+//!   so a flood cannot pile up tasks or file descriptors;
+//! - shut down gracefully (the model is tokio-rs/mini-redis `src/server.rs`): a
+//!   [`CancellationToken`] stops the accept loop and every lingering task, the transfers'
+//!   [`TaskTracker`] says when running transfers are done (within the grace period), then the
+//!   remaining control connections are closed and the sessions' tracker is waited for.
 //!
-//! libunftp's `service()` consumes its `Server`, so a (cheap) `Server` is built per connection;
-//! the accounts, lockout state and xferlog are shared between them.
+//! libunftp's `service()` consumes its `Server` and has no shutdown signal, so a (cheap)
+//! `Server` is built per connection and a duplicate of each control socket is kept to close it
+//! at shutdown; the accounts, lockout state and xferlog are shared between them.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libunftp::ServerBuilder;
-use libunftp::options::{ActivePassiveMode, PassiveHost, SiteMd5};
-use tokio::io::AsyncWriteExt;
+use libunftp::options::{ActivePassiveMode, SiteMd5};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::auth::{Accounts, FtpUser, SessionAuth};
+use crate::account::FtpUser;
+use crate::auth::{Accounts, SessionAuth};
 use crate::config::Config;
 use crate::storage::{FtpStorage, StorageShared};
 use crate::xferlog::XferLog;
@@ -67,63 +75,140 @@ pub enum ServerError {
     Listen(#[source] std::io::Error),
 }
 
-/// Connection counting for the limits; a [`Permit`] gives its slot back on drop.
-#[derive(Debug, Default)]
-struct Limits {
-    inner: Mutex<(usize, HashMap<IpAddr, usize>)>,
+/// Refused connections that may wait (briefly) for their client to close; beyond this many, a
+/// refused connection is closed right after its `421` line.
+const MAX_REFUSERS: usize = 32;
+
+/// How long a lingering connection (refused, or ended by libunftp) waits for the client to
+/// close first.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// How long, after the last transfer ended at shutdown, its session gets to send the final
+/// reply before the control connections are closed.
+const REPLY_SETTLE: Duration = Duration::from_millis(250);
+
+/// Why a connection is refused before its greeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `max_connections` sessions are running.
+    ServerFull,
+    /// `max_connections_per_ip` sessions from this address are running.
+    AddressFull,
 }
 
-struct Permit {
-    limits: Arc<Limits>,
-    ip: IpAddr,
-}
-
-impl Limits {
-    fn acquire(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        max: usize,
-        max_per_ip: usize,
-    ) -> Result<Permit, &'static str> {
-        let mut g = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if g.0 >= max {
-            return Err("Too many connections to this server, try again later");
-        }
-        let per = g.1.entry(ip).or_insert(0);
-        if *per >= max_per_ip {
-            return Err("Too many connections from your address, try again later");
-        }
-        *per += 1;
-        g.0 += 1;
-        Ok(Permit {
-            limits: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let mut g = self
-            .limits
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.0 = g.0.saturating_sub(1);
-        if let Some(n) = g.1.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                g.1.remove(&self.ip);
+impl Refusal {
+    /// The reply (RFC 959 `421`: service not available, closing control connection).
+    fn reply(self) -> &'static str {
+        match self {
+            Refusal::ServerFull => "421 Too many connections to this server, try again later\r\n",
+            Refusal::AddressFull => {
+                "421 Too many connections from your address, try again later\r\n"
             }
         }
     }
 }
 
-/// Checks what only exists at run time (the directories) and builds the shared state.
-fn prepare(config: &Config) -> Result<(Arc<Accounts>, Arc<StorageShared>), ServerError> {
+/// Sessions open per client IP.
+#[derive(Debug, Default)]
+struct PerIp {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One session counted for its IP; the count is given back on drop.
+#[derive(Debug)]
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a session for `ip` unless it already has `max`. An IPv4 client arriving
+    /// IPv4-mapped on a `[::]` listener counts as its IPv4 address.
+    fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let ip = ip.to_canonical();
+        let mut counts = self.lock();
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            per_ip: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.per_ip.lock();
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The connection limits.
+#[derive(Debug)]
+struct Limits {
+    sessions: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    max_per_ip: usize,
+}
+
+/// A session's place within the limits, given back when the session task drops it.
+#[derive(Debug)]
+struct Admission {
+    _slot: OwnedSemaphorePermit,
+    _ip: IpSlot,
+}
+
+impl Limits {
+    fn new(max: usize, max_per_ip: usize) -> Self {
+        Self {
+            sessions: Arc::new(Semaphore::new(max)),
+            per_ip: Arc::default(),
+            max_per_ip,
+        }
+    }
+
+    fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        let slot = Arc::clone(&self.sessions)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::ServerFull)?;
+        let ip = self
+            .per_ip
+            .acquire(ip, self.max_per_ip)
+            .ok_or(Refusal::AddressFull)?;
+        Ok(Admission {
+            _slot: slot,
+            _ip: ip,
+        })
+    }
+}
+
+/// A configuration checked against the file system, with the state every session shares built
+/// from it: done once per server (the in-process [`BackgroundServer`] does it in the caller's
+/// thread, so configuration errors surface there).
+#[derive(Debug)]
+struct Prepared {
+    config: Config,
+    accounts: Arc<Accounts>,
+    shared: Arc<StorageShared>,
+}
+
+/// Checks what only exists at run time (the directories), opens the xferlog and builds the
+/// shared state.
+fn prepare(mut config: Config) -> Result<Prepared, ServerError> {
     let root = std::fs::canonicalize(&config.root).map_err(|source| ServerError::Root {
         path: config.root.clone(),
         source,
@@ -151,12 +236,12 @@ fn prepare(config: &Config) -> Result<(Arc<Accounts>, Arc<StorageShared>), Serve
         })?),
         None => None,
     };
-    let mut cfg = config.clone();
-    cfg.root = root.clone();
-    Ok((
-        Arc::new(Accounts::new(&cfg)),
-        Arc::new(StorageShared::new(root, config.data_timeout, xferlog)),
-    ))
+    config.root = root.clone();
+    Ok(Prepared {
+        accounts: Arc::new(Accounts::new(&config)),
+        shared: Arc::new(StorageShared::new(root, config.data_timeout, xferlog)),
+        config,
+    })
 }
 
 /// Serves FTP on an already bound `listener` until `shutdown` completes, then stops accepting,
@@ -167,22 +252,27 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let (accounts, shared) = prepare(&config)?;
-    let limits = Arc::new(Limits::default());
+    serve(listener, prepare(config)?, shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    prepared: Prepared,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let Prepared {
+        config,
+        accounts,
+        shared,
+    } = prepared;
+    let stop = CancellationToken::new();
+    let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
+    let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
+    let sessions = TaskTracker::new();
     let controls: Arc<Mutex<HashMap<u64, std::net::TcpStream>>> = Arc::default();
-    let mut sessions = JoinSet::new();
     let mut next_id: u64 = 0;
-    let passive_host = match &config.passive_host {
-        None => PassiveHost::FromConnection,
-        Some(h) => match h.parse::<std::net::Ipv4Addr>() {
-            Ok(ip) => PassiveHost::Ip(ip),
-            Err(_) => PassiveHost::Dns(h.clone()),
-        },
-    };
     tokio::pin!(shutdown);
     loop {
-        // Reap finished sessions so the set does not grow.
-        while sessions.try_join_next().is_some() {}
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             a = listener.accept() => a,
@@ -199,15 +289,10 @@ pub async fn run(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(peer = %peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let permit = match limits.acquire(
-            peer.ip(),
-            config.max_connections,
-            config.max_connections_per_ip,
-        ) {
-            Ok(p) => p,
-            Err(text) => {
-                tracing::warn!(peer = %peer, reason = text, "connection refused with 421");
-                sessions.spawn(refuse(stream, text));
+        let admission = match limits.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(refusal) => {
+                refuse(stream, peer, refusal, &refusers, &sessions, &stop);
                 continue;
             }
         };
@@ -220,10 +305,7 @@ pub async fn run(
             Ok((TcpStream::from_std(s)?, dup))
         }) {
             Ok((s, dup)) => {
-                controls
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(id, dup);
+                lock(&controls).insert(id, dup);
                 s
             }
             Err(e) => {
@@ -233,112 +315,131 @@ pub async fn run(
         };
         let auth = Arc::new(SessionAuth::new(accounts.clone()));
         let storage_shared = shared.clone();
-        let builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
+        let server = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
             Box::new(move || FtpStorage::new(storage_shared.clone(), peer)),
             auth.clone(),
         )
         .authenticator(auth)
         .greeting(GREETING)
         .passive_ports(config.passive_ports.clone())
-        .passive_host(passive_host.clone())
+        .passive_host(config.passive_host.clone())
         .idle_session_timeout(config.idle_timeout.as_secs())
         .sitemd5(SiteMd5::None)
         // RFC 2577: PORT/EPRT would let a client make us connect anywhere (FTP bounce).
-        .active_passive_mode(ActivePassiveMode::PassiveOnly);
-        let server = match builder.build() {
-            Ok(s) => s,
-            Err(e) => return Err(ServerError::Engine(e)),
-        };
-        let controls2 = controls.clone();
+        .active_passive_mode(ActivePassiveMode::PassiveOnly)
+        .build()
+        .map_err(ServerError::Engine)?;
+        let controls = controls.clone();
+        let stop = stop.clone();
         sessions.spawn(async move {
-            let _permit = permit;
+            let _admission = admission;
             let started = Instant::now();
             tracing::debug!(peer = %peer, "session opened");
             if let Err(e) = server.service(stream).await {
                 tracing::warn!(peer = %peer, error = %e, "session failed");
             }
-            let dup = controls2
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&id);
-            if let Some(dup) = dup {
-                linger_until_client_closes(dup).await;
+            let dup = lock(&controls).remove(&id);
+            if let Some(s) = dup.and_then(|d| TcpStream::from_std(d).ok()) {
+                // libunftp closes right after `221` (QUIT); our duplicate keeps the socket
+                // open so that the client closes first and the TIME-WAIT is on its side
+                // (without this, 100 curl sessions in a row left 90 on ours).
+                linger(s, &stop).await;
             }
             tracing::debug!(peer = %peer, secs = started.elapsed().as_secs_f64(), "session closed");
         });
     }
+    stop.cancel();
     drop(listener);
     let grace = config.shutdown_grace;
-    let n = shared.active_transfers.load(Ordering::SeqCst);
+    shared.transfers.close();
+    let running = shared.transfers.len();
     tracing::info!(
-        transfers = n,
+        transfers = running,
         grace_secs = grace.as_secs_f64(),
         "shutting down: no longer accepting"
     );
-    let deadline = Instant::now() + grace;
-    while shared.active_transfers.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let left = shared.active_transfers.load(Ordering::SeqCst);
-    if left > 0 {
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, shared.transfers.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
-            transfers = left,
+            transfers = shared.transfers.len(),
             "grace period over: ending running transfers"
         );
+    } else if running > 0 {
+        // A transfer's tracker token goes when our storage returns; libunftp sends its `226`
+        // just after, from the session's own task, which we cannot observe. Give those final
+        // replies a moment (within the grace period) before closing the control connections.
+        let settle = tokio::time::Instant::now() + REPLY_SETTLE;
+        tokio::time::sleep_until(settle.min(deadline)).await;
     }
-    for (_, c) in controls
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .drain()
-    {
+    for (_, c) in lock(&controls).drain() {
         let _ = c.shutdown(std::net::Shutdown::Both);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await;
-    sessions.abort_all();
+    sessions.close();
+    if tokio::time::timeout(Duration::from_secs(2), sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            sessions = sessions.len(),
+            "sessions still ending; the runtime's shutdown ends them"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// How long a finished session waits for the client to close first.
-const CLIENT_CLOSE_WAIT: Duration = Duration::from_secs(1);
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
-/// After libunftp ends a session (our duplicate keeps the socket open, so no FIN has been sent
-/// yet), waits briefly for the client to close first, then closes.
-///
-/// Why: libunftp closes the control connection itself right after `221` (QUIT), so without this
-/// the server side holds a TIME-WAIT socket for every session (90 after 100 curl sessions in a
-/// row); when the client closes first, the TIME-WAIT is on its side. Measured: it removes the
-/// server-side pile-up, but not the occasional 200 ms pause of sequential curl sessions (see
-/// docs/ftp-server.md: that pause is spent inside curl, after our `229` reply).
-async fn linger_until_client_closes(dup: std::net::TcpStream) {
-    use tokio::io::AsyncReadExt;
-    let Ok(mut s) = TcpStream::from_std(dup) else {
+/// Refuses a connection beyond the limits with its `421` line. Cheap and bounded: the line goes
+/// out with one non-blocking write (a new connection's send buffer is empty, so it fits), then
+/// the write side is closed. Up to [`MAX_REFUSERS`] refused connections then wait briefly for
+/// the client to close: closing a socket with unread input resets the connection, which can
+/// destroy the `421` before the client reads it. Beyond them, the socket is closed at once.
+fn refuse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    refusal: Refusal,
+    refusers: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let _ = stream.try_write(refusal.reply().as_bytes());
+    let Ok(permit) = Arc::clone(refusers).try_acquire_owned() else {
+        // A flood: even a log line each would cost more than the refusal itself.
+        tracing::debug!(peer = %peer, reply = refusal.reply().trim_end(), "connection refused");
         return;
     };
+    tracing::warn!(peer = %peer, reply = refusal.reply().trim_end(), "connection refused");
+    let stop = stop.clone();
+    tracker.spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        linger(stream, &stop).await;
+    });
+}
+
+/// Waits up to [`LINGER`] (or until shutdown) for the client to close, reading and dropping at
+/// most a few KiB of whatever it still sends, then closes.
+async fn linger(mut s: TcpStream, stop: &CancellationToken) {
     let mut buf = [0u8; 512];
-    let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, async {
-        // Bounded: at most a few KiB of trailing input are read and dropped.
+    let drain = async {
         for _ in 0..8 {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
         }
-    })
-    .await;
-}
-
-/// Tells a client beyond the limits why, then closes (RFC 959 reply 421).
-async fn refuse(mut stream: TcpStream, text: &'static str) {
-    let line = format!("421 {text}\r\n");
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = stream.write_all(line.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
+    };
+    tokio::select! {
+        () = stop.cancelled() => {}
+        _ = tokio::time::timeout(LINGER, drain) => {}
+    }
 }
 
 /// A server running on its own thread and runtime, for tests (ours and the ftp-client's) and
@@ -358,8 +459,8 @@ impl BackgroundServer {
 
     /// Binds `addr` (port 0 for any free port) and serves `config` in the background.
     pub fn start_on(addr: SocketAddr, config: Config) -> Result<Self, ServerError> {
-        // Fail here, in the caller's thread, on configuration errors.
-        prepare(&config)?;
+        // Here, in the caller's thread, so that configuration errors surface here; once.
+        let prepared = prepare(config)?;
         let std_listener = std::net::TcpListener::bind(addr).map_err(ServerError::Listen)?;
         std_listener
             .set_nonblocking(true)
@@ -377,7 +478,7 @@ impl BackgroundServer {
                 rt.block_on(async move {
                     let listener =
                         TcpListener::from_std(std_listener).map_err(ServerError::Listen)?;
-                    run(listener, config, async {
+                    serve(listener, prepared, async {
                         let _ = rx.await;
                     })
                     .await
@@ -390,7 +491,6 @@ impl BackgroundServer {
             thread: Some(thread),
         })
     }
-
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -421,69 +521,28 @@ impl Drop for BackgroundServer {
     }
 }
 
-/// The `ftp://` addresses a client can use to reach a server listening on `local`: every
-/// non-loopback interface address when bound to the unspecified address, else `local` itself.
-pub fn reachable_urls(local: SocketAddr) -> Vec<String> {
-    let url = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => format!("ftp://{v4}:{}/", local.port()),
-        IpAddr::V6(v6) => format!("ftp://[{v6}]:{}/", local.port()),
-    };
-    if !local.ip().is_unspecified() {
-        return vec![url(local.ip())];
-    }
-    let want_v6 = local.is_ipv6();
-    let mut out: Vec<String> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        .filter(|ip| !ip.is_loopback())
-        // Link-local IPv6 needs a zone id that a URL cannot carry portably.
-        .filter(|ip| match ip {
-            IpAddr::V6(v6) => want_v6 && (v6.segments()[0] & 0xffc0) != 0xfe80,
-            IpAddr::V4(_) => true,
-        })
-        .map(url)
-        .collect();
-    out.sort();
-    out.dedup();
-    if out.is_empty() {
-        out.push(url(if want_v6 {
-            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-        } else {
-            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-        }));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn limits_count_per_ip_and_total() {
-        let l = Arc::new(Limits::default());
+    #[tokio::test]
+    async fn limits_count_per_ip_and_total_and_give_slots_back() {
+        let l = Limits::new(3, 2);
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        let p1 = l.acquire(a, 3, 2).expect("first");
-        let _p2 = l.acquire(a, 3, 2).expect("second");
-        assert!(l.acquire(a, 3, 2).is_err(), "per-ip limit");
-        let _p3 = l.acquire(b, 3, 2).expect("other ip");
-        assert!(l.acquire(b, 3, 2).is_err(), "total limit");
+        let p1 = l.admit(a).expect("first");
+        let _p2 = l.admit(a).expect("second");
+        assert_eq!(l.admit(a).err(), Some(Refusal::AddressFull));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        assert_eq!(
+            l.admit(mapped).err(),
+            Some(Refusal::AddressFull),
+            "IPv4-mapped is the same client"
+        );
+        let _p3 = l.admit(b).expect("other ip");
+        assert_eq!(l.admit(b).err(), Some(Refusal::ServerFull));
         drop(p1);
-        assert!(l.acquire(a, 3, 2).is_ok(), "slot given back");
-    }
-
-    #[test]
-    fn urls_for_specific_address() {
-        assert_eq!(
-            reachable_urls("127.0.0.1:2121".parse().expect("addr")),
-            vec!["ftp://127.0.0.1:2121/".to_string()]
-        );
-        assert_eq!(
-            reachable_urls("[::1]:21".parse().expect("addr")),
-            vec!["ftp://[::1]:21/".to_string()]
-        );
-        assert!(!reachable_urls("0.0.0.0:2121".parse().expect("addr")).is_empty());
+        assert!(l.admit(a).is_ok(), "slot given back");
+        assert!(lock(&l.per_ip.counts).len() <= 2);
     }
 }

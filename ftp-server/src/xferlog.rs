@@ -9,18 +9,20 @@
 //! e.g. `Mon Jan  5 14:03:07 2026 1 192.0.2.7 1048576 /pub/file.bin b _ o a me@example.org ftp 0 * c`.
 //! Times are UTC. White space and control characters in the file name and user are replaced by
 //! `_` so that every line keeps its 14 space-separated fields.
+//!
+//! Lines are written by a thread of their own, fed through a bounded channel: a transfer on a
+//! runtime worker never waits on the disk (a slow or full disk would otherwise stall every
+//! session on that worker).
 
-use std::fs::File;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::auth::Class;
+use crate::account::Class;
 
 /// Transfer direction, from the server's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,34 +106,59 @@ pub fn format_line(r: &XferRecord<'_>) -> String {
     )
 }
 
-/// An xferlog file opened for appending.
+/// Lines waiting for the writer thread; beyond this, new lines are dropped (and that logged)
+/// rather than block a transfer.
+const QUEUE: usize = 4096;
+
+/// An xferlog file opened for appending, with its writer thread. Dropping it writes the queued
+/// lines and ends the thread.
 #[derive(Debug)]
 pub struct XferLog {
-    file: Mutex<File>,
+    lines: Option<std::sync::mpsc::SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl XferLog {
-    /// Opens (creating) `path` for appending.
+    /// Opens (creating) `path` for appending and starts its writer thread.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("xferlog".into())
+            .spawn(move || {
+                for line in rx {
+                    // O_APPEND and one write per line: lines never interleave.
+                    if let Err(e) = file.write_all(line.as_bytes()) {
+                        tracing::error!(error = %e, "cannot write to the xferlog");
+                    }
+                }
+            })?;
         Ok(Self {
-            file: Mutex::new(file),
+            lines: Some(tx),
+            writer: Some(writer),
         })
     }
 
-    /// Appends one record; a write error is logged, never fatal to the transfer.
+    /// Queues one record; never blocks, and a failure is logged, never fatal to the transfer.
     pub fn write(&self, r: &XferRecord<'_>) {
         let mut line = format_line(r);
         line.push('\n');
-        let mut f = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(e) = f.write_all(line.as_bytes()) {
-            tracing::error!(error = %e, "cannot write to the xferlog");
+        let Some(tx) = &self.lines else { return };
+        if let Err(e) = tx.try_send(line) {
+            tracing::error!(error = %e, "xferlog line dropped: the writer is behind or gone");
+        }
+    }
+}
+
+impl Drop for XferLog {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has written what is queued.
+        self.lines = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
         }
     }
 }
@@ -140,6 +167,38 @@ impl XferLog {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn lines_written_by_the_thread_are_all_there_after_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("xferlog");
+        let log = XferLog::open(&path).expect("open");
+        for bytes in 0..100u64 {
+            log.write(&XferRecord {
+                when: datetime!(2026-01-05 14:03:07 UTC),
+                duration: Duration::from_millis(1),
+                peer: [192, 0, 2, 7].into(),
+                bytes,
+                path: Path::new("/f"),
+                direction: Direction::Incoming,
+                class: Class::Real,
+                user: "alice",
+                complete: true,
+            });
+        }
+        drop(log);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let sizes: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                l.split(' ')
+                    .nth(8)
+                    .and_then(|b| b.parse().ok())
+                    .expect("size")
+            })
+            .collect();
+        assert_eq!(sizes, (0..100).collect::<Vec<u64>>());
+    }
 
     #[test]
     fn classic_line() {

@@ -6,12 +6,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ftp_server::{BackgroundServer, Config};
 use test_kit::{
-    Fixture, hostile_names, long_name, pattern_bytes, require_tool, sha256, sha256_file,
+    ChildGuard, Fixture, hostile_names, long_name, pattern_bytes, require_tool, run, sha256,
+    sha256_file,
 };
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,7 +98,8 @@ impl Ftp {
         f
     }
 
-    fn epsv(&mut self) -> TcpStream {
+    /// EPSV (RFC 2428): the address of the passive data port.
+    fn epsv_addr(&mut self) -> SocketAddr {
         let (c, t) = self.cmd("EPSV");
         assert_eq!(c, 229, "EPSV: {t}");
         let inner = t
@@ -105,9 +108,14 @@ impl Ftp {
             .and_then(|s| s.split('|').next())
             .expect("EPSV port");
         let port: u16 = inner.parse().expect("port number");
-        let s = TcpStream::connect_timeout(&SocketAddr::new(self.server.ip(), port), IO_TIMEOUT)
-            .expect("data connect");
+        SocketAddr::new(self.server.ip(), port)
+    }
+
+    fn epsv(&mut self) -> TcpStream {
+        let addr = self.epsv_addr();
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("data connect");
         s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
         s
     }
 
@@ -276,18 +284,87 @@ fn enc(path: &str) -> String {
     out
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Runs a peer to completion and fails with its command line, stdout and stderr unless it
+/// exits 0.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    run(cmd).expect_code(0).output.clone()
+}
+
+/// The binary, spawned and killed on drop, with its start-up banner read from stdout: the
+/// banner is printed once the socket is bound, so the server is up when this returns. Returns
+/// the guard, the address from the banner's `ftp://` line and the banner lines.
+fn spawn_binary(args: &[&std::ffi::OsStr]) -> (ChildGuard, SocketAddr, Vec<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-server"));
+    cmd.args(args);
+    let (child, stdout) = ChildGuard::spawn_with_stdout(cmd, "ftp-server");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !banner.iter().any(|l: &String| l.starts_with("Accounts: ")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => banner.push(line),
+            Err(e) => panic!(
+                "no banner ({e}); got {banner:?}; stderr:\n{}",
+                child.stderr()
+            ),
+        }
+    }
+    let url = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("ftp://"))
+        .unwrap_or_else(|| panic!("no ftp:// line in {banner:?}"));
+    let addr: SocketAddr = url
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("address in {banner:?}: {e}"));
+    (child, addr, banner)
+}
+
+/// Kills process `pid` unless dropped within `limit`: bounds a blocking wait on a child.
+struct KillTimer {
+    cancel: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KillTimer {
+    fn new(pid: u32, limit: Duration) -> Self {
+        let (cancel, timer) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if timer.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        });
+        Self {
+            cancel: Some(cancel),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for KillTimer {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for the child to exit (the event itself, not a poll), killing it if it has not within
+/// `limit`, so the test ends either way.
+fn wait_exit(child: &mut ChildGuard, limit: Duration) -> ExitStatus {
+    let _timer = KillTimer::new(child.id(), limit);
+    child.child().wait().expect("wait for the child")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,10 +382,7 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
     let srv = start(&f, &format!("xferlog = {:?}", xferlog.to_string_lossy()));
     let addr = srv.addr();
 
-    let out = run_ok(
-        Command::new(&curl).args(["-sS", "--max-time", "20", &url(addr, "")]),
-        "curl list",
-    );
+    let out = run_ok(Command::new(&curl).args(["-sS", "--max-time", "20", &url(addr, "")]));
     let listing = String::from_utf8_lossy(&out.stdout);
     for name in hostile_names() {
         assert!(listing.contains(&name), "LIST lacks {name:?}:\n{listing}");
@@ -322,7 +396,6 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
                 .args(["-sS", "--max-time", "20", "-o"])
                 .arg(&dest)
                 .arg(url(addr, &enc(name))),
-            &format!("curl download {name:?}"),
         );
         assert_eq!(
             sha256_file(&dest),
@@ -333,7 +406,7 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
 
     // Upload as a real user, with a hostile name, then overwrite it (real users may).
     let src = f.write("local-upload.bin", &pattern_bytes(3 << 20, 42));
-    for round in 0..2 {
+    for _ in 0..2 {
         run_ok(
             Command::new(&curl)
                 .args([
@@ -346,7 +419,6 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
                 ])
                 .arg(&src)
                 .arg(url(addr, &enc("up loaded ünï.bin"))),
-            &format!("curl upload round {round}"),
         );
         assert_eq!(
             sha256_file(&f.path().join("home/alice/up loaded ünï.bin")),
@@ -388,7 +460,6 @@ fn wget_downloads() {
                 .args(["-q", "--tries=1", "--timeout=20", "-O"])
                 .arg(&dest)
                 .arg(url(srv.addr(), &enc(name))),
-            &format!("wget {name:?}"),
         );
         assert_eq!(
             sha256_file(&dest),
@@ -414,22 +485,19 @@ fn lftp_mirrors_a_tree() {
         srv.addr().ip(),
         dest.path().display()
     );
-    run_ok(Command::new(&lftp).args(["-c", &script]), "lftp mirror");
-    let mut checked = 0;
+    run_ok(Command::new(&lftp).args(["-c", &script]));
     for name in hostile_names() {
         assert_eq!(
             sha256_file(&dest.path().join(&name)),
             sha256_file(&f.path().join("pub").join(&name)),
             "mirrored {name:?}"
         );
-        checked += 1;
     }
     let deep = "sub dir/nested ünï/deep.bin";
     assert_eq!(
         sha256_file(&dest.path().join(deep)),
         sha256_file(&f.path().join("pub").join(deep))
     );
-    assert!(checked > 0);
     assert!(
         !dest.path().join("leak.txt").exists()
             || std::fs::read(dest.path().join("leak.txt")).expect("read") != b"TOP SECRET",
@@ -466,7 +534,6 @@ ftp.quit()
             .arg("sub dir/nested ünï")
             .arg("deep.bin")
             .arg(&out_file),
-        "python ftplib",
     );
     assert_eq!(
         sha256_file(&out_file),
@@ -632,22 +699,15 @@ fn per_ip_lockout_after_repeated_failures() {
     assert_eq!(c2.login("alice", ALICE_PW).0, 230, "other IP not locked");
 }
 
+/// A control connection from another loopback address (all of 127/8 is loopback on Linux), so
+/// that per-IP limits and lockouts can be told apart from the test's own address.
 fn connect_from(src: [u8; 4], dst: SocketAddr) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let s = tokio::net::TcpSocket::new_v4().expect("socket");
-        s.bind(SocketAddr::from((src, 0))).expect("bind 127.0.0.2");
-        let stream = tokio::time::timeout(IO_TIMEOUT, s.connect(dst))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let std = stream.into_std().expect("into std");
-        std.set_nonblocking(false).expect("blocking");
-        std
-    })
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::from((src, 0)).into())
+        .unwrap_or_else(|e| panic!("bind {src:?}: {e}"));
+    s.connect_timeout(&dst.into(), IO_TIMEOUT).expect("connect");
+    s.into()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -806,6 +866,64 @@ fn aborted_upload_leaves_the_old_file_intact() {
     a.assert_alive();
 }
 
+/// The data timeout means "no byte moved for that long": a download that a slow client reads at
+/// about 200 KiB/s (8 KiB every 40 ms) with a 2 s data timeout must complete, although the
+/// server's 1 MiB chunk takes about 4 s to get through. (The old copy put the timeout around the
+/// write of a whole chunk and cut every download slower than chunk / timeout.)
+#[test]
+fn a_slow_download_that_keeps_moving_is_not_cut() {
+    let f = tree();
+    let size = 1 << 20;
+    let big = f.write("pub/slow.bin", &pattern_bytes(size, 12));
+    let srv = start(&f, "data_timeout_secs = 2");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let addr = c.epsv_addr();
+    let mut data = connect_like_a_slow_lan_peer(addr);
+    assert_eq!(c.cmd("RETR slow.bin").0, 150);
+    let t0 = Instant::now();
+    let mut body = Vec::with_capacity(size);
+    let mut buf = [0u8; 8 << 10];
+    // Bounded: the file takes about 5 s at this pace; a cut transfer ends the loop early.
+    while t0.elapsed() < Duration::from_secs(60) {
+        match data.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("data connection failed after {} bytes: {e}", body.len()),
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let (code, text) = c.reply();
+    assert_eq!(
+        code,
+        226,
+        "slow download after {} bytes: {text}",
+        body.len()
+    );
+    assert!(
+        t0.elapsed() > Duration::from_secs(4),
+        "the client was not slower than the timeout: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(sha256(&body), sha256_file(&big));
+}
+
+/// A data connection that behaves like a slow peer on a LAN rather than on loopback: an
+/// Ethernet-sized MSS (loopback's 64 KiB MSS makes the server's send buffer start at ~4 MiB,
+/// which hides any slow reader behind it) and a small receive window, so the server's writes
+/// wait on our reads.
+fn connect_like_a_slow_lan_peer(addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    // Both before connect: the MSS and window scale are agreed on in the handshake.
+    s.set_tcp_mss(1400).expect("TCP_MAXSEG");
+    s.set_recv_buffer_size(8 << 10).expect("SO_RCVBUF");
+    s.connect_timeout(&addr.into(), IO_TIMEOUT)
+        .expect("data connect");
+    let s = TcpStream::from(s);
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s
+}
+
 #[test]
 fn in_process_server_stops_gracefully_with_open_sessions() {
     let f = tree();
@@ -832,110 +950,195 @@ fn check_config_names_key_and_line() {
         "bad.toml",
         b"root = \".\"\nmax_connections = 10\n\n[[users]]\nname = \"carol\"\npassword = \"plaintext\"\nhome = \"home/alice\"\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .expect("run check-config");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert!(err.contains("bad.toml:6:"), "line number: {err}");
-    assert!(err.contains("users[0].password"), "key: {err}");
+    let bin = env!("CARGO_BIN_EXE_ftp-server");
+    let ran = run(Command::new(bin).arg("check-config").arg(&bad));
+    ran.expect_code(2);
+    let err = ran.stderr();
+    assert!(
+        err.contains("bad.toml:6:"),
+        "line number:\n{}",
+        ran.describe()
+    );
+    assert!(
+        err.contains("users[0].password"),
+        "key:\n{}",
+        ran.describe()
+    );
 
     // The server refuses to start on the same error, with the same message.
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+    let ran = run(Command::new(bin)
         .arg("--config")
         .arg(&bad)
-        .arg("--bind")
-        .arg("127.0.0.1:0")
-        .output()
-        .expect("run server");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:6: `users[0].password`"));
+        .args(["--bind", "127.0.0.1:0"]));
+    ran.expect_code(2);
+    assert!(
+        ran.stderr().contains("bad.toml:6: `users[0].password`"),
+        "{}",
+        ran.describe()
+    );
 
     let good = f.write(
         "good.toml",
         config_text("", "2020-01-01T00:00:00Z").as_bytes(),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .expect("run check-config");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(Command::new(bin).arg("check-config").arg(&good)).expect_code(0);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .args([
-            "--passive-ports",
-            "80-90",
-            "--bind",
-            "127.0.0.1:0",
-            "--root",
-        ])
-        .arg(f.path())
-        .output()
-        .expect("run server");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--passive-ports"));
+    // Bad flags are refused before any socket opens, naming the flag.
+    for (flag, value) in [("--passive-ports", "80-90"), ("--passive-host", "::1")] {
+        let ran = run(Command::new(bin)
+            .args([flag, value, "--bind", "127.0.0.1:0", "--root"])
+            .arg(f.path()));
+        ran.expect_code(2);
+        assert!(ran.stderr().contains(flag), "{}", ran.describe());
+    }
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// The example config in the repository is complete and valid: `check-config` accepts it (from
+/// a copy in a temporary directory, with the homes it names created there) and it sets every
+/// key the config file knows, so it cannot rot as keys are added.
+#[test]
+fn the_example_config_passes_check_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("ftp-server.example.toml");
+    let text = std::fs::read_to_string(&example).expect("read the example config");
+    let f = Fixture::empty();
+    for home in ["pub/incoming", "home/alice", "home/bob", "guest"] {
+        std::fs::create_dir_all(f.path().join(home)).expect("create home");
+    }
+    // The example's root is an absolute path of the reader's machine; point it at the copy.
+    let root_line = text
+        .lines()
+        .find(|l| l.starts_with("root = "))
+        .expect("the example sets root");
+    let copy = f.write(
+        "ftp-server.toml",
+        text.replace(root_line, "root = \".\"").as_bytes(),
+    );
+    let ran = run(Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .arg("check-config")
+        .arg(&copy));
+    ran.expect_code(0);
+    assert!(
+        ran.stdout()
+            .contains("anonymous (read-only, drop box /incoming), 2 real, 1 guest"),
+        "{}",
+        ran.describe()
+    );
+    for key in [
+        "root",
+        "bind",
+        "passive_ports",
+        "passive_host",
+        "max_connections",
+        "max_connections_per_ip",
+        "idle_timeout_secs",
+        "data_timeout_secs",
+        "max_login_failures",
+        "login_failure_window_secs",
+        "login_lockout_secs",
+        "shutdown_grace_secs",
+        "xferlog",
+        "[anonymous]",
+        "enabled",
+        "home",
+        "upload_dir",
+        "[[users]]",
+        "name",
+        "password",
+        "write",
+        "[guest]",
+        "upload",
+        "[[guests]]",
+        "expires",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "the example does not set `{key}`"
+        );
     }
 }
 
 #[test]
 fn binary_banner_serves_and_exits_0_on_sigterm() {
     let f = tree();
-    let child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .args(["--bind", "127.0.0.1:0", "--root"])
-        .arg(f.path().join("pub"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ftp-server");
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = Vec::new();
-    for _ in 0..3 {
-        banner.push(lines.next().expect("banner line").expect("utf-8"));
-    }
+    let root = f.path().join("pub");
+    let (mut child, addr, banner) = spawn_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ]);
     assert!(banner[0].starts_with("Serving "), "{banner:?}");
+    assert_eq!(banner[1].trim(), format!("ftp://{addr}/"), "{banner:?}");
     assert!(banner[2].contains("anonymous (read-only)"), "{banner:?}");
-    let u = banner[1].trim();
-    let port: u16 = u
-        .trim_start_matches("ftp://127.0.0.1:")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap_or_else(|_| panic!("url in banner: {banner:?}"));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut c = Ftp::logged_in(addr, "anonymous", ANON_PASS);
-    assert!(c.retr("with space.txt").is_ok());
+    assert_eq!(
+        c.retr("with space.txt").expect("download"),
+        std::fs::read(root.join("with space.txt")).expect("fixture")
+    );
     drop(c);
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()])).expect_code(0);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", child.stderr());
+}
+
+/// A flood of connections over the limits must not pile up tasks or file descriptors in the
+/// server (each refusal is cheap and few of them linger), and a normal client is still served.
+#[test]
+fn a_flood_over_the_limits_stays_bounded_and_others_are_served() {
+    let f = tree();
+    let cfg = f.write(
+        "flood.toml",
+        config_text(
+            "max_connections_per_ip = 1\nmax_connections = 8",
+            "2020-01-01T00:00:00Z",
+        )
+        .as_bytes(),
+    );
+    let (child, addr, _) = spawn_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .expect("the server's /proc/PID/fd")
+            .count()
     };
-    assert_eq!(status.code(), Some(0));
+    let _holder = Ftp::logged_in(addr, "anonymous", ANON_PASS);
+    let before = fds();
+    // 300 connections from the same address, each over the per-IP limit, all kept open and
+    // never read: the flooder holds its sockets, the server must not.
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        flood.push(s);
+    }
+    let peak = fds();
+    for s in flood.iter_mut().take(20) {
+        let mut line = String::new();
+        BufReader::new(&*s).read_line(&mut line).expect("a reply");
+        if line.starts_with("421 ") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 20, "every connection over the limit gets 421");
+    assert!(
+        peak <= before + 64,
+        "the server holds {peak} descriptors during the flood, {before} before it"
+    );
+    // A client from another address is served meanwhile.
+    let other = connect_from([127, 0, 0, 5], addr);
+    let (mut c, code, text) = Ftp::from_stream(other, addr);
+    assert_eq!(code, 220, "{text}");
+    assert_eq!(c.login("anonymous", ANON_PASS).0, 230);
+    // (A data connection would come from 127.0.0.1, which libunftp rightly refuses for a
+    // control connection from 127.0.0.5: the session itself is what is checked here.)
+    assert_eq!(c.code("PWD"), 257);
+    c.assert_alive();
+    drop(flood);
 }
 
 #[test]
@@ -953,7 +1156,9 @@ fn hash_password_prints_a_usable_argon2id_hash() {
         .expect("stdin")
         .write_all(b"correct horse\n")
         .expect("write password");
+    let timer = KillTimer::new(child.id(), Duration::from_secs(60));
     let out = child.wait_with_output().expect("wait");
+    drop(timer);
     assert!(
         out.status.success(),
         "{}",
@@ -976,11 +1181,6 @@ fn hash_password_prints_a_usable_argon2id_hash() {
     // Anonymous is off when a config defines accounts but no [anonymous] table.
     let mut c = Ftp::connect(srv.addr());
     assert_eq!(c.login("anonymous", ANON_PASS).0, 530);
-}
-
-#[test]
-fn url_encoding_helper() {
-    assert_eq!(enc("a b/ü"), "a%20b/%C3%BC");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1166,12 +1366,16 @@ fn shutdown_lets_a_running_download_finish() {
     let mut first = [0u8; 1];
     data.read_exact(&mut first).expect("first byte");
     // The transfer is running (24 MiB does not fit in the socket buffers): stop the server now.
+    let addr = srv.addr();
     let stopper = std::thread::spawn(move || {
         let t0 = Instant::now();
         let r = srv.stop();
         (r.is_ok(), t0.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // The shutdown has begun once the server no longer accepts; only then read on.
+    wait_until("the server stops accepting", || {
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err()
+    });
     let mut rest = Vec::new();
     data.read_to_end(&mut rest).expect("rest of the file");
     let mut body = first.to_vec();
@@ -1209,20 +1413,24 @@ fn hostile_control_input_does_not_harm_the_server() {
         assert_eq!(code, 501, "{line}: {text}");
     }
 
-    // A long line without a newline, then a disconnect; and a 64 KiB line that ends.
+    // Long lines: libunftp 0.24 buffers a line whole (a known gap, see docs/ftp-server.md),
+    // but each must end in a refusal of that line, not in a crash or a hang.
+    for len in [64 << 10, 1 << 20] {
+        let mut c = Ftp::connect(srv.addr());
+        let mut line = vec![b'A'; len];
+        line.extend_from_slice(b"\r\n");
+        c.w.write_all(&line).expect("send a long line");
+        let (code, text) = c.reply();
+        assert!(
+            (500..600).contains(&code),
+            "{len}-byte line: {code} {}",
+            &text[..text.len().min(80)]
+        );
+    }
+    // A disconnect in the middle of a long line.
     let mut c = Ftp::connect(srv.addr());
     c.w.write_all(&vec![b'A'; 1 << 20]).expect("send 1 MiB");
     drop(c);
-    let mut c = Ftp::connect(srv.addr());
-    let mut line = vec![b'B'; 64 << 10];
-    line.extend_from_slice(b"\r\n");
-    c.w.write_all(&line).expect("send 64 KiB line");
-    let (code, text) = c.reply();
-    assert!(
-        (500..600).contains(&code),
-        "64 KiB line: {code} {}",
-        &text[..text.len().min(80)]
-    );
 
     // Invalid UTF-8 (libunftp replies 500 and closes).
     let mut c = Ftp::connect(srv.addr());
