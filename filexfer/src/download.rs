@@ -195,7 +195,16 @@ impl Download {
     /// once the server has accepted the request.
     pub fn open(&mut self) -> Result<Sink, DownloadError> {
         let sink = match &self.dest {
-            Dest::Stdout => Sink::Stdout(io::stdout()),
+            Dest::Stdout => {
+                // A descriptor of our own for fd 1, written unbuffered: `io::Stdout` is
+                // line-buffered, which splits binary data at every newline byte.
+                let mut out = io::stdout();
+                out.flush().map_err(write_err(Path::new("-")))?;
+                let fd = std::os::fd::AsFd::as_fd(&out)
+                    .try_clone_to_owned()
+                    .map_err(write_err(Path::new("-")))?;
+                Sink::Stdout(File::from(fd))
+            }
             Dest::Device(p) => Sink::File(
                 OpenOptions::new()
                     .write(true)
@@ -256,7 +265,7 @@ impl Drop for Download {
 #[derive(Debug)]
 pub enum Sink {
     /// The process's standard output.
-    Stdout(io::Stdout),
+    Stdout(File),
     /// A file or device.
     File(File),
 }

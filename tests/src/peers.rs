@@ -22,6 +22,18 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// Spawns `cmd` (a server told to listen on 127.0.0.1:`port`) and waits for its greeting.
+    fn start(cmd: Command, name: &str, port: u16, conf: tempfile::TempDir) -> Self {
+        let mut child = ChildGuard::spawn(cmd, name);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_for_ftp(addr, &mut child, Duration::from_secs(10));
+        Peer {
+            addr,
+            _child: child,
+            _conf: conf,
+        }
+    }
+
     /// `127.0.0.1:PORT` as `host:port` for the three-part form.
     pub fn hostport(&self) -> String {
         self.addr.to_string()
@@ -58,14 +70,7 @@ pub fn start_vsftpd(root: &Path) -> Peer {
     std::fs::write(&path, text).expect("write vsftpd.conf");
     let mut cmd = Command::new(bin);
     cmd.arg(&path);
-    let mut child = ChildGuard::spawn(cmd, "vsftpd");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for_ftp(addr, &mut child, Duration::from_secs(10));
-    Peer {
-        addr,
-        _child: child,
-        _conf: conf,
-    }
+    Peer::start(cmd, "vsftpd", port, conf)
 }
 
 /// The pyftpdlib server: anonymous read-only on `root`, plus each `(user, password)` with full
@@ -100,12 +105,5 @@ pub fn start_pyftpdlib(root: &Path, users: &[(&str, &str)]) -> Peer {
     for (u, p) in users {
         cmd.arg(format!("{u}:{p}"));
     }
-    let mut child = ChildGuard::spawn(cmd, "pyftpdlib");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for_ftp(addr, &mut child, Duration::from_secs(10));
-    Peer {
-        addr,
-        _child: child,
-        _conf: conf,
-    }
+    Peer::start(cmd, "pyftpdlib", port, conf)
 }
