@@ -36,6 +36,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", env = "FTP_SERVER_XFERLOG")]
     pub xferlog: Option<PathBuf>,
 
+    /// Refuse active mode (PORT and EPRT); by default it is offered, connecting only to the
+    /// client's own address and ports 1024 and up.
+    #[arg(long)]
+    pub passive_only: bool,
+
     /// Connections served at once (default 200).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,

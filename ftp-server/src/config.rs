@@ -137,6 +137,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Connections served at once per client IP.
     pub max_connections_per_ip: usize,
+    /// Whether active mode (PORT/EPRT) is offered. The server then connects only to the
+    /// client's own address and ports 1024 and up (RFC 2577); some clients (Windows' `ftp`)
+    /// speak nothing else. `false` (`--passive-only`) refuses PORT and EPRT with `502`.
+    pub active: bool,
+    /// A client that has not logged in this long after connecting gets `421` and is
+    /// disconnected, whatever it sends meanwhile (NOOP keep-alives included).
+    pub login_timeout: Duration,
     /// A control connection idle this long is closed.
     pub idle_timeout: Duration,
     /// A data transfer that moves no byte for this long is ended.
@@ -167,6 +174,8 @@ impl Config {
             passive_host: PassiveHost::FromConnection,
             max_connections: 200,
             max_connections_per_ip: 16,
+            active: true,
+            login_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(60),
             login_policy: LoginPolicy::default(),
@@ -254,6 +263,12 @@ impl Config {
         }
         if let Some(n) = positive(&raw.max_connections_per_ip, "max_connections_per_ip")? {
             cfg.max_connections_per_ip = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(a) = &raw.active {
+            cfg.active = *a.get_ref();
+        }
+        if let Some(n) = positive(&raw.login_timeout_secs, "login_timeout_secs")? {
+            cfg.login_timeout = Duration::from_secs(n);
         }
         if let Some(n) = positive(&raw.idle_timeout_secs, "idle_timeout_secs")? {
             cfg.idle_timeout = Duration::from_secs(n);
@@ -468,6 +483,9 @@ impl TryFrom<Cli> for Config {
         if let Some(x) = &cli.xferlog {
             cfg.xferlog = Some(x.clone());
         }
+        if cli.passive_only {
+            cfg.active = false;
+        }
         if let Some(n) = cli.max_connections {
             if n == 0 {
                 return Err(ConfigError::Flag {
@@ -537,6 +555,8 @@ struct RawFile {
     passive_host: Option<Spanned<String>>,
     max_connections: Option<Spanned<u64>>,
     max_connections_per_ip: Option<Spanned<u64>>,
+    active: Option<Spanned<bool>>,
+    login_timeout_secs: Option<Spanned<u64>>,
     idle_timeout_secs: Option<Spanned<u64>>,
     data_timeout_secs: Option<Spanned<u64>>,
     max_login_failures: Option<Spanned<u64>>,

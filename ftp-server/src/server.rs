@@ -324,9 +324,15 @@ async fn serve(
         .passive_ports(config.passive_ports.clone())
         .passive_host(config.passive_host.clone())
         .idle_session_timeout(config.idle_timeout.as_secs())
+        .login_timeout(config.login_timeout)
         .sitemd5(SiteMd5::None)
-        // RFC 2577: PORT/EPRT would let a client make us connect anywhere (FTP bounce).
-        .active_passive_mode(ActivePassiveMode::PassiveOnly)
+        // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
+        // any connection (RFC 2577; our libunftp patches 6 and 7).
+        .active_passive_mode(if config.active {
+            ActivePassiveMode::ActiveAndPassive
+        } else {
+            ActivePassiveMode::PassiveOnly
+        })
         .build()
         .map_err(ServerError::Engine)?;
         let controls = controls.clone();
