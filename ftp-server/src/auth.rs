@@ -74,6 +74,42 @@ pub struct Lockout {
 struct IpRecord {
     failures: VecDeque<Instant>,
     locked_until: Option<Instant>,
+    /// Guesses being checked right now: they count against the limit from the moment they are
+    /// made, so parallel or pipelined guesses cannot all be checked before the first failure
+    /// is recorded.
+    pending: u32,
+}
+
+/// A login attempt admitted by [`Lockout::begin_guess`]; say how it ended with
+/// [`Guess::failed`], or drop it (success, or no password check made).
+#[derive(Debug)]
+pub struct Guess<'a> {
+    lockout: &'a Lockout,
+    key: IpAddr,
+}
+
+impl Guess<'_> {
+    /// The guess was wrong: it becomes a failure in the window. Returns whether the address is
+    /// locked out now.
+    pub fn failed(self, now: Instant) -> bool {
+        let key = self.key;
+        let lockout = self.lockout;
+        drop(self);
+        lockout.record_failure(key, now)
+    }
+}
+
+impl Drop for Guess<'_> {
+    fn drop(&mut self) {
+        let mut map = self.lockout.lock();
+        if let Some(r) = map.get_mut(&self.key) {
+            r.pending = r.pending.saturating_sub(1);
+            // A record with nothing in it is not kept (every login makes one).
+            if r.pending == 0 && r.failures.is_empty() && r.locked_until.is_none() {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// The address failures are counted under: IPv4 (also when it arrives IPv4-mapped on a dual-stack
@@ -108,6 +144,46 @@ impl Lockout {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Admits one login attempt from `ip`, or refuses it (`None`) when the address is locked
+    /// out or when its failures in the window plus the attempts still being checked already
+    /// reach the limit.
+    pub fn begin_guess(&self, ip: IpAddr, now: Instant) -> Option<Guess<'_>> {
+        let key = lockout_key(ip);
+        let mut map = self.lock();
+        self.sweep(&mut map, now);
+        let rec = map.entry(key).or_default();
+        if rec.locked_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        while rec
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.policy.window)
+        {
+            rec.failures.pop_front();
+        }
+        if rec.failures.len() + rec.pending as usize >= self.policy.max_failures as usize {
+            return None;
+        }
+        rec.pending += 1;
+        Some(Guess { lockout: self, key })
+    }
+
+    /// Drops expired records once the map is large, so that it stays bounded.
+    fn sweep(&self, map: &mut HashMap<IpAddr, IpRecord>, now: Instant) {
+        if map.len() < LOCKOUT_SWEEP_AT {
+            return;
+        }
+        let window = self.policy.window;
+        map.retain(|_, r| {
+            r.pending > 0
+                || r.locked_until.is_some_and(|u| now < u)
+                || r.failures
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+        });
+    }
+
     /// Whether `ip` is refused at `now`.
     pub fn is_locked(&self, ip: IpAddr, now: Instant) -> bool {
         self.lock()
@@ -122,15 +198,7 @@ impl Lockout {
     /// anonymous logins with password guesses.
     pub fn record_failure(&self, ip: IpAddr, now: Instant) -> bool {
         let mut map = self.lock();
-        if map.len() >= LOCKOUT_SWEEP_AT {
-            let window = self.policy.window;
-            map.retain(|_, r| {
-                r.locked_until.is_some_and(|u| now < u)
-                    || r.failures
-                        .back()
-                        .is_some_and(|t| now.duration_since(*t) < window)
-            });
-        }
+        self.sweep(&mut map, now);
         let rec = map.entry(lockout_key(ip)).or_default();
         while rec
             .failures
@@ -285,9 +353,22 @@ impl Accounts {
         password: &str,
         ip: IpAddr,
     ) -> Result<FtpUser, LoginRefusal> {
-        if self.lockout.is_locked(ip, Instant::now()) {
+        let Some(guess) = self.lockout.begin_guess(ip, Instant::now()) else {
             return Err(LoginRefusal::LockedOut);
+        };
+        let result = self.check_credentials(username, password).await;
+        if result.is_err() && guess.failed(Instant::now()) {
+            tracing::warn!(peer = %ip, "too many failed logins: client IP locked out");
         }
+        result
+    }
+
+    /// The password check itself, without the lockout.
+    async fn check_credentials(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+    ) -> Result<FtpUser, LoginRefusal> {
         let lower = username.to_ascii_lowercase();
         if lower == "anonymous" || lower == "ftp" {
             if let Some((home, upload_dir)) = &self.anonymous {
@@ -400,14 +481,9 @@ impl Authenticator for SessionAuth {
                 Ok(principal)
             }
             Err(reason) => {
-                // A refusal because of the lockout is not a new guess: counting it would extend
-                // the lockout for as long as the client keeps trying.
-                let locked_now = reason != LoginRefusal::LockedOut
-                    && self.accounts.lockout.record_failure(ip, Instant::now());
+                // Failures were counted by `check` (a refusal because of the lockout is not a
+                // new guess: counting it would extend the lockout while the client keeps trying).
                 tracing::warn!(user = %username, peer = %ip, result = "refused", %reason, "login");
-                if locked_now {
-                    tracing::warn!(peer = %ip, "too many failed logins: client IP locked out");
-                }
                 Err(AuthenticationError::BadPassword)
             }
         }
@@ -513,6 +589,31 @@ mod tests {
     }
 
     #[test]
+    fn guesses_in_flight_count_and_settled_ones_leave_no_record() {
+        let l = Lockout::new(policy());
+        let ip: IpAddr = [10, 0, 0, 3].into();
+        let t0 = Instant::now();
+        let (a, b, c) = (
+            l.begin_guess(ip, t0).expect("1st"),
+            l.begin_guess(ip, t0).expect("2nd"),
+            l.begin_guess(ip, t0).expect("3rd"),
+        );
+        assert!(
+            l.begin_guess(ip, t0).is_none(),
+            "three in flight: the limit"
+        );
+        drop((a, b)); // two succeeded
+        assert!(!c.failed(t0), "one failure does not lock");
+        let d = l.begin_guess(ip, t0).expect("room again");
+        drop(d);
+        // Successes from many addresses leave nothing behind.
+        for i in 0..100u32 {
+            drop(l.begin_guess(IpAddr::from((i + 1000).to_be_bytes()), t0));
+        }
+        assert_eq!(l.lock().len(), 1, "only the address with a failure");
+    }
+
+    #[test]
     fn truncate_keeps_whole_characters() {
         assert_eq!(truncate_chars("me@example.org", 128), "me@example.org");
         assert_eq!(truncate_chars("ünïcödé", 3), "ünï");
@@ -569,6 +670,52 @@ mod tests {
             max_gap < took / 4,
             "the runtime was blocked for {max_gap:?} of a {took:?} check"
         );
+    }
+
+    /// Guesses are counted when they are made, not when their check ends: many at once from one
+    /// address (parallel connections, or pipelined logins) get no more password checks than
+    /// the policy allows.
+    #[test]
+    fn concurrent_guesses_get_no_more_checks_than_the_policy_allows() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = Config::new(dir.path());
+        cfg.login_policy = policy();
+        cfg.users.push(crate::config::RealUser {
+            name: "alice".into(),
+            password: hash_password_with_cost("pw", 1024, 2).expect("hash"),
+            home: PathBuf::new(),
+            write: false,
+        });
+        let accounts = Arc::new(Accounts::new(&cfg));
+        let ip: IpAddr = [10, 0, 0, 9].into();
+        let results = rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..40 {
+                let a = accounts.clone();
+                tasks.spawn(async move { a.check("alice", &format!("guess{i}"), ip).await });
+            }
+            tasks.join_all().await
+        });
+        let checked = results
+            .iter()
+            .filter(|r| matches!(r, Err(LoginRefusal::WrongPassword)))
+            .count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(LoginRefusal::LockedOut)))
+            .count();
+        assert_eq!(checked, 3, "{results:?}");
+        assert_eq!(checked + refused, 40);
+        // The address is now locked: even the right password is not checked.
+        let right = rt.block_on(accounts.check("alice", "pw", ip));
+        assert!(matches!(right, Err(LoginRefusal::LockedOut)), "{right:?}");
+        // Another address is not affected.
+        let other = rt.block_on(accounts.check("alice", "pw", [10, 0, 0, 10].into()));
+        assert!(other.is_ok(), "{other:?}");
     }
 
     #[test]
