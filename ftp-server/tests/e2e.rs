@@ -806,6 +806,33 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 #[test]
+fn abor_stops_a_running_upload_and_leaves_the_old_file_intact() {
+    let f = tree();
+    let srv = start(&f, "");
+    let old = f.path().join("home/alice/keep.bin");
+    let old_sum = sha256_file(&old);
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    let mut data = a.epsv();
+    assert_eq!(a.cmd("STOR keep.bin").0, 150);
+    data.write_all(&pattern_bytes(1 << 20, 6))
+        .expect("send part");
+    wait_until("upload started", || {
+        !no_temp_files(&f.path().join("home/alice"))
+    });
+    // The data connection stays open: only ABOR ends the upload (RFC 959: 426, then 226).
+    let (code, text) = a.cmd("ABOR");
+    assert_eq!(code, 426, "{text}");
+    let (code, text) = a.reply();
+    assert_eq!(code, 226, "{text}");
+    wait_until("temporary file removed", || {
+        no_temp_files(&f.path().join("home/alice"))
+    });
+    assert_eq!(sha256_file(&old), old_sum, "old file changed");
+    a.assert_alive();
+    drop(data);
+}
+
+#[test]
 fn aborted_upload_leaves_the_old_file_intact() {
     let f = tree();
     let srv = start(&f, "");

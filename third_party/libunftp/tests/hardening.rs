@@ -449,3 +449,57 @@ async fn pipelined_commands_are_answered_in_order_each_with_its_own_reply() {
         assert_eq!(codes, [331, 230, 257, 200, 213, 257, 250, 257, 250, 250, 200]);
     }
 }
+
+#[tokio::test]
+async fn abor_interrupts_a_running_retr_with_426_then_226() {
+    let root = Root::new("abor-retr");
+    // Far more than the socket buffers hold, so the transfer is still running when ABOR comes.
+    let big = std::fs::File::create(root.0.join("big.bin")).unwrap();
+    big.set_len(256 << 20).unwrap();
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+    assert_eq!(c.cmd("RETR big.bin").await.0, 150);
+    // The client reads nothing; the server's writes stall. ABOR must not wait for them.
+    let (code, text) = tokio::time::timeout(Duration::from_secs(5), c.cmd("ABOR")).await.expect("ABOR answered at once");
+    assert_eq!(code, 426, "{text}");
+    let (code, text) = tokio::time::timeout(Duration::from_secs(5), c.reply()).await.expect("then 226");
+    assert_eq!(code, 226, "{text}");
+    drop(data);
+    assert_eq!(c.cmd("NOOP").await.0, 200, "the session goes on");
+    // And the next transfer works.
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    assert_eq!(retr_over(&mut c, SocketAddr::new(addr.ip(), epsv_port(&text))).await, b"hello\n");
+}
+
+#[tokio::test]
+async fn abor_interrupts_a_running_stor_with_426_then_226() {
+    let root = Root::new("abor-stor");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let mut data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+    assert_eq!(c.cmd("STOR upload.bin").await.0, 150);
+    data.write_all(&[7u8; 100_000]).await.unwrap();
+    // The upload stays open (no EOF): only ABOR can end it.
+    let (code, text) = tokio::time::timeout(Duration::from_secs(5), c.cmd("ABOR")).await.expect("ABOR answered at once");
+    assert_eq!(code, 426, "{text}");
+    let (code, text) = tokio::time::timeout(Duration::from_secs(5), c.reply()).await.expect("then 226");
+    assert_eq!(code, 226, "{text}");
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+}
+
+#[tokio::test]
+async fn abor_without_a_transfer_gets_226() {
+    let root = Root::new("abor-idle");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    assert_eq!(c.cmd("ABOR").await.0, 226);
+    assert_eq!(c.cmd("EPSV").await.0, 229);
+    assert_eq!(c.cmd("ABOR").await.0, 226);
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+}

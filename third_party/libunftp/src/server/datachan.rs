@@ -2,6 +2,7 @@
 
 use super::{
     chancomms::{ControlChanMsg, DataChanMsg},
+    controlchan::{Reply, ReplyCode},
     tls::FtpsConfig,
 };
 use crate::server::session::SharedSession;
@@ -110,18 +111,38 @@ where
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
         let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
         // TODO: Use configured timeout
+        let tx = self.control_msg_tx.clone();
+        let logger = self.logger.clone();
+        let reply = |code, msg: &'static str| ControlChanMsg::CommandChannelReply(Reply::new(code, msg));
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
-                let session = session_arc.lock().await;
-                self.handle_incoming(DataChanMsg::ExternalCommand(command), session.start_pos).await;
+                // The session lock is not held during the transfer: commands that need it (ABOR
+                // above all) must be served while data moves.
+                let start_pos = session_arc.lock().await.start_pos;
+                tokio::select! {
+                    () = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
+                    Some(()) = data_abort_rx.recv() => {
+                        // Dropping the transfer closes the data connection. RFC 959 §4.1.3: the
+                        // aborted command gets 426, then ABOR itself 226.
+                        slog::info!(logger, "Data transfer aborted by ABOR");
+                        let _ = tx.send(reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted")).await;
+                        let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful")).await;
+                    }
+                }
             },
-            Some(_) = data_abort_rx.recv() => {
+            Some(()) = data_abort_rx.recv() => {
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
+                let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful, no transfer was running")).await;
             },
             _ = &mut timeout_delay => {
                 slog::warn!(self.logger, "Data channel connection timed out");
             }
         };
+        // An ABOR that raced with the end of the transfer still gets its answer.
+        data_abort_rx.close();
+        if data_abort_rx.try_recv().is_ok() {
+            let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful, the transfer had already ended")).await;
+        }
         let mut session = session_arc.lock().await;
         session.data_busy = false;
     }

@@ -30,18 +30,24 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut session = args.session.lock().await;
-        let logger = args.logger;
-        match session.data_abort_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(()).await {
-                        slog::warn!(logger, "abort failed: {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"))
-            }
-            None => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Data channel already closed")),
+        let (tx, task_running, passive) = {
+            let mut session = args.session.lock().await;
+            // The data task takes `data_abort_rx` when it starts: while the session still holds
+            // it, no transfer (nor even a data connection) exists to abort.
+            let running = session.data_abort_rx.is_none();
+            (session.data_abort_tx.take(), running, session.passive_listener.clone())
+        };
+        if !task_running {
+            // A passive port waiting for its connection is closed too (RFC 959 §4.1.3: ABOR
+            // closes the data connection).
+            passive.clear().await;
+            return Ok(Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful, no transfer was running"));
+        }
+        match tx {
+            // The data task answers (426 then 226 when it stopped a transfer, else 226), so that
+            // the replies come in the order RFC 959 §4.1.3 gives.
+            Some(tx) if tx.send(()).await.is_ok() => Ok(Reply::none()),
+            _ => Ok(Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful, no transfer was running")),
         }
     }
 }
