@@ -503,3 +503,16 @@ async fn abor_without_a_transfer_gets_226() {
     assert_eq!(c.cmd("ABOR").await.0, 226);
     assert_eq!(c.cmd("NOOP").await.0, 200);
 }
+
+#[tokio::test]
+async fn mkd_and_pwd_quote_paths_with_inner_quotes_doubled() {
+    let root = Root::new("quotes");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    let (code, text) = c.cmd("MKD say \"hi\"").await;
+    assert_eq!(code, 257, "{text}");
+    assert_eq!(text.trim_end(), "257 \"/say \"\"hi\"\"\" created");
+    assert_eq!(c.cmd("CWD say \"hi\"").await.0, 250);
+    let (code, text) = c.cmd("PWD").await;
+    assert_eq!((code, text.trim_end()), (257, "257 \"/say \"\"hi\"\"\""));
+}

@@ -78,6 +78,22 @@ impl Decoder for FtpCodec {
     }
 }
 
+/// A reply text as one line: a CR or LF inside it (from a file name: a name can hold both, a
+/// command cannot) becomes `?`, as `ls -q` shows it, so that no text can end a reply early or
+/// forge another one.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n']) {
+        std::borrow::Cow::Owned(text.replace(['\r', '\n'], "?"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// `"path"` for a 257 reply: embedded double quotes doubled (RFC 959 Appendix II).
+pub(crate) fn quote_path(path: &str) -> String {
+    format!("\"{}\"", path.replace('"', "\"\""))
+}
+
 impl Encoder<Reply> for FtpCodec {
     type Error = ControlChanError;
 
@@ -89,13 +105,15 @@ impl Encoder<Reply> for FtpCodec {
                 return Ok(());
             }
             Reply::CodeAndMsg { code, msg } => {
+                let msg = one_line(&msg);
                 if msg.is_empty() {
                     writeln!(buffer, "{}\r", code as u32)?;
                 } else {
                     writeln!(buffer, "{} {}\r", code as u32, msg)?;
                 }
             }
-            Reply::MultiLine { code, mut lines } => {
+            Reply::MultiLine { code, lines } => {
+                let mut lines: Vec<String> = lines.iter().map(|l| one_line(l).into_owned()).collect();
                 // Get the last line since it needs to be preceded by the response code.
                 let last_line = lines.pop().unwrap_or_default();
 
@@ -171,6 +189,25 @@ mod tests {
         assert_eq!(second.expect_err("one byte too long").kind(), &ControlChanErrorKind::LineTooLong);
         let third = codec.decode(&mut buf).expect("not an I/O error").expect("a full line");
         assert_eq!(third.expect("NOOP parses"), Command::Noop);
+    }
+
+    #[test]
+    fn reply_texts_never_carry_a_raw_cr_or_lf() {
+        let mut codec = FtpCodec::new();
+        let mut buf = BytesMut::new();
+        codec
+            .encode(Reply::new_with_string(ReplyCode::FileError, "no such file: a\r\n230 fake".to_string()), &mut buf)
+            .unwrap();
+        codec
+            .encode(Reply::new_multiline(ReplyCode::SystemStatus, vec!["x\ny", "end"]), &mut buf)
+            .unwrap();
+        assert_eq!(buf, "550 no such file: a??230 fake\r\n211-x?y\r\n211 end\r\n".as_bytes());
+    }
+
+    #[test]
+    fn paths_in_257_replies_are_quoted_with_inner_quotes_doubled() {
+        assert_eq!(quote_path("/a\"b/c"), "\"/a\"\"b/c\"");
+        assert_eq!(quote_path("/"), "\"/\"");
     }
 
     #[test]

@@ -443,7 +443,11 @@ where
                 session.cmd_tls = false;
                 Ok(Reply::none())
             }
-            MkDirSuccess { path } => Ok(Reply::new_with_string(ReplyCode::DirCreated, path)),
+            // RFC 959 §4.2 and Appendix II: 257 "PATHNAME" created.
+            MkDirSuccess { path } => Ok(Reply::new_with_string(
+                ReplyCode::DirCreated,
+                format!("{} created", super::codecs::quote_path(&path)),
+            )),
             MkdirFail => Ok(Reply::new(ReplyCode::FileError, "Failed to create directory")),
             RenameSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Renamed")),
             AuthSuccess { .. } => {
