@@ -1,9 +1,16 @@
 //! The `tracing` set-up every binary shares: `RUST_LOG` when set, else the binary's default
-//! level; logs go to stderr (results go to stdout), coloured only on a terminal.
+//! level; logs go to stderr (results go to stdout).
+//!
+//! Log lines carry text from the network (user names, passwords tried, file names, server
+//! replies), which is hostile until escaped: every control character in a line, but the newline
+//! that ends it, is written as `\xNN` ([`EscapingWriter`]), so no client can move an operator's
+//! cursor, recolour the terminal or forge a log line. This covers the lines of libraries we log
+//! through (libunftp's too), not only ours; the price is that lines are never coloured.
 
-use std::io::IsTerminal;
+use std::io::{self, Write};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +27,77 @@ pub fn init(default: &str, style: Style) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(EscapedStderr)
+        .with_ansi(false);
     let _ = match style {
         Style::Server => builder.try_init(),
         Style::Client => builder.without_time().with_target(false).try_init(),
     };
+}
+
+/// Makes an [`EscapingWriter`] over stderr for each log line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapedStderr;
+
+impl<'a> MakeWriter<'a> for EscapedStderr {
+    type Writer = EscapingWriter<io::Stderr>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapingWriter(io::stderr())
+    }
+}
+
+/// Writes what it is given with every control character written as `\xNN`, except a newline
+/// that ends a write (the end of a log line): a newline inside a message is escaped too, so a
+/// name cannot start a forged line.
+#[derive(Debug)]
+pub struct EscapingWriter<W>(pub W);
+
+impl<W: Write> Write for EscapingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (body, end) = match buf.split_last() {
+            Some((b'\n', body)) => (body, &b"\n"[..]),
+            _ => (buf, &b""[..]),
+        };
+        let mut out = match std::str::from_utf8(body) {
+            // Every control character, C1 (U+0080-U+009F, which some terminals act on) included.
+            Ok(text) => crate::text::printable(text).into_bytes(),
+            Err(_) => {
+                let mut out = Vec::with_capacity(body.len() + 8);
+                for &b in body {
+                    if b < 0x20 || b == 0x7f {
+                        out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+                    } else {
+                        out.push(b);
+                    }
+                }
+                out
+            }
+        };
+        out.extend_from_slice(end);
+        self.0.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_a_line_are_escaped_its_end_kept() {
+        let mut w = EscapingWriter(Vec::new());
+        w.write_all(b"login user=\x1b[31mevil\r\nFAKE LINE\tx\x7f\n")
+            .unwrap();
+        w.write_all("ünï 文件 \u{9b}2J\n".as_bytes()).unwrap();
+        w.write_all(b"not utf-8 \xff\x1b\n").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&w.0),
+            "login user=\\x1b[31mevil\\x0d\\x0aFAKE LINE\\x09x\\x7f\nünï 文件 \\x9b2J\nnot utf-8 \u{fffd}\\x1b\n"
+        );
+    }
 }

@@ -1513,6 +1513,40 @@ fn shutdown_lets_a_running_download_finish() {
 }
 
 #[test]
+fn names_from_clients_reach_the_log_escaped() {
+    let f = tree();
+    let root = f.path().as_os_str().to_owned();
+    let (child, addr, _) = spawn_binary(&[
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    let mut c = Ftp::connect(addr);
+    // A user name that would clear the operator's terminal and forge a log line.
+    assert_eq!(c.cmd("USER \x1b[2J\x1b[31mmallory\x08FAKE ok").0, 331);
+    assert_eq!(c.cmd("PASS \x1b]0;pwned\x07").0, 530);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !child.stderr().contains("mallory") {
+        assert!(
+            Instant::now() < deadline,
+            "no login line; stderr:\n{}",
+            child.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = child.stderr();
+    assert!(
+        !log.contains('\x1b') && !log.contains('\x07') && !log.contains('\r'),
+        "raw control characters in the log:\n{log:?}"
+    );
+    assert!(
+        log.contains("\\x1b[2J\\x1b[31mmallory\\x08FAKE ok"),
+        "{log}"
+    );
+}
+
+#[test]
 fn hostile_control_input_does_not_harm_the_server() {
     let f = tree();
     let srv = start(&f, "");
