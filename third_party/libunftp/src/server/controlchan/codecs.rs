@@ -220,4 +220,73 @@ mod tests {
 
         assert_eq!(buf, "214-Usage: foo\r\n\r\n214 Options:\r\n".as_bytes());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Feeds `input` to a fresh codec in `chunk`-byte reads, as a socket would deliver it,
+        /// and returns the items and the largest the buffer ever grew.
+        fn decode_in_chunks(input: &[u8], chunk: usize) -> (Vec<Result<Command, ControlChanError>>, usize) {
+            let mut codec = FtpCodec::new();
+            let mut buf = BytesMut::new();
+            let mut items = Vec::new();
+            let mut peak = 0;
+            for piece in input.chunks(chunk.max(1)) {
+                buf.extend_from_slice(piece);
+                peak = peak.max(buf.len());
+                while let Some(item) = codec.decode(&mut buf).expect("only I/O errors are decoder errors") {
+                    items.push(item);
+                }
+            }
+            (items, peak)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Arbitrary bytes never panic the decoder, never make it hold much more than the
+            /// line limit, and give at most one item per line feed.
+            #[test]
+            fn arbitrary_input_is_bounded(input in proptest::collection::vec(any::<u8>(), 0..20_000), chunk in 1usize..9000) {
+                let (items, peak) = decode_in_chunks(&input, chunk);
+                prop_assert!(peak <= MAX_LINE_LEN + chunk, "buffer grew to {peak}");
+                let lines = input.iter().filter(|b| **b == b'\n').count();
+                prop_assert!(items.len() <= lines + input.len() / MAX_LINE_LEN + 1);
+            }
+
+            /// However a well-formed command stream is cut into reads, every command comes out,
+            /// in order, and garbage lines between them do not stop the ones after.
+            #[test]
+            fn commands_survive_any_split_and_garbage(
+                names in proptest::collection::vec("[a-zA-Z0-9 ._-]{1,40}", 1..20),
+                garbage in proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_filter("no LF", |b| *b != b'\n'), 0..100), 1..20),
+                chunk in 1usize..64,
+            ) {
+                let mut input = Vec::new();
+                for (name, junk) in names.iter().zip(garbage.iter().cycle()) {
+                    input.extend_from_slice(junk);
+                    input.extend_from_slice(b"\r\n");
+                    input.extend_from_slice(format!("MKD {name}\r\n").as_bytes());
+                }
+                let (items, _) = decode_in_chunks(&input, chunk);
+                let made: Vec<String> = items
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        Ok(Command::Mkd { path }) => Some(path.to_string_lossy().into_owned()),
+                        _ => None,
+                    })
+                    .collect();
+                // A garbage line can itself be a valid MKD; the real ones are a subsequence, in order.
+                let mut want = names.iter();
+                let mut next = want.next();
+                for got in &made {
+                    if Some(got) == next {
+                        next = want.next();
+                    }
+                }
+                prop_assert!(next.is_none(), "lost a command: {made:?} for {names:?}");
+            }
+        }
+    }
 }
