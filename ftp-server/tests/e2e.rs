@@ -806,6 +806,30 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 #[test]
+fn a_client_that_stops_reading_a_download_is_freed_after_the_data_timeout() {
+    let f = tree();
+    // Far more than loopback's socket buffers hold.
+    std::fs::File::create(f.path().join("pub/huge.bin"))
+        .and_then(|h| h.set_len(256 << 20))
+        .expect("sparse file");
+    let srv = start(&f, "data_timeout_secs = 1");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let data = c.epsv();
+    assert_eq!(c.cmd("RETR huge.bin").0, 150);
+    // Read nothing: after a second with no byte moved the transfer ends with a 4xx reply.
+    let t0 = Instant::now();
+    let (code, text) = c.reply();
+    assert!((400..500).contains(&code), "{code} {text}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    c.assert_alive();
+    drop(data);
+}
+
+#[test]
 fn abor_stops_a_running_upload_and_leaves_the_old_file_intact() {
     let f = tree();
     let srv = start(&f, "");
