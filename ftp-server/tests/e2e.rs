@@ -1135,6 +1135,89 @@ fn binary_banner_serves_and_exits_0_on_sigterm() {
 /// A flood of connections over the limits must not pile up tasks or file descriptors in the
 /// server (each refusal is cheap and few of them linger), and a normal client is still served.
 #[test]
+fn a_thousand_connect_then_reset_cycles_leave_the_server_serving() {
+    let f = tree();
+    let (child, addr, _) = spawn_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--root".as_ref(),
+        f.path().as_os_str(),
+    ]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .expect("the server's /proc/PID/fd")
+            .count()
+    };
+    let rss_kib = || {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+    };
+    // Warm up: one full session, so that lazily built state is not counted as growth.
+    let mut warm = Ftp::logged_in(addr, "anonymous", ANON_PASS);
+    assert!(warm.retr("pub/with space.txt").is_ok_and(|b| !b.is_empty()));
+    drop(warm);
+    let (fds_before, rss_before) = (fds(), rss_kib());
+    for i in 0..1000 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.connect_timeout(&addr.into(), IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect #{i}: {e}"));
+        // Close with a reset (RST, not FIN), half of them after sending part of a command.
+        if i % 2 == 1 {
+            let _ = std::io::Write::write_all(&mut &s, b"USER anonym");
+        }
+        s.set_linger(Some(Duration::ZERO)).expect("SO_LINGER 0");
+        drop(s);
+    }
+    // The resets sit in the listen backlog until the server has accepted and dropped each one;
+    // the event to wait for is a new client being greeted (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect after the flood");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let mut line = String::new();
+        let _ = BufReader::new(&s).read_line(&mut line);
+        if line.starts_with("220") {
+            break;
+        }
+        assert!(
+            line.starts_with("421"),
+            "neither greeted nor refused: {line:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "still refusing 20 s after the flood"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fds() > fds_before + 8 {
+        assert!(
+            Instant::now() < deadline,
+            "descriptors: {} after the cycles, {fds_before} before",
+            fds()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss_after = rss_kib();
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB over 1000 reset connections"
+    );
+    let mut c = Ftp::logged_in(addr, "anonymous", ANON_PASS);
+    assert_eq!(
+        c.retr("pub/with space.txt")
+            .expect("a download after the flood"),
+        std::fs::read(f.path().join("pub/with space.txt")).expect("fixture")
+    );
+}
+
+#[test]
 fn a_flood_over_the_limits_stays_bounded_and_others_are_served() {
     let f = tree();
     let cfg = f.write(
