@@ -1654,6 +1654,58 @@ fn names_from_clients_reach_the_log_escaped() {
 }
 
 #[test]
+fn glob_like_and_very_long_arguments_answer_and_stay_inside_the_home() {
+    let f = tree();
+    let srv = start(&f, "");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let long = "a/".repeat(1900); // a 3800-byte path, under the 4 KiB line limit
+    let deep = "../".repeat(1000);
+    // Entry names only: a link's target text (`leak.txt -> ../secret.txt`) is not an entry.
+    let no_outside_entries = |what: &str, text: &str| {
+        for line in text.lines() {
+            let name = line.split(" -> ").next().unwrap_or(line);
+            for outside in [" secret.txt", " alice", " home", " guest", " bob"] {
+                assert!(
+                    !name.ends_with(outside),
+                    "{what}: {outside} leaked:\n{text}"
+                );
+            }
+        }
+    };
+    for arg in [
+        "*",
+        "../*",
+        "/../../*",
+        "*/*/*/*/*/*/*/*",
+        "[a-z]*{x,y}?",
+        "-R /",
+        "-la ../..",
+        long.as_str(),
+        deep.as_str(),
+    ] {
+        // Each answers (a listing, or a refusal), and nothing from outside the home shows.
+        match c.list(arg) {
+            Ok(listing) => no_outside_entries(&format!("LIST {arg:.40}"), &listing),
+            Err(code) => assert!((400..600).contains(&code), "LIST {arg:.40}: {code}"),
+        }
+        for verb in ["CWD", "SIZE", "MDTM", "STAT"] {
+            let (code, text) = c.cmd(&format!("{verb} {arg}"));
+            assert!(code >= 200, "{verb} {arg:.40}: {code} {text}");
+            no_outside_entries(&format!("{verb} {arg:.40}"), &text);
+        }
+        c.assert_alive();
+        // The session was not moved out of its home by any of it.
+        let (code, text) = c.cmd("PWD");
+        assert_eq!(code, 257, "{text}");
+        let _ = c.cmd("CWD /");
+    }
+    assert_eq!(
+        c.retr("with space.txt").expect("still serving"),
+        std::fs::read(f.path().join("pub/with space.txt")).expect("fixture")
+    );
+}
+
+#[test]
 fn hostile_control_input_does_not_harm_the_server() {
     let f = tree();
     let srv = start(&f, "");
