@@ -127,6 +127,75 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watchdog<S> {
     }
 }
 
+/// A transfer rate limit: a token bucket of `rate` bytes per second that holds at most a tenth
+/// of a second's worth (and at least 16 KiB), so that a limited transfer moves evenly instead
+/// of in one-second bursts. [`Pace::unlimited`] costs nothing.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    rate: Option<u64>,
+    burst: u64,
+    tokens: u64,
+    last: Instant,
+}
+
+impl Pace {
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Self {
+            rate: None,
+            burst: 0,
+            tokens: 0,
+            last: Instant::now(),
+        }
+    }
+
+    /// At most `rate` bytes per second on average (0: no limit).
+    pub fn per_second(rate: u64) -> Self {
+        if rate == 0 {
+            return Self::unlimited();
+        }
+        let burst = (rate / 10).max(16 << 10);
+        Self {
+            rate: Some(rate),
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, rate: u64) {
+        let now = Instant::now();
+        let earned = (now.duration_since(self.last).as_secs_f64() * rate as f64) as u64;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(self.burst);
+            self.last = now;
+        }
+    }
+
+    /// Waits until some of `want` bytes may move and returns how many (at least 1 when `want`
+    /// is, at most `want`). Call [`spend`](Pace::spend) with what actually moved.
+    pub async fn grant(&mut self, want: usize) -> usize {
+        let Some(rate) = self.rate else {
+            return want;
+        };
+        loop {
+            self.refill(rate);
+            if self.tokens > 0 || want == 0 {
+                return want.min(usize::try_from(self.tokens).unwrap_or(usize::MAX));
+            }
+            let need = (want as u64).min(self.burst);
+            tokio::time::sleep(Duration::from_secs_f64(need as f64 / rate as f64)).await;
+        }
+    }
+
+    /// Records `n` bytes moved.
+    pub fn spend(&mut self, n: usize) {
+        if self.rate.is_some() {
+            self.tokens = self.tokens.saturating_sub(n as u64);
+        }
+    }
+}
+
 /// Why a copy stopped, with how many bytes it had moved by then.
 #[derive(Debug, Error)]
 pub enum CopyError {
@@ -179,8 +248,13 @@ fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
 
 /// Copies `file` from its current position to its end into `out`, then flushes `out`. Reads
 /// run on the blocking pool, one chunk ahead of the writes. Fails when `out` accepts nothing
-/// for `stall`. Returns the bytes written.
-pub async fn file_to_stream<F, W>(file: F, out: &mut W, stall: Duration) -> Result<u64, CopyError>
+/// for `stall`; moves no faster than `pace`. Returns the bytes written.
+pub async fn file_to_stream<F, W>(
+    file: F,
+    out: &mut W,
+    stall: Duration,
+    mut pace: Pace,
+) -> Result<u64, CopyError>
 where
     F: Read + Send + 'static,
     W: AsyncWrite + Unpin + ?Sized,
@@ -203,11 +277,15 @@ where
         if !eof {
             next = Some(read(f, std::mem::take(&mut spare)));
         }
-        if !buf.is_empty() {
-            out.write_all(&buf)
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let n = pace.grant(rest.len()).await;
+            out.write_all(&rest[..n])
                 .await
                 .map_err(|source| CopyError::Network { moved, source })?;
-            moved += buf.len() as u64;
+            pace.spend(n);
+            moved += n as u64;
+            rest = &rest[n..];
         }
         spare = buf;
     }
@@ -219,13 +297,14 @@ where
 
 /// Copies `input` to its end into `writer` (then flushes it), calling `progress` with each
 /// count of bytes read. Writes run on the blocking pool, one chunk behind the reads. Fails
-/// when `input` delivers nothing for `stall`. Whatever was read before a network failure is
-/// still written, so a resumable `.part` holds every byte that arrived. Returns the bytes
-/// written.
+/// when `input` delivers nothing for `stall`; reads no faster than `pace`. Whatever was read
+/// before a network failure is still written, so a resumable `.part` holds every byte that
+/// arrived. Returns the bytes written.
 pub async fn stream_to_writer<R, W>(
     input: R,
     writer: W,
     stall: Duration,
+    mut pace: Pace,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, CopyError>
 where
@@ -251,12 +330,14 @@ where
         let mut filled = 0;
         let mut eof = false;
         while filled < CHUNK {
-            match input.read(&mut buf[filled..]).await {
+            let allowed = pace.grant(CHUNK - filled).await;
+            match input.read(&mut buf[filled..filled + allowed]).await {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
                 Ok(n) => {
+                    pace.spend(n);
                     filled += n;
                     progress(n as u64);
                 }
@@ -385,7 +466,7 @@ pub async fn send_file_range(
     let mut f = file.try_clone()?;
     f.seek(SeekFrom::Start(offset))?;
     let mut s = stream;
-    let sent = file_to_stream(f.take(length), &mut s, stall)
+    let sent = file_to_stream(f.take(length), &mut s, stall, Pace::unlimited())
         .await
         .map_err(|e| match e {
             CopyError::Network { source, .. } | CopyError::Local { source, .. } => source,
@@ -454,6 +535,7 @@ mod tests {
             io::Cursor::new(data.clone()),
             &mut out,
             Duration::from_secs(30),
+            Pace::unlimited(),
         )
         .await
         .expect("a live peer is never cut");
@@ -474,6 +556,7 @@ mod tests {
             io::Cursor::new(vec![1u8; 10]),
             &mut out,
             Duration::from_secs(30),
+            Pace::unlimited(),
         )
         .await
         .expect_err("31 s without a byte");
@@ -482,6 +565,47 @@ mod tests {
             "{e}"
         );
         assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_copy_moves_at_the_rate_in_both_directions() {
+        // 1 MiB at 256 KiB/s: about 4 s of (paused) time, whichever way the bytes go.
+        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 249) as u8).collect();
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let n = file_to_stream(
+            io::Cursor::new(data.clone()),
+            &mut out,
+            Duration::from_secs(5),
+            Pace::per_second(256 << 10),
+        )
+        .await
+        .unwrap();
+        let took = start.elapsed();
+        assert_eq!((n, out == data), (data.len() as u64, true));
+        assert!(
+            took >= Duration::from_millis(3800) && took <= Duration::from_millis(4200),
+            "{took:?}"
+        );
+
+        let start = Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("in")).unwrap();
+        let n = stream_to_writer(
+            &data[..],
+            file,
+            Duration::from_secs(5),
+            Pace::per_second(256 << 10),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let took = start.elapsed();
+        assert_eq!(n, data.len() as u64);
+        assert!(
+            took >= Duration::from_millis(3800) && took <= Duration::from_millis(4200),
+            "{took:?}"
+        );
     }
 
     #[tokio::test]
@@ -497,9 +621,11 @@ mod tests {
         let path = dir.path().join("out");
         let file = std::fs::File::create(&path).unwrap();
         let mut seen = 0u64;
-        let n = stream_to_writer(rx, file, Duration::from_secs(5), |k| seen += k)
-            .await
-            .unwrap();
+        let n = stream_to_writer(rx, file, Duration::from_secs(5), Pace::unlimited(), |k| {
+            seen += k
+        })
+        .await
+        .unwrap();
         feeder.await.unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(seen, n);
@@ -513,7 +639,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let file = std::fs::File::create(&path).unwrap();
-        let e = stream_to_writer(rx, file, Duration::from_secs(5), |_| {})
+        let e = stream_to_writer(rx, file, Duration::from_secs(5), Pace::unlimited(), |_| {})
             .await
             .expect_err("the sender went quiet with the stream open");
         drop(tx);
@@ -549,9 +675,15 @@ mod tests {
                 Ok(())
             }
         }
-        let e = stream_to_writer(&b"abc"[..], Full, Duration::from_secs(5), |_| {})
-            .await
-            .expect_err("disk full");
+        let e = stream_to_writer(
+            &b"abc"[..],
+            Full,
+            Duration::from_secs(5),
+            Pace::unlimited(),
+            |_| {},
+        )
+        .await
+        .expect_err("disk full");
         assert!(matches!(e, CopyError::Local { moved: 0, .. }), "{e}");
     }
 

@@ -70,6 +70,8 @@ pub struct FtpUser {
     home_abs: Option<PathBuf>,
     /// For anonymous users: the password given, traditionally an e-mail address.
     pub anon_email: Option<String>,
+    /// Most bytes per second each transfer of this user moves (0: no limit).
+    pub max_rate: u64,
 }
 
 impl FtpUser {
@@ -86,6 +88,7 @@ impl FtpUser {
                 Some(root.join(home))
             },
             anon_email: None,
+            max_rate: 0,
         }
     }
 }

@@ -250,13 +250,14 @@ struct Account {
     access: Access,
     home: PathBuf,
     expires: Option<OffsetDateTime>,
+    max_rate: u64,
 }
 
 /// The accounts of a configuration plus the shared lockout state. One per server.
 #[derive(Debug)]
 pub struct Accounts {
     root: PathBuf,
-    anonymous: Option<(PathBuf, Option<PathBuf>)>,
+    anonymous: Option<crate::config::AnonymousConfig>,
     named: HashMap<String, Account>,
     lockout: Lockout,
     dummy_hash: OnceLock<String>,
@@ -287,6 +288,7 @@ impl Accounts {
                     access: Access::Real { write: u.write },
                     home: u.home.clone(),
                     expires: None,
+                    max_rate: u.max_rate,
                 },
             );
         }
@@ -302,16 +304,14 @@ impl Accounts {
                         },
                         home: area.home.clone(),
                         expires: g.expires,
+                        max_rate: area.max_rate,
                     },
                 );
             }
         }
         Self {
             root: cfg.root.clone(),
-            anonymous: cfg
-                .anonymous
-                .as_ref()
-                .map(|a| (a.home.clone(), a.upload_dir.clone())),
+            anonymous: cfg.anonymous.clone(),
             named,
             lockout: Lockout::new(cfg.login_policy.clone()),
             dummy_hash: OnceLock::new(),
@@ -371,7 +371,7 @@ impl Accounts {
     ) -> Result<FtpUser, LoginRefusal> {
         let lower = username.to_ascii_lowercase();
         if lower == "anonymous" || lower == "ftp" {
-            if let Some((home, upload_dir)) = &self.anonymous {
+            if let Some(anon) = &self.anonymous {
                 if password.is_empty() {
                     return Err(LoginRefusal::AnonymousWithoutPassword);
                 }
@@ -379,11 +379,12 @@ impl Accounts {
                     "anonymous",
                     Class::Anonymous,
                     Access::Anonymous {
-                        upload_dir: upload_dir.clone(),
+                        upload_dir: anon.upload_dir.clone(),
                     },
-                    home,
+                    &anon.home,
                 );
                 u.anon_email = Some(truncate_chars(password, MAX_ANON_EMAIL).to_string());
+                u.max_rate = anon.max_rate;
                 return Ok(u);
             }
         }
@@ -410,7 +411,11 @@ impl Accounts {
             Some(a) if a.expires.is_some_and(|e| OffsetDateTime::now_utc() > e) => {
                 Err(LoginRefusal::Expired)
             }
-            Some(a) => Ok(self.user(username, a.class, a.access.clone(), &a.home)),
+            Some(a) => {
+                let mut u = self.user(username, a.class, a.access.clone(), &a.home);
+                u.max_rate = a.max_rate;
+                Ok(u)
+            }
         }
     }
 }
@@ -638,6 +643,7 @@ mod tests {
             password: hash_password_with_cost("pw", 16 << 10, 2).expect("hash"),
             home: PathBuf::new(),
             write: false,
+            max_rate: 0,
         });
         let accounts = Arc::new(Accounts::new(&cfg));
         let (max_gap, took) = rt.block_on(async {
@@ -689,6 +695,7 @@ mod tests {
             password: hash_password_with_cost("pw", 1024, 2).expect("hash"),
             home: PathBuf::new(),
             write: false,
+            max_rate: 0,
         });
         let accounts = Arc::new(Accounts::new(&cfg));
         let ip: IpAddr = [10, 0, 0, 9].into();

@@ -84,6 +84,9 @@ pub struct AnonymousConfig {
     /// Optional drop box, relative to `home`: new names may be uploaded there, nothing there may
     /// be listed or downloaded.
     pub upload_dir: Option<PathBuf>,
+    /// Most bytes per second each anonymous transfer moves (0: no limit), like vsftpd's
+    /// `anon_max_rate`.
+    pub max_rate: u64,
 }
 
 /// A real account: full rights in its home (or read-only).
@@ -97,6 +100,8 @@ pub struct RealUser {
     pub home: PathBuf,
     /// `false` makes the account read-only.
     pub write: bool,
+    /// Most bytes per second each of its transfers moves (0: no limit).
+    pub max_rate: u64,
 }
 
 /// The shared area every guest is confined to.
@@ -106,6 +111,8 @@ pub struct GuestArea {
     pub home: PathBuf,
     /// Whether guests may upload new names (never overwrite, delete or rename).
     pub upload: bool,
+    /// Most bytes per second each guest transfer moves (0: no limit).
+    pub max_rate: u64,
 }
 
 /// A temporary guest login.
@@ -184,6 +191,7 @@ impl Config {
             anonymous: Some(AnonymousConfig {
                 home: PathBuf::new(),
                 upload_dir: None,
+                max_rate: 0,
             }),
             users: Vec::new(),
             guest_area: None,
@@ -311,6 +319,7 @@ impl Config {
                 password: u.password.get_ref().clone(),
                 home,
                 write: u.write,
+                max_rate: u.max_rate.unwrap_or(0),
             });
         }
         if let Some(g) = &raw.guest {
@@ -320,6 +329,7 @@ impl Config {
             cfg.guest_area = Some(GuestArea {
                 home,
                 upload: g.upload,
+                max_rate: g.max_rate.unwrap_or(0),
             });
         }
         for (i, g) in raw.guests.iter().enumerate() {
@@ -365,6 +375,7 @@ impl Config {
             None if cfg.users.is_empty() && cfg.guests.is_empty() => Some(AnonymousConfig {
                 home: PathBuf::new(),
                 upload_dir: None,
+                max_rate: 0,
             }),
             None => None,
             Some(a) if !a.get_ref().enabled => None,
@@ -390,7 +401,11 @@ impl Config {
                         Some(rel)
                     }
                 };
-                Some(AnonymousConfig { home, upload_dir })
+                Some(AnonymousConfig {
+                    home,
+                    upload_dir,
+                    max_rate: a.max_rate.unwrap_or(0),
+                })
             }
         };
         if cfg.anonymous.is_none() && cfg.users.is_empty() && cfg.guests.is_empty() {
@@ -579,6 +594,7 @@ struct RawAnonymous {
     enabled: bool,
     home: Option<Spanned<String>>,
     upload_dir: Option<Spanned<String>>,
+    max_rate: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -593,6 +609,7 @@ struct RawUser {
     home: Spanned<String>,
     #[serde(default)]
     write: bool,
+    max_rate: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -601,6 +618,7 @@ struct RawGuestArea {
     home: Spanned<String>,
     #[serde(default)]
     upload: bool,
+    max_rate: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

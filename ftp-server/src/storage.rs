@@ -27,6 +27,7 @@ use crate::account::{FtpUser, Op, permits};
 use crate::path::{as_fs_path, confine};
 use crate::transfer::{self, Failed, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
+use filexfer::datapath::Pace;
 
 /// State shared by the storage of every session.
 #[derive(Debug)]
@@ -213,7 +214,16 @@ impl StorageBackend<FtpUser> for FtpStorage {
         let home = self.home()?;
         let _running = self.shared.transfers.token();
         let started = Instant::now();
-        let result = transfer::send(home, &rel, start_pos, output, self.shared.data_timeout).await;
+        let pace = Pace::per_second(user.max_rate);
+        let result = transfer::send(
+            home,
+            &rel,
+            start_pos,
+            output,
+            self.shared.data_timeout,
+            pace,
+        )
+        .await;
         self.log_transfer(user, &rel, Direction::Outgoing, started, &result);
         result.map_err(|f| f.error)
     }
@@ -255,10 +265,11 @@ impl StorageBackend<FtpUser> for FtpStorage {
         let stall = self.shared.data_timeout;
         let _running = self.shared.transfers.token();
         let started = Instant::now();
+        let pace = Pace::per_second(user.max_rate);
         let result = if start_pos > 0 {
-            transfer::receive_append(home, &rel, input, start_pos, stall).await
+            transfer::receive_append(home, &rel, input, start_pos, stall, pace).await
         } else {
-            transfer::receive_new(home, &rel, input, may_replace, stall).await
+            transfer::receive_new(home, &rel, input, may_replace, stall, pace).await
         };
         self.log_transfer(user, &rel, Direction::Incoming, started, &result);
         result.map_err(|f| f.error)

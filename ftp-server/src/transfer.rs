@@ -13,7 +13,8 @@
 //! - Uploads reach the disk in 64 KiB `write(2)` calls (filexfer's `WRITE_SLICE`, measured in
 //!   docs/benchmarks.md).
 //!
-//! Every copy takes the data timeout as a *stall* timeout: it ends a transfer on which no byte
+//! Every copy moves no faster than the user's class allows (`max_rate`, a [`Pace`]), and takes
+//! the data timeout as a *stall* timeout: it ends a transfer on which no byte
 //! moved for that long, in either direction; a slow transfer that keeps moving is never cut
 //! (libunftp has no data timeout of its own and pauses its idle timeout during transfers).
 
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cap_std::fs::Dir;
-use filexfer::datapath::{CopyError, file_to_stream, stream_to_writer};
+use filexfer::datapath::{CopyError, Pace, file_to_stream, stream_to_writer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use unftp_core::storage::{Error, ErrorKind};
 
@@ -99,12 +100,13 @@ pub async fn send<W>(
     start_pos: u64,
     output: &mut W,
     stall: Duration,
+    pace: Pace,
 ) -> Outcome
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
     let file = open_read(home, rel, start_pos).await?;
-    Ok(file_to_stream(file, output, stall).await?)
+    Ok(file_to_stream(file, output, stall, pace).await?)
 }
 
 /// Numbers the temporary files of this process's uploads.
@@ -134,6 +136,7 @@ pub async fn receive_new<R>(
     input: R,
     may_replace: bool,
     stall: Duration,
+    pace: Pace,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -154,7 +157,7 @@ where
         dir: home.clone(),
         path: Some(tmp.clone()),
     };
-    let moved = stream_to_writer(input, file, stall, |_| {}).await?;
+    let moved = stream_to_writer(input, file, stall, pace, |_| {}).await?;
     let target = rel.to_path_buf();
     let published = blocking(move || {
         if may_replace {
@@ -197,6 +200,7 @@ pub async fn receive_append<R>(
     input: R,
     start_pos: u64,
     stall: Duration,
+    pace: Pace,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -211,5 +215,5 @@ where
         Ok(f)
     })
     .await?;
-    Ok(stream_to_writer(input, file, stall, |_| {}).await?)
+    Ok(stream_to_writer(input, file, stall, pace, |_| {}).await?)
 }

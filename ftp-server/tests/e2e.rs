@@ -830,6 +830,47 @@ fn a_client_that_stops_reading_a_download_is_freed_after_the_data_timeout() {
 }
 
 #[test]
+fn max_rate_limits_each_class_in_both_directions() {
+    let f = tree();
+    let data = pattern_bytes(1 << 20, 21);
+    f.write("pub/rate.bin", &data);
+    // 256 KiB/s for anonymous downloads and for alice's uploads; bob has no limit.
+    let text = config_text("", "2020-01-01T00:00:00Z")
+        .replacen(
+            "upload_dir = \"incoming\"\n",
+            "upload_dir = \"incoming\"\nmax_rate = 262144\n",
+            1,
+        )
+        .replacen("write = true\n", "write = true\nmax_rate = 262144\n", 1);
+    let cfg = Config::from_toml_str(&text, f.path()).expect("valid config");
+    let srv = BackgroundServer::start(cfg).expect("start server");
+
+    // 1 MiB at 256 KiB/s cannot take less than about 4 s (a lower bound: a slow machine only
+    // makes it longer, so this cannot flake).
+    let mut anon = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let t0 = Instant::now();
+    assert_eq!(anon.retr("rate.bin").expect("download"), data);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(3500),
+        "anonymous download took {took:?}"
+    );
+
+    let mut alice = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    let t0 = Instant::now();
+    assert_eq!(alice.stor("up.bin", &data[..512 << 10]), 226);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1700),
+        "alice's upload took {took:?}"
+    );
+    assert_eq!(
+        std::fs::read(f.path().join("home/alice/up.bin")).expect("uploaded"),
+        &data[..512 << 10]
+    );
+}
+
+#[test]
 fn abor_stops_a_running_upload_and_leaves_the_old_file_intact() {
     let f = tree();
     let srv = start(&f, "");

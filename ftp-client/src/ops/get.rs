@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use filexfer::datapath::stream_to_writer;
+use filexfer::datapath::{Pace, stream_to_writer};
 use filexfer::download::{Download, DownloadError, Output};
 use filexfer::progress::{Progress, Summary};
 use filexfer::text::printable;
@@ -61,7 +61,10 @@ pub async fn get(
     // Only now, with the server sending, touch the local file system.
     let writer = dl.open().map_err(local)?;
     let progress = Progress::new(cfg.progress, &printable(&name), size, offset);
-    let copied = stream_to_writer(data, writer, s.timeout(), |n| progress.inc(n)).await;
+    let copied = stream_to_writer(data, writer, s.timeout(), Pace::unlimited(), |n| {
+        progress.inc(n)
+    })
+    .await;
     drop(progress);
     let got = copied.map_err(|e| {
         t.copy_failed(&s, e, offset, size, |source| ClientError::LocalWrite {

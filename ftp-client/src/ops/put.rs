@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use filexfer::datapath::file_to_stream;
+use filexfer::datapath::{Pace, file_to_stream};
 use filexfer::progress::{Progress, Summary};
 use filexfer::text::printable;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -103,7 +103,7 @@ pub async fn put(
         inner: &mut data,
         progress: &progress,
     };
-    let copied = file_to_stream(file, &mut counted, s.timeout()).await;
+    let copied = file_to_stream(file, &mut counted, s.timeout(), Pace::unlimited()).await;
     drop(progress);
     let sent = match copied {
         Ok(n) => n,
