@@ -43,7 +43,7 @@ use tokio::{
     },
     task::JoinHandle,
 };
-use tokio_util::codec::{Decoder, Framed};
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 trait AsyncReadAsyncWriteSendUnpin: AsyncRead + AsyncWrite + Send + Unpin {}
 
@@ -183,9 +183,12 @@ where
         next: event_chain,
     };
 
-    let codec = FtpCodec::new();
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
-    let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
+    // Small buffers that grow when needed: `Framed` reserves 8 KiB for reading and 8 KiB for
+    // writing up front, 16 KiB of the ~22 KiB an idle session costs; commands and replies are
+    // tens of bytes.
+    let (rd, wr) = tokio::io::split(Box::new(tcp_stream) as Box<dyn AsyncReadAsyncWriteSendUnpin>);
+    let mut command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
+    let mut reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
     reply_sink.flush().await?;
@@ -283,8 +286,7 @@ where
                         slog::info!(logger, "Upgrading control channel to TLS");
 
                         // Get back the original TCP Stream
-                        let codec_io = reply_sink.reunite(command_source).unwrap();
-                        let io = codec_io.into_inner();
+                        let io = command_source.into_inner().unsplit(reply_sink.into_inner());
 
                         // Wrap in TLS Stream
                         let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
@@ -308,11 +310,9 @@ where
                         };
 
                         // Wrap in codec again and get sink + source
-                        let codec = FtpCodec::new();
-                        let cmd_and_reply_stream = codec.framed(io);
-                        let (sink, src) = cmd_and_reply_stream.split();
-                        reply_sink = sink;
-                        command_source = src;
+                        let (rd, wr) = tokio::io::split(io);
+                        command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
+                        reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
                     }
 
                     if let Event::Command(Command::User { username }) = &event {
@@ -358,6 +358,10 @@ where
 
     Ok(jh)
 }
+
+/// Initial size of the control connection's read and write buffers (they grow for long lines
+/// and multi-line replies, up to the codec's line limit for reading).
+const CONTROL_BUFFER: usize = 512;
 
 /// How many unknown, malformed or login-requiring commands a client may send before logging in;
 /// the next one gets `421` and the connection is closed.
