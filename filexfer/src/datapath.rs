@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,8 +26,75 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Size of each buffer of the copies.
+/// Size of each buffer of a copy while the process's [`BIG_BUFFER_BUDGET`] allows.
 pub const CHUNK: usize = 1 << 20;
+/// Size of each buffer of a copy once the budget is spent.
+pub const SMALL_CHUNK: usize = 64 << 10;
+/// Bytes of 1 MiB copy buffers the whole process may hold (a copy holds two: one moving, one
+/// being filled). Large chunks make one transfer fast (the page cache and the socket each see
+/// few large calls); under many concurrent transfers, memory matters more: beyond the budget a
+/// copy uses 64 KiB chunks. With 200 downloads at once a server then holds 16 MiB plus 200 x
+/// 128 KiB of buffers, instead of 200 x 2 MiB (measured 306 MB peak RSS before, see
+/// docs/benchmarks.md).
+pub const BIG_BUFFER_BUDGET: usize = 16 << 20;
+
+/// A share of a buffer budget: the chunk size a copy may use, given back when dropped.
+#[derive(Debug)]
+pub struct ChunkLease<'a> {
+    budget: &'a Budget,
+    size: usize,
+    reserved: usize,
+}
+
+impl ChunkLease<'_> {
+    /// The chunk size to use.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl Drop for ChunkLease<'_> {
+    fn drop(&mut self) {
+        self.budget.in_use.fetch_sub(self.reserved, Ordering::AcqRel);
+    }
+}
+
+/// How many bytes of large copy buffers may be held at once (the process has one,
+/// [`BUDGET`]; tests make their own).
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    in_use: AtomicUsize,
+}
+
+/// The process's budget of large copy buffers.
+pub static BUDGET: Budget = Budget::new(BIG_BUFFER_BUDGET);
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub const fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            in_use: AtomicUsize::new(0),
+        }
+    }
+
+    /// Two [`CHUNK`]s' worth while the budget allows, else [`SMALL_CHUNK`]s (never refused).
+    pub fn lease(&self) -> ChunkLease<'_> {
+        let want = 2 * CHUNK;
+        let got = self
+            .in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + want <= self.limit).then_some(used + want)
+            })
+            .is_ok();
+        ChunkLease {
+            budget: self,
+            size: if got { CHUNK } else { SMALL_CHUNK },
+            reserved: if got { want } else { 0 },
+        }
+    }
+}
 /// Size of each write(2) into a file.
 pub const WRITE_SLICE: usize = 64 << 10;
 
@@ -260,16 +328,18 @@ where
     W: AsyncWrite + Unpin + ?Sized,
 {
     let mut out = Watchdog::new(out, stall);
-    let read = |mut f: F, mut buf: Vec<u8>| {
+    let lease = BUDGET.lease();
+    let chunk = lease.size();
+    let read = move |mut f: F, mut buf: Vec<u8>| {
         tokio::task::spawn_blocking(move || {
-            buf.resize(CHUNK, 0);
+            buf.resize(chunk, 0);
             let (n, eof) = fill(&mut f, &mut buf)?;
             buf.truncate(n);
             Ok::<_, io::Error>((f, buf, eof))
         })
     };
     let mut moved = 0u64;
-    let mut next = Some(read(file, Vec::with_capacity(CHUNK)));
+    let mut next = Some(read(file, Vec::with_capacity(chunk)));
     let mut spare = Vec::new();
     while let Some(pending) = next.take() {
         let (f, buf, eof) =
@@ -324,13 +394,15 @@ where
     let mut written = 0u64;
     let mut writer = Some(writer);
     let mut pending: Option<(Pending<W>, u64)> = None;
-    let mut buf = vec![0u8; CHUNK];
+    let lease = BUDGET.lease();
+    let chunk = lease.size();
+    let mut buf = vec![0u8; chunk];
     let mut failure = None;
     loop {
         let mut filled = 0;
         let mut eof = false;
-        while filled < CHUNK {
-            let allowed = pace.grant(CHUNK - filled).await;
+        while filled < chunk {
+            let allowed = pace.grant(chunk - filled).await;
             match input.read(&mut buf[filled..filled + allowed]).await {
                 Ok(0) => {
                     eof = true;
@@ -369,7 +441,7 @@ where
             break;
         }
         buf = spare;
-        buf.resize(CHUNK, 0);
+        buf.resize(chunk, 0);
     }
     if let Some((h, n)) = pending.take() {
         let (w, _) = joined(h.await).map_err(|source| CopyError::Local {
@@ -565,6 +637,20 @@ mod tests {
             "{e}"
         );
         assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn large_buffers_until_the_budget_is_spent_then_small_ones() {
+        let budget = Budget::new(4 * CHUNK);
+        let a = budget.lease();
+        let b = budget.lease();
+        let c = budget.lease();
+        assert_eq!((a.size(), b.size(), c.size()), (CHUNK, CHUNK, SMALL_CHUNK));
+        drop(a);
+        let d = budget.lease();
+        assert_eq!(d.size(), CHUNK, "a returned share is reused");
+        drop((b, c, d));
+        assert_eq!(budget.in_use.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test(start_paused = true)]
