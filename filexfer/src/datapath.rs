@@ -55,7 +55,9 @@ impl ChunkLease<'_> {
 
 impl Drop for ChunkLease<'_> {
     fn drop(&mut self) {
-        self.budget.in_use.fetch_sub(self.reserved, Ordering::AcqRel);
+        self.budget
+            .in_use
+            .fetch_sub(self.reserved, Ordering::AcqRel);
     }
 }
 

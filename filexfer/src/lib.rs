@@ -8,6 +8,7 @@
 //!   copy), with a stall timeout that means "no byte moved for that long".
 //! - [`progress`]: the progress bar and the end-of-transfer summary line.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal servers stop on.
+//! - [`fdlimit`]: the open-file limit a server's connection limit needs.
 //! - [`banner`]: which addresses a server prints for peers to use.
 //! - [`logging`]: the `tracing` set-up every binary shares.
 //! - [`text`]: showing names and text from the network without their control characters.
@@ -15,6 +16,7 @@
 pub mod banner;
 pub mod datapath;
 pub mod download;
+pub mod fdlimit;
 pub mod logging;
 pub mod progress;
 pub mod shutdown;

@@ -32,4 +32,4 @@ pub mod xferlog;
 pub use auth::{hash_password, hash_password_with_cost};
 pub use cli::{Cli, Command};
 pub use config::{Config, ConfigError};
-pub use server::{BackgroundServer, ServerError, run};
+pub use server::{BackgroundServer, DESCRIPTORS_PER_SESSION, ServerError, run};

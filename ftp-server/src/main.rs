@@ -78,6 +78,7 @@ fn hash_password() -> anyhow::Result<()> {
 }
 
 fn serve(cfg: Config) -> anyhow::Result<()> {
+    filexfer::fdlimit::ensure_for(cfg.max_connections, ftp_server::DESCRIPTORS_PER_SESSION);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -40,6 +40,12 @@ use crate::xferlog::XferLog;
 /// The 220 greeting (libunftp only takes a `&'static str`).
 const GREETING: &str = "ftp-server ready";
 
+/// Open files a logged-in session holds: the control socket, the duplicate kept for shutdown,
+/// and two handles of the home directory (the file-system back-end's and ours); a transfer
+/// adds its data socket and file. The binary raises its open-file limit to fit
+/// `max_connections` sessions of this many (`filexfer::fdlimit`).
+pub const DESCRIPTORS_PER_SESSION: usize = 6;
+
 /// Errors that stop the server from starting (runtime errors are logged per connection).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

@@ -42,6 +42,8 @@ impl Error {
 /// `tcp-fileserv serve`: binds, prints where peers can reach the server, and serves until
 /// Ctrl-C or SIGTERM (then lets running transfers finish for the grace period).
 pub fn serve(cfg: ServeConfig) -> Result<(), Error> {
+    // A connection holds its socket and, during a GET, the file.
+    filexfer::fdlimit::ensure_for(cfg.server.max_connections, 2);
     let rt = tokio::runtime::Runtime::new().map_err(ServerError::Runtime)?;
     rt.block_on(async {
         let bind_err = |source| ServerError::Bind {
