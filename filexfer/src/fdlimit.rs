@@ -7,7 +7,7 @@ use std::io;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (a process may always do that) and returns
 /// the soft limit now in force.
-pub fn raise_to_hard_limit() -> io::Result<u64> {
+pub fn raise_to_hard_limit() -> io::Result<libc::rlim_t> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -26,14 +26,14 @@ pub fn raise_to_hard_limit() -> io::Result<u64> {
             lim = raised;
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// Raises the limit and logs a warning when `sessions` sessions of `per_session` descriptors
 /// each (plus a margin for listeners, logs and the runtime) would not fit under it.
 pub fn ensure_for(sessions: usize, per_session: usize) {
-    let needed = (sessions as u64)
-        .saturating_mul(per_session as u64)
+    let needed = (sessions as libc::rlim_t)
+        .saturating_mul(per_session as libc::rlim_t)
         .saturating_add(64);
     match raise_to_hard_limit() {
         Ok(limit) if limit < needed => tracing::warn!(
@@ -59,7 +59,7 @@ mod tests {
         };
         // SAFETY: a valid, exclusively borrowed rlimit.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        assert_eq!(soft, lim.rlim_cur as u64);
+        assert_eq!(soft, lim.rlim_cur);
         assert_eq!(lim.rlim_cur, lim.rlim_max);
     }
 }
