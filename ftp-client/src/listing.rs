@@ -187,6 +187,9 @@ fn parse_unix(line: &str, f: &[(usize, &str)], today: (i32, u32, u32)) -> Option
     let day: u32 = f[mi + 1].1.parse().ok()?;
     let ty = f[mi + 2].1;
     let modified = if let Some((h, m)) = ty.split_once(':') {
+        if !is_clock(h, m) {
+            return None;
+        }
         let (y, tm, td) = today;
         let year = if (month, day) > (tm, td) { y - 1 } else { y };
         format!("{year:04}-{month:02}-{day:02} {h:0>2}:{m}")
@@ -214,6 +217,15 @@ fn parse_unix(line: &str, f: &[(usize, &str)], today: (i32, u32, u32)) -> Option
         modified: Some(modified),
         target,
     })
+}
+
+/// Whether `h` and `m` read as the hour and minute of a listing's time: 1 or 2 digits, then 2.
+/// The two are copied into [`Entry::modified`], which is printed as it is: before this check a
+/// server could put a terminal escape there (`10:\x1b[2J`; found by fuzzing, docs/fuzzing.md).
+fn is_clock(h: &str, m: &str) -> bool {
+    (1..=2).contains(&h.len())
+        && m.len() == 2
+        && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
 }
 
 /// DOS / IIS style: `01-02-24  10:00AM       <DIR>          name` or `... 1234 name`.
@@ -244,6 +256,9 @@ fn parse_dos(line: &str, f: &[(usize, &str)]) -> Option<Entry> {
         (t.as_str(), false)
     };
     let (h, m) = hm.split_once(':')?;
+    if !is_clock(h, m) {
+        return None;
+    }
     let mut h: u32 = h.parse().ok()?;
     if pm && h < 12 {
         h += 12;
@@ -419,6 +434,31 @@ mod tests {
         }
         assert!(parse_mlsd_line("").is_none());
         assert!(parse_mlsd_line("type=file;size=1;").is_none());
+    }
+
+    #[test]
+    fn a_time_that_is_not_digits_is_not_a_date() {
+        // Fuzzing regressions (ftp_listing, minimised): the hour and minute were copied into
+        // `modified` unchecked, and `format_entry` printed a control character from them raw.
+        for line in [
+            &b"-rw-r--r-- 0 Jul 4 \x0f: 0"[..],
+            b"1-2-0 0:\0 <DIR> 0",
+            b"-rw-r--r-- 1 ftp ftp 1234 Mar 02 10:\x1b[2J f",
+            b"01-02-24  10:\x1b[2JAM       <DIR>          d",
+        ] {
+            let line = std::str::from_utf8(line).unwrap();
+            let e = parse_list_line(line, TODAY).unwrap();
+            assert_eq!(
+                (e.kind, e.modified.as_deref()),
+                (Kind::Other, None),
+                "{line:?}"
+            );
+            let row = format_entry(&e);
+            assert!(!row.chars().any(char::is_control), "{row:?}");
+        }
+        // Real times still parse, one-digit hours included.
+        let e = parse_list_line("-rw-r--r-- 1 ftp ftp 5 Mar 02 9:05 f", TODAY).unwrap();
+        assert_eq!(e.modified.as_deref(), Some("2025-03-02 09:05"));
     }
 
     #[test]

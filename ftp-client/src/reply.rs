@@ -21,7 +21,13 @@ impl Reply {
         let text = String::from_utf8_lossy(body)
             .trim_end_matches(['\r', '\n'])
             .to_string();
-        let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        // Three ASCII digits or no code: `parse` alone also takes a sign, so "+11 x" had code 11
+        // (found by fuzzing, docs/fuzzing.md).
+        let code = text
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         Self { code, text }
     }
 
@@ -149,6 +155,15 @@ mod tests {
         assert_eq!(r.one_line(), "550 evil\\x1b[2J");
         let long = Reply::from_bytes(format!("200 {}", "a".repeat(300_000)).as_bytes());
         assert_eq!(long.code, 200);
+    }
+
+    #[test]
+    fn a_reply_code_is_three_digits_or_none() {
+        // Fuzzing regression (ftp_reply): a sign before two digits was taken as a code.
+        assert_eq!(Reply::from_bytes(b"+11-Features:\r\n MDTM\r\n").code, 0);
+        assert_eq!(Reply::from_bytes(b"+99 x").code, 0);
+        assert_eq!(Reply::from_bytes(b"-99 x").code, 0);
+        assert_eq!(Reply::from_bytes(b"011-Features:\r\n").code, 11);
     }
 
     #[test]

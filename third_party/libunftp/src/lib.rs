@@ -52,6 +52,14 @@ pub mod storage;
 
 pub use crate::server::ftpserver::{Server, ServerBuilder, error::ServerError, options};
 
+/// The control-line decoder and parser, for fuzz harnesses only (feature `fuzzing`, off by
+/// default): not part of the public API, no stability promised.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::server::controlchan::fuzzing::{Decoded, MAX_LINE_LEN, decode_stream, parse_line};
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[cfg(not(any(feature = "aws_lc_rs", feature = "ring")))]

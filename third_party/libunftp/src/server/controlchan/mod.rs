@@ -13,6 +13,9 @@ mod auth;
 mod codecs;
 mod control_loop;
 mod error;
+// Built for the unit tests too, so that what the fuzz harness relies on is tested.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod ftps;
 mod line_parser;
 mod log;
