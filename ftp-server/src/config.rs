@@ -87,6 +87,9 @@ pub struct AnonymousConfig {
     /// Most bytes per second each anonymous transfer moves (0: no limit), like vsftpd's
     /// `anon_max_rate`.
     pub max_rate: u64,
+    /// Allows `home` to contain a real user's home (refused by default: anonymous users could
+    /// read it).
+    pub expose_real_homes: bool,
 }
 
 /// A real account: full rights in its home (or read-only).
@@ -113,6 +116,8 @@ pub struct GuestArea {
     pub upload: bool,
     /// Most bytes per second each guest transfer moves (0: no limit).
     pub max_rate: u64,
+    /// Allows `home` to contain a real user's home (refused by default).
+    pub expose_real_homes: bool,
 }
 
 /// A temporary guest login.
@@ -192,6 +197,7 @@ impl Config {
                 home: PathBuf::new(),
                 upload_dir: None,
                 max_rate: 0,
+                expose_real_homes: false,
             }),
             users: Vec::new(),
             guest_area: None,
@@ -199,7 +205,9 @@ impl Config {
         }
     }
 
-    /// Reads and validates a config file. Relative paths in it are relative to its directory.
+    /// Reads and validates a config file. Relative paths in it are relative to its directory;
+    /// without a `root` key the root is the current directory (never the file's own folder,
+    /// which would serve the file and its password hashes).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -211,16 +219,25 @@ impl Config {
         } else {
             base
         };
-        Self::parse(&text, path, base)
+        let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
+            path: PathBuf::from("."),
+            source,
+        })?;
+        Self::parse(&text, path, base, &cwd)
     }
 
-    /// Parses and validates config text; relative paths are resolved against `base_dir`.
-    /// Errors name the file as `<config>`.
+    /// Parses and validates config text; relative paths, and the root when the text sets none,
+    /// are resolved against `base_dir`. Errors name the file as `<config>`.
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        Self::parse(text, Path::new("<config>"), base_dir)
+        Self::parse(text, Path::new("<config>"), base_dir, base_dir)
     }
 
-    fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
+    fn parse(
+        text: &str,
+        file: &Path,
+        base: &Path,
+        default_root: &Path,
+    ) -> Result<Self, ConfigError> {
         let ctx = Ctx { text, file };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let start = e.span().map_or(0, |s| s.start);
@@ -243,7 +260,10 @@ impl Config {
                 };
                 check_root(&p).map_err(|m| ctx.err(r.span(), "root", m))?
             }
-            None => check_root(base).map_err(|m| ctx.err(0..0, "root", m))?,
+            // Never the config file's own folder: that would serve the file (and its password
+            // hashes) to anonymous users. Like `ftp-server` without a config: the current
+            // directory.
+            None => check_root(default_root).map_err(|m| ctx.err(0..0, "root", m))?,
         };
         cfg.root = root;
         if let Some(b) = &raw.bind {
@@ -330,6 +350,7 @@ impl Config {
                 home,
                 upload: g.upload,
                 max_rate: g.max_rate.unwrap_or(0),
+                expose_real_homes: g.expose_real_homes,
             });
         }
         for (i, g) in raw.guests.iter().enumerate() {
@@ -376,6 +397,7 @@ impl Config {
                 home: PathBuf::new(),
                 upload_dir: None,
                 max_rate: 0,
+                expose_real_homes: false,
             }),
             None => None,
             Some(a) if !a.get_ref().enabled => None,
@@ -405,6 +427,7 @@ impl Config {
                     home,
                     upload_dir,
                     max_rate: a.max_rate.unwrap_or(0),
+                    expose_real_homes: a.expose_real_homes,
                 })
             }
         };
@@ -416,7 +439,89 @@ impl Config {
                     .into(),
             ));
         }
+        let config_file = (file != Path::new("<config>")).then_some(file);
+        if let Err((key, message)) = cfg.check_exposure(config_file) {
+            let span = match key {
+                "anonymous.home" => raw.anonymous.as_ref().map_or(0..0, |a| a.span()),
+                _ => raw.guest.as_ref().map_or(0..0, |g| g.span()),
+            };
+            return Err(ctx.err(span, key, message));
+        }
         Ok(cfg)
+    }
+
+    /// Refuses a configuration where what anonymous or guest users can read holds secrets: the
+    /// config file itself (it has the password hashes), the xferlog (names and e-mail
+    /// addresses), or a real user's home (unless the area says `expose_real_homes = true`).
+    /// Returns the key to blame and why.
+    fn check_exposure(&self, config_file: Option<&Path>) -> Result<(), (&'static str, String)> {
+        let mut areas: Vec<(&'static str, PathBuf, bool)> = Vec::new();
+        if let Some(a) = &self.anonymous {
+            areas.push((
+                "anonymous.home",
+                self.root.join(&a.home),
+                a.expose_real_homes,
+            ));
+        }
+        if let Some(g) = &self.guest_area {
+            areas.push(("guest.home", self.root.join(&g.home), g.expose_real_homes));
+        }
+        let absolute = |p: &Path| {
+            std::fs::canonicalize(p).ok().or_else(|| {
+                // A file not yet created (the xferlog): its directory, then its name.
+                let dir = std::fs::canonicalize(p.parent()?).ok()?;
+                Some(dir.join(p.file_name()?))
+            })
+        };
+        let secrets: Vec<(String, PathBuf)> = config_file
+            .and_then(absolute)
+            .map(|p| {
+                (
+                    "the config file, which holds the password hashes,".to_string(),
+                    p,
+                )
+            })
+            .into_iter()
+            .chain(self.xferlog.as_deref().and_then(absolute).map(|p| {
+                (
+                    "the xferlog, which holds user names and addresses,".to_string(),
+                    p,
+                )
+            }))
+            .collect();
+        for (key, area, expose) in areas {
+            for (what, path) in &secrets {
+                if path.starts_with(&area) {
+                    return Err((
+                        key,
+                        format!(
+                            "{what} {} is inside this area ({}), which its users can read: move it out, or point `{key}` elsewhere",
+                            path.display(),
+                            area.display()
+                        ),
+                    ));
+                }
+            }
+            if expose {
+                continue;
+            }
+            if let Some(u) = self
+                .users
+                .iter()
+                .find(|u| self.root.join(&u.home).starts_with(&area))
+            {
+                return Err((
+                    key,
+                    format!(
+                        "real user {:?}'s home {} is inside this area ({}): its users could read it. Point `{key}` elsewhere, or add `expose_real_homes = true` to this table if that is meant",
+                        u.name,
+                        self.root.join(&u.home).display(),
+                        area.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The account classes that are on, for the start-up banner: e.g.
@@ -510,6 +615,19 @@ impl TryFrom<Cli> for Config {
             }
             cfg.max_connections = n;
         }
+        // The flags may have moved the root or the xferlog: check again what anonymous and guest
+        // users can read.
+        if cli.root.is_some() || cli.xferlog.is_some() {
+            cfg.check_exposure(cli.config.as_deref())
+                .map_err(|(key, message)| ConfigError::Flag {
+                    flag: if cli.xferlog.is_some() {
+                        "--xferlog"
+                    } else {
+                        "--root"
+                    },
+                    message: format!("`{key}`: {message}"),
+                })?;
+        }
         Ok(cfg)
     }
 }
@@ -595,6 +713,8 @@ struct RawAnonymous {
     home: Option<Spanned<String>>,
     upload_dir: Option<Spanned<String>>,
     max_rate: Option<u64>,
+    #[serde(default)]
+    expose_real_homes: bool,
 }
 
 fn yes() -> bool {
@@ -619,6 +739,8 @@ struct RawGuestArea {
     #[serde(default)]
     upload: bool,
     max_rate: Option<u64>,
+    #[serde(default)]
+    expose_real_homes: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -941,6 +1063,69 @@ expires = "2026-12-31T23:59:59Z"
             matches!(&e, ConfigError::File { line: 2, key, .. } if key == "passive_host"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn without_a_root_key_the_root_is_the_current_directory_not_the_files() {
+        let dir = root();
+        let file = dir.path().join("ftp.toml");
+        std::fs::write(&file, "[anonymous]\n").expect("write");
+        let cfg = Config::load(&file).expect("valid");
+        assert_eq!(
+            cfg.root,
+            std::fs::canonicalize(std::env::current_dir().expect("cwd")).expect("canonical")
+        );
+    }
+
+    #[test]
+    fn secrets_inside_what_anonymous_or_guests_can_read_are_refused() {
+        let dir = root();
+        for d in ["pub", "home/alice", "guest/x"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        let phc = crate::auth::hash_password_with_cost("pw", 64, 1).expect("hash");
+        let alice =
+            format!("[[users]]\nname = \"alice\"\npassword = \"{phc}\"\nhome = \"home/alice\"\n");
+        // The config file in the anonymous area (the root itself).
+        let file = dir.path().join("ftp.toml");
+        std::fs::write(&file, "root = \".\"\n[anonymous]\nhome = \"\"\n").expect("write");
+        let e = Config::load(&file)
+            .expect_err("config readable by anonymous")
+            .to_string();
+        assert!(
+            e.contains("anonymous.home") && e.contains("password hashes"),
+            "{e}"
+        );
+        // Moved out of the area: fine.
+        std::fs::write(&file, "root = \".\"\n[anonymous]\nhome = \"pub\"\n").expect("write");
+        Config::load(&file).expect("config outside the anonymous area");
+        // An anonymous area that holds a real user's home, unless it says so.
+        let text = format!("root = \".\"\n[anonymous]\nhome = \"home\"\n{alice}");
+        std::fs::write(&file, &text).expect("write");
+        let e = Config::load(&file)
+            .expect_err("alice's home exposed")
+            .to_string();
+        assert!(
+            e.contains("\"alice\"") && e.contains("expose_real_homes"),
+            "{e}"
+        );
+        let text = text.replace(
+            "home = \"home\"\n",
+            "home = \"home\"\nexpose_real_homes = true\n",
+        );
+        std::fs::write(&file, &text).expect("write");
+        Config::load(&file).expect("exposure asked for");
+        // The guest area, and the xferlog.
+        let text = format!(
+            "root = \".\"\n[anonymous]\nenabled = false\n[guest]\nhome = \"guest\"\n{alice}\nxferlog = \"guest/x/xfer.log\"\n"
+        );
+        let text = text.replace("xferlog = \"guest/x/xfer.log\"\n", "");
+        let text = format!("xferlog = \"guest/x/xfer.log\"\n{text}");
+        std::fs::write(&file, &text).expect("write");
+        let e = Config::load(&file)
+            .expect_err("xferlog readable by guests")
+            .to_string();
+        assert!(e.contains("guest.home") && e.contains("xferlog"), "{e}");
     }
 
     #[test]
