@@ -516,3 +516,44 @@ async fn mkd_and_pwd_quote_paths_with_inner_quotes_doubled() {
     let (code, text) = c.cmd("PWD").await;
     assert_eq!((code, text.trim_end()), (257, "257 \"/say \"\"hi\"\"\""));
 }
+
+/// Adds `n` empty files with 200-character names under `root/dir`: a listing of some
+/// `n * 250` bytes, far more than loopback socket buffers hold when the client reads nothing.
+fn big_dir(root: &Root, dir: &str, n: usize) {
+    let d = root.0.join(dir);
+    std::fs::create_dir_all(&d).unwrap();
+    let pad = "x".repeat(190);
+    for i in 0..n {
+        std::fs::File::create(d.join(format!("{pad}{i:010}"))).unwrap();
+    }
+}
+
+/// A data connection whose receive buffer stays small (no autotuning), that reads nothing.
+async fn stalled_data(addr: SocketAddr) -> TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    tokio::time::timeout(WAIT, s.connect(addr)).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_listing_to_a_client_that_reads_nothing_ends_after_the_stall_limit() {
+    let root = Root::new("list-stall");
+    big_dir(&root, "big", 25_000);
+    let addr = serve(&root, "127.0.0.1:0", |b| b.data_stall_timeout(Duration::from_secs(1))).await;
+    let mut c = Ctl::login(addr).await;
+    for cmd in ["LIST big", "NLST big", "MLSD big"] {
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let data = stalled_data(SocketAddr::new(addr.ip(), epsv_port(&text))).await;
+        let started = std::time::Instant::now();
+        assert_eq!(c.cmd(cmd).await.0, 150, "{cmd}");
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 426, "{cmd}: {text}");
+        assert!(started.elapsed() >= Duration::from_millis(900), "{cmd} ended before the stall limit");
+        drop(data);
+        assert_eq!(c.cmd("NOOP").await.0, 200, "the session goes on after {cmd}");
+    }
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    assert_eq!(retr_over(&mut c, SocketAddr::new(addr.ip(), epsv_port(&text))).await, b"hello\n");
+}

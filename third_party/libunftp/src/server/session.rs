@@ -114,6 +114,8 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    // How long a listing may go without moving a byte (`ServerBuilder::data_stall_timeout`).
+    pub data_stall_timeout: Option<std::time::Duration>,
     // The task waiting for this session's passive data connection, if any.
     pub(crate) passive_listener: PassiveSlot,
 }
@@ -190,6 +192,7 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            data_stall_timeout: None,
             passive_listener: PassiveSlot::default(),
         }
     }

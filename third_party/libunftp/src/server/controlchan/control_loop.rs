@@ -64,6 +64,7 @@ where
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
     pub login_timeout: Option<Duration>,
+    pub data_stall_timeout: Option<Duration>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -101,6 +102,7 @@ where
         collect_metrics,
         idle_session_timeout,
         login_timeout,
+        data_stall_timeout,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -124,6 +126,7 @@ where
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
+    session.data_stall_timeout = data_stall_timeout;
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
