@@ -331,6 +331,9 @@ async fn serve(
         .passive_host(config.passive_host.clone())
         .idle_session_timeout(config.idle_timeout.as_secs())
         .login_timeout(config.login_timeout)
+        // A listing the client does not read ends after the data timeout, as RETR and STOR do
+        // (libunftp patch 17): it cannot hold the listing and its task for longer.
+        .data_stall_timeout(config.data_timeout)
         .sitemd5(SiteMd5::None)
         // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
         // any connection (RFC 2577; our libunftp patches 6 and 7).
