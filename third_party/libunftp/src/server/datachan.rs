@@ -38,6 +38,8 @@ where
     pub data_abort_rx: Option<Receiver<()>>,
     // How long a listing may go without moving a byte (`ServerBuilder::data_stall_timeout`).
     pub stall: Option<Duration>,
+    // Listings produced at once (`ServerBuilder::listing_permits`).
+    pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 use std::fmt;
@@ -406,6 +408,8 @@ where
         let tx = self.control_msg_tx.clone();
         let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
 
+        // Held until the listing is sent: it bounds how many listings are in memory at once.
+        let _permit = listing_permit(&self.listing_permits).await;
         let start_time = Instant::now();
 
         let list_result = match command {
@@ -498,6 +502,8 @@ where
         let tx = self.control_msg_tx.clone();
         let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
 
+        // Held until the listing is sent: it bounds how many listings are in memory at once.
+        let _permit = listing_permit(&self.listing_permits).await;
         let start_time = Instant::now();
 
         let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
@@ -719,6 +725,7 @@ where
             data_abort_rx: Some(data_abort_rx),
             data_cmd_rx: Some(data_cmd_rx),
             stall: session.data_stall_timeout,
+            listing_permits: session.listing_permits.clone(),
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out
@@ -732,6 +739,15 @@ where
 }
 
 use std::time::Duration;
+
+/// Waits for a permit to produce a listing, if listings are limited (`ServerBuilder::listing_permits`).
+pub(crate) async fn listing_permit(permits: &Option<Arc<tokio::sync::Semaphore>>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match permits {
+        // The semaphore is never closed; a closed one would just mean no limit.
+        Some(permits) => permits.clone().acquire_owned().await.ok(),
+        None => None,
+    }
+}
 
 /// The reply to a listing whose data connection failed or stalled.
 fn listing_aborted() -> ControlChanMsg {

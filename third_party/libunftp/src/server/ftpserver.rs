@@ -72,6 +72,7 @@ where
     ftps_required_data_chan: FtpsRequired,
     idle_session_timeout: std::time::Duration,
     login_timeout: Option<std::time::Duration>,
+    listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
@@ -108,6 +109,7 @@ where
     ftps_trust_store: PathBuf,
     idle_session_timeout: std::time::Duration,
     login_timeout: Option<std::time::Duration>,
+    listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
@@ -156,6 +158,7 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             login_timeout: None,
+            listing_permits: None,
             data_stall_timeout: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
@@ -238,6 +241,7 @@ where
             ftps_trust_store: self.ftps_trust_store,
             idle_session_timeout: self.idle_session_timeout,
             login_timeout: self.login_timeout,
+            listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
@@ -293,6 +297,7 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             login_timeout: None,
+            listing_permits: None,
             data_stall_timeout: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
@@ -383,6 +388,7 @@ where
             ftps_required_data_chan: self.ftps_required_data_chan,
             idle_session_timeout: self.idle_session_timeout,
             login_timeout: self.login_timeout,
+            listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
@@ -589,6 +595,29 @@ where
     /// ```
     pub fn data_stall_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.data_stall_timeout = timeout.into();
+        self
+    }
+
+    /// Limits how many listings (`LIST`, `NLST`, `MLSD`, `STAT` of a directory) are produced at
+    /// once by every server sharing `permits`: each holds a permit from before it asks the
+    /// storage back-end for the listing until the listing is sent, and waits for one if none is
+    /// free. A listing is built whole in memory, so without a limit many clients listing a large
+    /// directory at once (and reading slowly, or not at all) make the server hold a listing for
+    /// each of them; with one, it holds at most as many listings as there are permits. Share the
+    /// same semaphore across the `Server`s of one process to bound the process. The default,
+    /// `None`, sets no limit.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use std::sync::Arc;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).listing_permits(Arc::new(tokio::sync::Semaphore::new(8)));
+    /// ```
+    pub fn listing_permits(mut self, permits: impl Into<Option<Arc<tokio::sync::Semaphore>>>) -> Self {
+        self.listing_permits = permits.into();
         self
     }
 
@@ -1112,6 +1141,7 @@ where
             greeting: server.greeting,
             idle_session_timeout: server.idle_session_timeout,
             login_timeout: server.login_timeout,
+            listing_permits: server.listing_permits.clone(),
             data_stall_timeout: server.data_stall_timeout,
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
@@ -1152,6 +1182,7 @@ where
             .field("ftps_trust_store", &self.ftps_trust_store)
             .field("idle_session_timeout", &self.idle_session_timeout)
             .field("login_timeout", &self.login_timeout)
+            .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
@@ -1180,6 +1211,7 @@ where
             .field("ftps_required_data_chan", &self.ftps_required_data_chan)
             .field("idle_session_timeout", &self.idle_session_timeout)
             .field("login_timeout", &self.login_timeout)
+            .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)

@@ -116,6 +116,8 @@ where
     pub binder: Option<Box<dyn crate::options::Binder>>,
     // How long a listing may go without moving a byte (`ServerBuilder::data_stall_timeout`).
     pub data_stall_timeout: Option<std::time::Duration>,
+    // Listings produced at once, shared by the servers of a process (`ServerBuilder::listing_permits`).
+    pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     // The task waiting for this session's passive data connection, if any.
     pub(crate) passive_listener: PassiveSlot,
 }
@@ -193,6 +195,7 @@ where
             failed_logins: None,
             binder: None,
             data_stall_timeout: None,
+            listing_permits: None,
             passive_listener: PassiveSlot::default(),
         }
     }

@@ -64,6 +64,7 @@ where
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
     pub login_timeout: Option<Duration>,
+    pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     pub data_stall_timeout: Option<Duration>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
@@ -102,6 +103,7 @@ where
         collect_metrics,
         idle_session_timeout,
         login_timeout,
+        listing_permits,
         data_stall_timeout,
         logger,
         site_md5: sitemd5,
@@ -127,6 +129,7 @@ where
         session = session.binder(b);
     }
     session.data_stall_timeout = data_stall_timeout;
+    session.listing_permits = listing_permits;
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),

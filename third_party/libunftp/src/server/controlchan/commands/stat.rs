@@ -81,12 +81,15 @@ where
                 let session = args.session.lock().await;
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
+                let permits = session.listing_permits.clone();
 
                 let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
                 let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
                 let logger = args.logger;
 
                 tokio::spawn(async move {
+                    // Held until the reply is handed to the control loop (patch 18).
+                    let _permit = crate::server::datachan::listing_permit(&permits).await;
                     match storage.list_vec((*user).as_ref().unwrap(), path).await {
                         Ok(lines) => {
                             slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
