@@ -557,3 +557,36 @@ async fn a_listing_to_a_client_that_reads_nothing_ends_after_the_stall_limit() {
     assert_eq!(code, 229, "{text}");
     assert_eq!(retr_over(&mut c, SocketAddr::new(addr.ip(), epsv_port(&text))).await, b"hello\n");
 }
+
+#[tokio::test]
+async fn a_listing_stops_when_its_session_ends() {
+    let root = Root::new("list-gone");
+    big_dir(&root, "big", 25_000);
+    // One listing at a time, and no stall limit: only the end of A's session can free the
+    // permit its stalled listing holds.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let addr = serve(&root, "127.0.0.1:0", move |b| b.listing_permits(permits.clone())).await;
+    let mut a = Ctl::login(addr).await;
+    let (code, text) = a.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let a_data = stalled_data(SocketAddr::new(addr.ip(), epsv_port(&text))).await;
+    assert_eq!(a.cmd("LIST big").await.0, 150);
+    let mut b = Ctl::login(addr).await;
+    let (code, text) = b.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let mut b_data = tokio::time::timeout(WAIT, TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.cmd("LIST").await.0, 150);
+    // A goes away without closing its data connection; its listing must stop.
+    drop(a);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, b_data.read_to_end(&mut got))
+        .await
+        .expect("B's listing is sent")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&got).contains("hello.txt"));
+    assert_eq!(b.reply().await.0, 226);
+    drop(a_data);
+}

@@ -40,6 +40,8 @@ where
     pub stall: Option<Duration>,
     // Listings produced at once (`ServerBuilder::listing_permits`).
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
+    // Cancelled when the session's control loop ends.
+    pub gone: tokio_util::sync::CancellationToken,
 }
 
 use std::fmt;
@@ -118,12 +120,19 @@ where
         let tx = self.control_msg_tx.clone();
         let logger = self.logger.clone();
         let reply = |code, msg: &'static str| ControlChanMsg::CommandChannelReply(Reply::new(code, msg));
+        let gone = self.gone.clone();
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
                 // The session lock is not held during the transfer: commands that need it (ABOR
                 // above all) must be served while data moves.
                 let start_pos = session_arc.lock().await.start_pos;
+                // Nobody waits for a listing once the session is gone: it stops (RETR and STOR
+                // are left to their own limits, and to a graceful shutdown that waits for them).
+                let listing = matches!(command, DataChanCmd::List { .. } | DataChanCmd::Nlst { .. } | DataChanCmd::Mlsd { .. });
                 tokio::select! {
+                    () = gone.cancelled(), if listing => {
+                        slog::info!(logger, "Listing stopped: the session has ended");
+                    }
                     () = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
                     Some(()) = data_abort_rx.recv() => {
                         // Dropping the transfer closes the data connection. RFC 959 §4.1.3: the
@@ -138,6 +147,9 @@ where
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
                 let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful, no transfer was running")).await;
             },
+            () = gone.cancelled() => {
+                slog::debug!(self.logger, "Data channel closed: the session ended before a command came");
+            }
             _ = &mut timeout_delay => {
                 slog::warn!(self.logger, "Data channel connection timed out");
             }
@@ -726,6 +738,7 @@ where
             data_cmd_rx: Some(data_cmd_rx),
             stall: session.data_stall_timeout,
             listing_permits: session.listing_permits.clone(),
+            gone: session.gone.clone(),
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

@@ -118,6 +118,8 @@ where
     pub data_stall_timeout: Option<std::time::Duration>,
     // Listings produced at once, shared by the servers of a process (`ServerBuilder::listing_permits`).
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
+    // Cancelled when the control loop ends, whatever way: work for the session stops with it.
+    pub(crate) gone: tokio_util::sync::CancellationToken,
     // The task waiting for this session's passive data connection, if any.
     pub(crate) passive_listener: PassiveSlot,
 }
@@ -196,6 +198,7 @@ where
             binder: None,
             data_stall_timeout: None,
             listing_permits: None,
+            gone: tokio_util::sync::CancellationToken::new(),
             passive_listener: PassiveSlot::default(),
         }
     }

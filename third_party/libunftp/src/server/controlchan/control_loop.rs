@@ -137,6 +137,8 @@ where
 
     // Whatever way the control loop ends, its passive listener goes with it.
     let stop_passive = crate::server::session::StopPassiveOnDrop(session.passive_listener.clone());
+    // And so does its listing, if one is running or waiting (patch 19).
+    let session_gone = session.gone.clone().drop_guard();
     let shared_session: SharedSession<Storage, User> = Arc::new(Mutex::new(session));
 
     let event_chain = PrimaryEventHandler {
@@ -201,6 +203,7 @@ where
 
     let jh = tokio::spawn(async move {
         let _stop_passive = stop_passive;
+        let _session_gone = session_gone;
         // Unknown, malformed or login-requiring commands seen before a login (see MAX_PRELOGIN_STRIKES).
         let mut prelogin_strikes: u32 = 0;
         // The login deadline, while not logged in: a client that never logs in is disconnected
