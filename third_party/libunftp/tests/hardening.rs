@@ -590,3 +590,51 @@ async fn a_listing_stops_when_its_session_ends() {
     assert_eq!(b.reply().await.0, 226);
     drop(a_data);
 }
+
+impl Ctl {
+    /// Logs in anonymously over a control connection whose receive buffer stays small (no
+    /// autotuning), so that a long reply it does not read stalls the server's writes.
+    async fn login_small_buffer(addr: SocketAddr) -> Self {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        let stream = tokio::time::timeout(WAIT, s.connect(addr)).await.unwrap().unwrap();
+        let (r, w) = stream.into_split();
+        let mut c = Ctl {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        assert_eq!(c.reply().await.0, 220);
+        assert_eq!(c.cmd("USER anonymous").await.0, 331);
+        assert_eq!(c.cmd("PASS guest@").await.0, 230);
+        c
+    }
+}
+
+#[tokio::test]
+async fn a_stat_listing_the_client_does_not_read_ends_its_session_and_frees_its_permit() {
+    let root = Root::new("stat-stall");
+    big_dir(&root, "big", 25_000);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let addr = serve(&root, "127.0.0.1:0", move |b| {
+        b.data_stall_timeout(Duration::from_secs(1)).listing_permits(permits.clone())
+    })
+    .await;
+    // A asks for the 6 MB listing on its control connection and reads none of it.
+    let mut a = Ctl::login_small_buffer(addr).await;
+    a.writer.write_all(b"STAT big\r\n").await.unwrap();
+    // Its reply has begun, so its listing holds the one permit.
+    tokio::time::timeout(WAIT, a.reader.get_ref().readable()).await.unwrap().unwrap();
+    // B's STAT waits for that permit: it is answered once A's session has been ended (without
+    // the limit on A's write, never: A's session lives on, and so does its permit).
+    let mut b = Ctl::login(addr).await;
+    let (code, text) = b.cmd("STAT /").await;
+    assert_eq!(code, 200, "{text}");
+    // A's connection was closed before its reply was complete.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, a.reader.read_to_end(&mut got))
+        .await
+        .expect("A's connection is closed");
+    let lines = got.split(|&b| b == b'\n').count();
+    assert!(lines < 25_000, "A got the whole listing ({lines} lines)");
+    assert_eq!(b.cmd("NOOP").await.0, 200);
+}

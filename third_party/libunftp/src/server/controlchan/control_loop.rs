@@ -290,6 +290,24 @@ where
                     slog::debug!(logger, "Exiting control loop");
                     return;
                 }
+                Some(Ok(Event::InternalMsg(ControlChanMsg::ListingReply(reply, permit)))) => {
+                    // A listing sent on the control connection (STAT of a directory): written
+                    // under its listing permit, and a client that reads none of it for the data
+                    // stall limit is disconnected, so it cannot hold the reply for longer.
+                    awaiting_reply = false;
+                    let sent = match data_stall_timeout {
+                        Some(stall) => match tokio::time::timeout(stall, reply_sink.send(reply)).await {
+                            Ok(sent) => sent.map_err(|e| format!("{e:?}")),
+                            Err(_) => Err(format!("the client read nothing for {stall:?}")),
+                        },
+                        None => reply_sink.send(reply).await.map_err(|e| format!("{e:?}")),
+                    };
+                    drop(permit);
+                    if let Err(why) = sent {
+                        slog::warn!(logger, "Closing control connection: could not send a listing reply: {}", why);
+                        return;
+                    }
+                }
                 Some(Ok(event)) => {
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
@@ -488,6 +506,8 @@ where
                 ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
             },
             CommandChannelReply(reply) => Ok(reply),
+            // The control loop writes these itself, under their permit; answered the same way here.
+            ListingReply(reply, _) => Ok(reply),
         }
     }
 

@@ -91,13 +91,13 @@ where
                 tokio::spawn(async move {
                     // A listing nobody waits for any more stops with its session (patch 19).
                     let list = async move {
-                        // Held until the reply is handed to the control loop (patch 18).
-                        let _permit = crate::server::datachan::listing_permit(&permits).await;
+                        // Held until the reply is written (patches 18 and 20).
+                        let permit = crate::server::datachan::listing_permit(&permits).await;
                         match storage.list_vec((*user).as_ref().unwrap(), path).await {
                             Ok(lines) => {
                                 slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
                                 if let Err(err) = tx_success
-                                    .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::CommandOkay, lines)))
+                                    .send(ControlChanMsg::ListingReply(Reply::new_multiline(ReplyCode::CommandOkay, lines), permit))
                                     .await
                                 {
                                     slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
