@@ -81,6 +81,14 @@ pub enum ServerError {
     Listen(#[source] std::io::Error),
 }
 
+/// Most directory listings (LIST, NLST, MLSD, STAT of a directory) produced at once, for all
+/// sessions together. libunftp builds each listing whole in memory and holds it until the client
+/// has read it (or the data timeout ends it): this bounds that memory whatever the number of
+/// sessions (libunftp patch 18). Small listings hold a permit for milliseconds. Measured with
+/// 16 clients stalling a LIST of 100,000 entries (100-byte names): peak RSS 294 MiB with 4, 560
+/// MiB with 8, 720 MiB without a limit (65 MiB for one such listing).
+const MAX_LISTINGS: usize = 4;
+
 /// Refused connections that may wait (briefly) for their client to close; beyond this many, a
 /// refused connection is closed right after its `421` line.
 const MAX_REFUSERS: usize = 32;
@@ -274,6 +282,7 @@ async fn serve(
     let stop = CancellationToken::new();
     let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
     let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
+    let listings = Arc::new(Semaphore::new(MAX_LISTINGS));
     let sessions = TaskTracker::new();
     let controls: Arc<Mutex<HashMap<u64, std::net::TcpStream>>> = Arc::default();
     let mut next_id: u64 = 0;
@@ -331,6 +340,10 @@ async fn serve(
         .passive_host(config.passive_host.clone())
         .idle_session_timeout(config.idle_timeout.as_secs())
         .login_timeout(config.login_timeout)
+        // A listing the client does not read ends after the data timeout, as RETR and STOR do
+        // (libunftp patch 17): it cannot hold the listing and its task for longer.
+        .data_stall_timeout(config.data_timeout)
+        .listing_permits(listings.clone())
         .sitemd5(SiteMd5::None)
         // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
         // any connection (RFC 2577; our libunftp patches 6 and 7).

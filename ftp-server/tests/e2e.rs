@@ -1814,3 +1814,46 @@ fn hostile_control_input_does_not_harm_the_server() {
         std::fs::read(f.path().join("pub/with space.txt")).expect("fixture")
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_a_listing_is_freed_after_the_data_timeout() {
+    let f = tree();
+    // 25,000 names of 200 characters: a listing of about 6 MB, more than loopback buffers hold.
+    let big = f.path().join("pub/big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    let pad = "x".repeat(190);
+    for i in 0..25_000 {
+        std::fs::File::create(big.join(format!("{pad}{i:010}"))).expect("create");
+    }
+    let srv = start(&f, "data_timeout_secs = 1");
+    let mut sessions = Vec::new();
+    for cmd in ["LIST big", "NLST big", "MLSD big"] {
+        let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+        // A data connection with a small receive buffer that reads nothing.
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        s.connect_timeout(&c.epsv_addr().into(), IO_TIMEOUT)
+            .expect("data connect");
+        assert_eq!(c.cmd(cmd).0, 150, "{cmd}");
+        sessions.push((c, TcpStream::from(s), Instant::now(), cmd));
+    }
+    for (c, data, t0, cmd) in &mut sessions {
+        let (code, text) = c.reply();
+        assert_eq!(code, 426, "{cmd}: {text}");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(900),
+            "{cmd} ended early"
+        );
+        c.assert_alive();
+        let _ = data.shutdown(std::net::Shutdown::Both);
+    }
+    // The server lists as before for a client that reads.
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let mut data = c.epsv();
+    assert_eq!(c.cmd("NLST big").0, 150);
+    let mut got = String::new();
+    data.read_to_string(&mut got).expect("listing");
+    assert_eq!(got.lines().count(), 25_000);
+    assert_eq!(c.reply().0, 226);
+}

@@ -345,7 +345,29 @@ pub struct Entry {
 /// Entries whose name exceeds [`MAX_NAME_LEN`] are left out (nobody could request them).
 pub fn encode_listing(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::new();
-    for e in entries.iter().filter(|e| e.name.len() <= MAX_NAME_LEN) {
+    encode_listing_into(&mut out, entries);
+    out
+}
+
+/// The whole success reply to a LIST of `entries`, header and body in one buffer of exactly
+/// the size it needs: the server holds it until the client has read it, so no second copy and
+/// no spare capacity.
+pub fn encode_listing_reply(entries: &[Entry]) -> Vec<u8> {
+    let body_len: usize = sendable(entries).map(|e| 11 + e.name.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + body_len);
+    out.extend_from_slice(&encode_ok(body_len as u64));
+    encode_listing_into(&mut out, entries);
+    debug_assert_eq!(out.len(), HEADER_LEN + body_len);
+    out
+}
+
+/// The entries a listing carries: a name over [`MAX_NAME_LEN`] could never be requested.
+fn sendable(entries: &[Entry]) -> impl Iterator<Item = &Entry> {
+    entries.iter().filter(|e| e.name.len() <= MAX_NAME_LEN)
+}
+
+fn encode_listing_into(out: &mut Vec<u8>, entries: &[Entry]) {
+    for e in sendable(entries) {
         out.push(match e.kind {
             EntryKind::File => b'f',
             EntryKind::Dir => b'd',
@@ -354,7 +376,6 @@ pub fn encode_listing(entries: &[Entry]) -> Vec<u8> {
         out.extend_from_slice(&(e.name.len() as u16).to_be_bytes());
         out.extend_from_slice(e.name.as_bytes());
     }
-    out
 }
 
 /// Decodes a whole listing body (see [`encode_listing`]).
@@ -555,6 +576,27 @@ mod tests {
             }
         }
         assert!(decode_listing(b"x\0\0\0\0\0\0\0\0\0\0").is_err());
+    }
+
+    #[test]
+    fn a_listing_reply_is_the_ok_header_then_the_listing() {
+        let entries = vec![
+            Entry {
+                kind: EntryKind::File,
+                size: 7,
+                name: "a".into(),
+            },
+            Entry {
+                kind: EntryKind::File,
+                size: 1,
+                name: "x".repeat(MAX_NAME_LEN + 1),
+            },
+        ];
+        let body = encode_listing(&entries);
+        let reply = encode_listing_reply(&entries);
+        assert_eq!(&reply[..HEADER_LEN], &encode_ok(body.len() as u64));
+        assert_eq!(&reply[HEADER_LEN..], &body[..]);
+        assert_eq!(reply.capacity(), reply.len());
     }
 }
 

@@ -33,6 +33,11 @@ const BUSY_LINGER: Duration = Duration::from_secs(2);
 
 /// Most "busy" replies in flight at once; beyond that, excess connections are just closed.
 const MAX_BUSY_REPLIERS: usize = 64;
+/// Most listings built or being sent at once, for all connections together. A listing is built
+/// whole in memory (its length comes first on the wire) and held until the client has read it,
+/// up to the I/O timeout per stall: this bounds that memory whatever the number of clients. A
+/// LIST waits for a slot; a small one holds it for milliseconds.
+pub const MAX_LISTINGS: usize = 4;
 
 /// Server settings (validated; see [`crate::config::ServeConfig`]).
 #[derive(Debug, Clone)]
@@ -94,6 +99,8 @@ pub enum ServerError {
 struct Shared {
     root: Root,
     config: ServerConfig,
+    /// [`MAX_LISTINGS`] slots.
+    listings: Semaphore,
 }
 
 /// Serves `config.root` on `listener` until `shutdown` completes; then stops accepting, lets
@@ -107,7 +114,11 @@ pub async fn run(
         path: config.root.clone(),
         source,
     })?;
-    let shared = Arc::new(Shared { root, config });
+    let shared = Arc::new(Shared {
+        root,
+        config,
+        listings: Semaphore::new(MAX_LISTINGS),
+    });
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let busy_limit = Arc::new(Semaphore::new(MAX_BUSY_REPLIERS));
     let cancel = CancellationToken::new();
@@ -326,22 +337,30 @@ async fn serve_list(
     name: &str,
 ) -> Result<(), Broken> {
     let start = Instant::now();
+    // Held until the listing is written (or the client is dropped for stalling).
+    let Ok(_slot) = shared.listings.acquire().await else {
+        unreachable!("the listing semaphore is never closed")
+    };
     let listed = {
         let shared = shared.clone();
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || shared.root.list(&name)).await
+        // The entries are freed as soon as the reply is encoded: only the reply is held.
+        tokio::task::spawn_blocking(move || {
+            shared
+                .root
+                .list(&name)
+                .map(|entries| protocol::encode_listing_reply(&entries))
+        })
+        .await
     };
-    let entries = match listed.unwrap_or_else(|e| Err(join_refusal(&e))) {
-        Ok(e) => e,
+    let out = match listed.unwrap_or_else(|e| Err(join_refusal(&e))) {
+        Ok(out) => out,
         Err(r) => return refuse(conn, peer, name, start, r).await,
     };
-    let body = protocol::encode_listing(&entries);
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.extend_from_slice(&protocol::encode_ok(body.len() as u64));
-    out.extend_from_slice(&body);
+    let body_len = (out.len() - HEADER_LEN) as u64;
     match conn.write_reply(&out).await {
         Ok(()) => {
-            log_result(peer, name, body.len() as u64, start, "ok (listing)");
+            log_result(peer, name, body_len, start, "ok (listing)");
             Ok(())
         }
         Err(e) => Err(format!("sending listing: {e}")),

@@ -138,15 +138,16 @@ impl Root {
             } else {
                 0
             };
+            // Only an entry beyond the limit cuts the listing (and is worth a warning).
+            if out.len() >= MAX_LISTING_ENTRIES {
+                tracing::warn!(dir = name, "listing cut at {MAX_LISTING_ENTRIES} entries");
+                break;
+            }
             out.push(Entry {
                 kind,
                 size,
                 name: fname,
             });
-            if out.len() >= MAX_LISTING_ENTRIES {
-                tracing::warn!(dir = name, "listing cut at {MAX_LISTING_ENTRIES} entries");
-                break;
-            }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

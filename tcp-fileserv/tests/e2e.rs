@@ -921,3 +921,83 @@ fn the_binary_prints_its_addresses_and_exits_cleanly_on_sigterm() {
         child.stderr()
     );
 }
+
+/// The `VmHWM` (peak resident set) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+#[test]
+fn stalled_listings_of_a_100k_entry_directory_keep_the_server_bounded() {
+    // 100,000 names of 100 characters: a listing body of 11.1 MB, far more than the socket
+    // buffers of a client that reads nothing hold.
+    let fx = Fixture::empty();
+    let big = fx.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    let pad = "n".repeat(90);
+    for i in 0..100_000 {
+        std::fs::File::create(big.join(format!("{pad}{i:010}"))).unwrap();
+    }
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--io-timeout",
+        "1",
+        "--root",
+    ])
+    .arg(fx.path());
+    let (mut child, stdout) = ChildGuard::spawn_with_stdout(cmd, "tcp-fileserv serve");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let _banner = lines.next();
+    let hint = lines.next().expect("address line").unwrap();
+    let addr: SocketAddr = hint
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {hint:?}"))
+        .parse()
+        .unwrap();
+    let pid = child.id();
+    // `n` clients ask for the listing at once and read nothing; each is reset by the server
+    // once its listing stalls for the I/O timeout.
+    let stall = |n: usize| {
+        let clients: Vec<TcpStream> = (0..n)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(&request_bytes(Kind::List, "big", 0)).unwrap();
+                s
+            })
+            .collect();
+        for s in &clients {
+            assert_eq!(closed_by_server(s), Some(true), "stalled listing not reset");
+        }
+    };
+    let base = peak_rss(pid);
+    stall(1);
+    let one = peak_rss(pid) - base;
+    const N: usize = 16;
+    stall(N);
+    let all = peak_rss(pid) - base;
+    eprintln!(
+        "server peak RSS: {:.1} MB at start; +{:.1} MB for one stalled 100k-entry LIST, +{:.1} MB for {N} at once",
+        base as f64 / 1e6,
+        one as f64 / 1e6,
+        all as f64 / 1e6
+    );
+    // The server still lists for a client that reads.
+    let mut c = Client::connect(&HostPort::from(addr), PATIENCE).unwrap();
+    assert_eq!(c.list("big").unwrap().len(), 100_000);
+    drop(c);
+    child.child().kill().unwrap();
+    assert!(
+        all < 6 * one.max(16 << 20),
+        "{N} stalled listings grew the server by {all} bytes (one: {one})"
+    );
+}

@@ -516,3 +516,125 @@ async fn mkd_and_pwd_quote_paths_with_inner_quotes_doubled() {
     let (code, text) = c.cmd("PWD").await;
     assert_eq!((code, text.trim_end()), (257, "257 \"/say \"\"hi\"\"\""));
 }
+
+/// Adds `n` empty files with 200-character names under `root/dir`: a listing of some
+/// `n * 250` bytes, far more than loopback socket buffers hold when the client reads nothing.
+fn big_dir(root: &Root, dir: &str, n: usize) {
+    let d = root.0.join(dir);
+    std::fs::create_dir_all(&d).unwrap();
+    let pad = "x".repeat(190);
+    for i in 0..n {
+        std::fs::File::create(d.join(format!("{pad}{i:010}"))).unwrap();
+    }
+}
+
+/// A data connection whose receive buffer stays small (no autotuning), that reads nothing.
+async fn stalled_data(addr: SocketAddr) -> TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    tokio::time::timeout(WAIT, s.connect(addr)).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_listing_to_a_client_that_reads_nothing_ends_after_the_stall_limit() {
+    let root = Root::new("list-stall");
+    big_dir(&root, "big", 25_000);
+    let addr = serve(&root, "127.0.0.1:0", |b| b.data_stall_timeout(Duration::from_secs(1))).await;
+    let mut c = Ctl::login(addr).await;
+    for cmd in ["LIST big", "NLST big", "MLSD big"] {
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let data = stalled_data(SocketAddr::new(addr.ip(), epsv_port(&text))).await;
+        let started = std::time::Instant::now();
+        assert_eq!(c.cmd(cmd).await.0, 150, "{cmd}");
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 426, "{cmd}: {text}");
+        assert!(started.elapsed() >= Duration::from_millis(900), "{cmd} ended before the stall limit");
+        drop(data);
+        assert_eq!(c.cmd("NOOP").await.0, 200, "the session goes on after {cmd}");
+    }
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    assert_eq!(retr_over(&mut c, SocketAddr::new(addr.ip(), epsv_port(&text))).await, b"hello\n");
+}
+
+#[tokio::test]
+async fn a_listing_stops_when_its_session_ends() {
+    let root = Root::new("list-gone");
+    big_dir(&root, "big", 25_000);
+    // One listing at a time, and no stall limit: only the end of A's session can free the
+    // permit its stalled listing holds.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let addr = serve(&root, "127.0.0.1:0", move |b| b.listing_permits(permits.clone())).await;
+    let mut a = Ctl::login(addr).await;
+    let (code, text) = a.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let a_data = stalled_data(SocketAddr::new(addr.ip(), epsv_port(&text))).await;
+    assert_eq!(a.cmd("LIST big").await.0, 150);
+    let mut b = Ctl::login(addr).await;
+    let (code, text) = b.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let mut b_data = tokio::time::timeout(WAIT, TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.cmd("LIST").await.0, 150);
+    // A goes away without closing its data connection; its listing must stop.
+    drop(a);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, b_data.read_to_end(&mut got))
+        .await
+        .expect("B's listing is sent")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&got).contains("hello.txt"));
+    assert_eq!(b.reply().await.0, 226);
+    drop(a_data);
+}
+
+impl Ctl {
+    /// Logs in anonymously over a control connection whose receive buffer stays small (no
+    /// autotuning), so that a long reply it does not read stalls the server's writes.
+    async fn login_small_buffer(addr: SocketAddr) -> Self {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        let stream = tokio::time::timeout(WAIT, s.connect(addr)).await.unwrap().unwrap();
+        let (r, w) = stream.into_split();
+        let mut c = Ctl {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        assert_eq!(c.reply().await.0, 220);
+        assert_eq!(c.cmd("USER anonymous").await.0, 331);
+        assert_eq!(c.cmd("PASS guest@").await.0, 230);
+        c
+    }
+}
+
+#[tokio::test]
+async fn a_stat_listing_the_client_does_not_read_ends_its_session_and_frees_its_permit() {
+    let root = Root::new("stat-stall");
+    big_dir(&root, "big", 25_000);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let addr = serve(&root, "127.0.0.1:0", move |b| {
+        b.data_stall_timeout(Duration::from_secs(1)).listing_permits(permits.clone())
+    })
+    .await;
+    // A asks for the 6 MB listing on its control connection and reads none of it.
+    let mut a = Ctl::login_small_buffer(addr).await;
+    a.writer.write_all(b"STAT big\r\n").await.unwrap();
+    // Its reply has begun, so its listing holds the one permit.
+    tokio::time::timeout(WAIT, a.reader.get_ref().readable()).await.unwrap().unwrap();
+    // B's STAT waits for that permit: it is answered once A's session has been ended (without
+    // the limit on A's write, never: A's session lives on, and so does its permit).
+    let mut b = Ctl::login(addr).await;
+    let (code, text) = b.cmd("STAT /").await;
+    assert_eq!(code, 200, "{text}");
+    // A's connection was closed before its reply was complete.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, a.reader.read_to_end(&mut got))
+        .await
+        .expect("A's connection is closed");
+    let lines = got.split(|&b| b == b'\n').count();
+    assert!(lines < 25_000, "A got the whole listing ({lines} lines)");
+    assert_eq!(b.cmd("NOOP").await.0, 200);
+}

@@ -8,22 +8,39 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use libunftp::ServerBuilder;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use unftp_sbe_fs::Filesystem;
 
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The most `LIVE` has been since it was last reset (`reset_peak`).
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+/// The tests of this binary run one at a time: each counts the heap of the whole process.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn grew(by: isize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+fn reset_peak() -> isize {
+    let now = LIVE.load(Ordering::Relaxed);
+    PEAK.store(now, Ordering::Relaxed);
+    now
+}
 
 // SAFETY: every call is forwarded to the system allocator unchanged; we only count.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grew(layout.size() as isize);
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -33,7 +50,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        grew(new_size as isize - layout.size() as isize);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -57,6 +74,7 @@ async fn login(addr: std::net::SocketAddr) -> BufReader<TcpStream> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_logged_in_session_costs_the_server_less_than_20_kib_of_heap() {
+    let _serial = SERIAL.lock().await;
     let root = std::env::temp_dir();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -85,4 +103,98 @@ async fn an_idle_logged_in_session_costs_the_server_less_than_20_kib_of_heap() {
     let server_part = per_session - 8192;
     assert!(server_part < 20 * 1024, "an idle session costs the server about {server_part} bytes of heap");
     drop((warm, sessions));
+}
+
+/// Serves `root` on a loopback port, one `Server` per connection as `service` requires, all
+/// sharing `permits`; listings stall out after 1 s.
+async fn serve_listings(root: std::path::PathBuf, permits: Option<Arc<Semaphore>>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let root = root.clone();
+            let server = ServerBuilder::new(Box::new(move || Filesystem::new(root.clone()).unwrap()))
+                .data_stall_timeout(Duration::from_secs(1))
+                .listing_permits(permits.clone())
+                .build()
+                .unwrap();
+            tokio::spawn(server.service(stream));
+        }
+    });
+    addr
+}
+
+async fn reply(c: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(30), c.read_line(&mut line))
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    line
+}
+
+/// A session that asked for `LIST big` on a data connection it does not read (4 KiB receive
+/// buffer, so the server's writes stall), and got `150`.
+async fn stalled_list(addr: std::net::SocketAddr) -> (BufReader<TcpStream>, TcpStream) {
+    let mut c = login(addr).await;
+    c.get_mut().write_all(b"EPSV\r\n").await.unwrap();
+    let line = reply(&mut c).await;
+    let port: u16 = line[line.find("|||").expect("229") + 3..].split('|').next().unwrap().parse().unwrap();
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    let data = s.connect((addr.ip(), port).into()).await.unwrap();
+    c.get_mut().write_all(b"LIST big\r\n").await.unwrap();
+    assert!(reply(&mut c).await.starts_with("150"));
+    (c, data)
+}
+
+/// The heap the process grows by at most while `n` sessions each ask for a stalled listing at
+/// once, until every one has been answered (`426`, the stall limit).
+async fn peak_of_stalled_listings(addr: std::net::SocketAddr, n: usize) -> isize {
+    let base = reset_peak();
+    let mut sessions = Vec::new();
+    for _ in 0..n {
+        sessions.push(stalled_list(addr).await);
+    }
+    for (c, _data) in &mut sessions {
+        let line = reply(c).await;
+        assert!(line.starts_with("426"), "{line}");
+    }
+    drop(sessions);
+    PEAK.load(Ordering::Relaxed) - base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_listings_in_memory_at_once_are_bounded_by_the_listing_permits() {
+    let _serial = SERIAL.lock().await;
+    // 20,000 names of 200 characters: a LIST of about 5 MB, more than loopback buffers hold.
+    let root = std::env::temp_dir().join(format!("unftp-memory-listings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let big = root.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    let pad = "x".repeat(190);
+    for i in 0..20_000 {
+        std::fs::File::create(big.join(format!("{pad}{i:010}"))).unwrap();
+    }
+    const N: usize = 8;
+    let unlimited = serve_listings(root.clone(), None).await;
+    let one = peak_of_stalled_listings(unlimited, 1).await;
+    let all_unlimited = peak_of_stalled_listings(unlimited, N).await;
+    let limited = serve_listings(root.clone(), Some(Arc::new(Semaphore::new(2)))).await;
+    let all_limited = peak_of_stalled_listings(limited, N).await;
+    let _ = std::fs::remove_dir_all(&root);
+    let mb = |b: isize| b as f64 / 1e6;
+    eprintln!(
+        "heap peak: one stalled LIST {:.1} MB; {N} at once {:.1} MB without a limit, {:.1} MB with 2 listing permits",
+        mb(one),
+        mb(all_unlimited),
+        mb(all_limited)
+    );
+    assert!(
+        all_limited < 3 * one,
+        "{N} stalled listings with 2 permits grew the heap by {:.1} MB (one: {:.1} MB)",
+        mb(all_limited),
+        mb(one)
+    );
 }

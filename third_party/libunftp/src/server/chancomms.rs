@@ -135,6 +135,9 @@ pub enum ControlChanMsg {
     StorageError(storage::Error),
     /// Reply on the command channel
     CommandChannelReply(Reply),
+    /// A reply carrying a listing (`STAT` of a directory), with the listing permit it holds
+    /// until it is written (`ServerBuilder::listing_permits`).
+    ListingReply(Reply, Option<tokio::sync::OwnedSemaphorePermit>),
 }
 
 impl fmt::Display for ControlChanMsg {

@@ -13,7 +13,7 @@ use crate::{
 
 use crate::server::chancomms::DataChanCmd;
 use std::{path::PathBuf, sync::Arc};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio_rustls::TlsAcceptor;
@@ -36,6 +36,12 @@ where
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
     pub data_abort_rx: Option<Receiver<()>>,
+    // How long a listing may go without moving a byte (`ServerBuilder::data_stall_timeout`).
+    pub stall: Option<Duration>,
+    // Listings produced at once (`ServerBuilder::listing_permits`).
+    pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
+    // Cancelled when the session's control loop ends.
+    pub gone: tokio_util::sync::CancellationToken,
 }
 
 use std::fmt;
@@ -114,12 +120,19 @@ where
         let tx = self.control_msg_tx.clone();
         let logger = self.logger.clone();
         let reply = |code, msg: &'static str| ControlChanMsg::CommandChannelReply(Reply::new(code, msg));
+        let gone = self.gone.clone();
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
                 // The session lock is not held during the transfer: commands that need it (ABOR
                 // above all) must be served while data moves.
                 let start_pos = session_arc.lock().await.start_pos;
+                // Nobody waits for a listing once the session is gone: it stops (RETR and STOR
+                // are left to their own limits, and to a graceful shutdown that waits for them).
+                let listing = matches!(command, DataChanCmd::List { .. } | DataChanCmd::Nlst { .. } | DataChanCmd::Mlsd { .. });
                 tokio::select! {
+                    () = gone.cancelled(), if listing => {
+                        slog::info!(logger, "Listing stopped: the session has ended");
+                    }
                     () = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
                     Some(()) = data_abort_rx.recv() => {
                         // Dropping the transfer closes the data connection. RFC 959 §4.1.3: the
@@ -134,6 +147,9 @@ where
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
                 let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful, no transfer was running")).await;
             },
+            () = gone.cancelled() => {
+                slog::debug!(self.logger, "Data channel closed: the session ended before a command came");
+            }
             _ = &mut timeout_delay => {
                 slog::warn!(self.logger, "Data channel connection timed out");
             }
@@ -404,6 +420,8 @@ where
         let tx = self.control_msg_tx.clone();
         let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
 
+        // Held until the listing is sent: it bounds how many listings are in memory at once.
+        let _permit = listing_permit(&self.listing_permits).await;
         let start_time = Instant::now();
 
         let list_result = match command {
@@ -419,9 +437,9 @@ where
             Ok(cursor) => {
                 slog::debug!(self.logger, "Copying future for {}", command.as_str());
                 let mut input = cursor;
-                let result = tokio::io::copy(&mut input, &mut output).await;
+                let result = send_listing(&mut input, &mut output, self.stall).await;
 
-                if let Err(err) = output.shutdown().await {
+                if let Err(err) = shut_down(&mut output, self.stall).await {
                     match err.kind() {
                         std::io::ErrorKind::BrokenPipe => {
                             slog::debug!(self.logger, "Output stream was already closed by peer after {}: {:?}", command.as_str(), err);
@@ -462,6 +480,10 @@ where
 
                         let err = Error::from(e);
                         categorize_and_register_error(&self.logger, &err, command.as_lower_str());
+                        // The client waits for the end of its command: tell it the listing failed.
+                        if let Err(err) = tx.send(listing_aborted()).await {
+                            slog::error!(self.logger, "Could not notify control channel of failed {}: {:?}", command.as_str(), err);
+                        }
                     }
                 }
             }
@@ -492,6 +514,8 @@ where
         let tx = self.control_msg_tx.clone();
         let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
 
+        // Held until the listing is sent: it bounds how many listings are in memory at once.
+        let _permit = listing_permit(&self.listing_permits).await;
         let start_time = Instant::now();
 
         let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
@@ -516,9 +540,9 @@ where
 
                 // Send the formatted data
                 let mut input = std::io::Cursor::new(buffer.into_bytes());
-                let result = tokio::io::copy(&mut input, &mut output).await;
+                let result = send_listing(&mut input, &mut output, self.stall).await;
 
-                if let Err(err) = output.shutdown().await {
+                if let Err(err) = shut_down(&mut output, self.stall).await {
                     match err.kind() {
                         std::io::ErrorKind::BrokenPipe => {
                             slog::debug!(self.logger, "Output stream was already closed by peer after MLSD: {:?}", err);
@@ -556,7 +580,7 @@ where
                             HumanDuration(duration),
                             err
                         );
-                        if let Err(err) = tx.send(ControlChanMsg::WriteFailed).await {
+                        if let Err(err) = tx.send(listing_aborted()).await {
                             slog::error!(self.logger, "Could not notify control channel of failed MLSD: {:?}", err);
                         }
                     }
@@ -712,6 +736,9 @@ where
             logger,
             data_abort_rx: Some(data_abort_rx),
             data_cmd_rx: Some(data_cmd_rx),
+            stall: session.data_stall_timeout,
+            listing_permits: session.listing_permits.clone(),
+            gone: session.gone.clone(),
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out
@@ -725,6 +752,63 @@ where
 }
 
 use std::time::Duration;
+
+/// Waits for a permit to produce a listing, if listings are limited (`ServerBuilder::listing_permits`).
+pub(crate) async fn listing_permit(permits: &Option<Arc<tokio::sync::Semaphore>>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match permits {
+        // The semaphore is never closed; a closed one would just mean no limit.
+        Some(permits) => permits.clone().acquire_owned().await.ok(),
+        None => None,
+    }
+}
+
+/// The reply to a listing whose data connection failed or stalled.
+fn listing_aborted() -> ControlChanMsg {
+    ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::ConnectionClosed, "Connection closed; listing aborted"))
+}
+
+fn stalled() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "the client read nothing for the data stall timeout")
+}
+
+/// Copies a listing to the client. With a stall limit, fails with `TimedOut` as soon as no byte
+/// could be written for that long: a client that asks for a listing and reads nothing cannot
+/// hold the listing and this task for longer.
+async fn send_listing<R, W>(input: &mut R, output: &mut W, stall: Option<Duration>) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let Some(stall) = stall else {
+        return tokio::io::copy(input, output).await;
+    };
+    let mut buf = vec![0u8; 8192];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf).await?;
+        if n == 0 {
+            tokio::time::timeout(stall, output.flush()).await.map_err(|_| stalled())??;
+            return Ok(total);
+        }
+        let mut done = 0;
+        while done < n {
+            let written = tokio::time::timeout(stall, output.write(&buf[done..n])).await.map_err(|_| stalled())??;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            done += written;
+            total += written as u64;
+        }
+    }
+}
+
+/// Shuts the data connection down, within the stall limit if there is one.
+async fn shut_down<W: AsyncWrite + Unpin + ?Sized>(output: &mut W, stall: Option<Duration>) -> std::io::Result<()> {
+    match stall {
+        Some(stall) => tokio::time::timeout(stall, output.shutdown()).await.map_err(|_| stalled())?,
+        None => output.shutdown().await,
+    }
+}
 
 struct HumanDuration(Duration);
 

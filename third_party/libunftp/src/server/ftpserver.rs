@@ -72,6 +72,8 @@ where
     ftps_required_data_chan: FtpsRequired,
     idle_session_timeout: std::time::Duration,
     login_timeout: Option<std::time::Duration>,
+    listing_permits: Option<Arc<tokio::sync::Semaphore>>,
+    data_stall_timeout: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -107,6 +109,8 @@ where
     ftps_trust_store: PathBuf,
     idle_session_timeout: std::time::Duration,
     login_timeout: Option<std::time::Duration>,
+    listing_permits: Option<Arc<tokio::sync::Semaphore>>,
+    data_stall_timeout: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -154,6 +158,8 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             login_timeout: None,
+            listing_permits: None,
+            data_stall_timeout: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -235,6 +241,8 @@ where
             ftps_trust_store: self.ftps_trust_store,
             idle_session_timeout: self.idle_session_timeout,
             login_timeout: self.login_timeout,
+            listing_permits: self.listing_permits,
+            data_stall_timeout: self.data_stall_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -289,6 +297,8 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             login_timeout: None,
+            listing_permits: None,
+            data_stall_timeout: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -378,6 +388,8 @@ where
             ftps_required_data_chan: self.ftps_required_data_chan,
             idle_session_timeout: self.idle_session_timeout,
             login_timeout: self.login_timeout,
+            listing_permits: self.listing_permits,
+            data_stall_timeout: self.data_stall_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -564,6 +576,48 @@ where
     /// ```
     pub fn login_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.login_timeout = timeout.into();
+        self
+    }
+
+    /// Sets how long a listing (`LIST`, `NLST`, `MLSD`) may go without moving a byte to the
+    /// client; then the data connection is closed, the client gets `426` and the session goes
+    /// on. The default, `None`, sets no limit: a client that opens a data connection, asks for a
+    /// listing and reads nothing holds the listing and its task for as long as it stays
+    /// connected (the idle timer does not run while a transfer is in progress).
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).data_stall_timeout(std::time::Duration::from_secs(60));
+    /// ```
+    pub fn data_stall_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.data_stall_timeout = timeout.into();
+        self
+    }
+
+    /// Limits how many listings (`LIST`, `NLST`, `MLSD`, `STAT` of a directory) are produced at
+    /// once by every server sharing `permits`: each holds a permit from before it asks the
+    /// storage back-end for the listing until the listing is sent, and waits for one if none is
+    /// free. A listing is built whole in memory, so without a limit many clients listing a large
+    /// directory at once (and reading slowly, or not at all) make the server hold a listing for
+    /// each of them; with one, it holds at most as many listings as there are permits. Share the
+    /// same semaphore across the `Server`s of one process to bound the process. The default,
+    /// `None`, sets no limit.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use std::sync::Arc;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).listing_permits(Arc::new(tokio::sync::Semaphore::new(8)));
+    /// ```
+    pub fn listing_permits(mut self, permits: impl Into<Option<Arc<tokio::sync::Semaphore>>>) -> Self {
+        self.listing_permits = permits.into();
         self
     }
 
@@ -1087,6 +1141,8 @@ where
             greeting: server.greeting,
             idle_session_timeout: server.idle_session_timeout,
             login_timeout: server.login_timeout,
+            listing_permits: server.listing_permits.clone(),
+            data_stall_timeout: server.data_stall_timeout,
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),
@@ -1126,6 +1182,8 @@ where
             .field("ftps_trust_store", &self.ftps_trust_store)
             .field("idle_session_timeout", &self.idle_session_timeout)
             .field("login_timeout", &self.login_timeout)
+            .field("listing_permits", &self.listing_permits)
+            .field("data_stall_timeout", &self.data_stall_timeout)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()
@@ -1153,6 +1211,8 @@ where
             .field("ftps_required_data_chan", &self.ftps_required_data_chan)
             .field("idle_session_timeout", &self.idle_session_timeout)
             .field("login_timeout", &self.login_timeout)
+            .field("listing_permits", &self.listing_permits)
+            .field("data_stall_timeout", &self.data_stall_timeout)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()

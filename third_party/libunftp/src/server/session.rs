@@ -114,6 +114,12 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    // How long a listing may go without moving a byte (`ServerBuilder::data_stall_timeout`).
+    pub data_stall_timeout: Option<std::time::Duration>,
+    // Listings produced at once, shared by the servers of a process (`ServerBuilder::listing_permits`).
+    pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
+    // Cancelled when the control loop ends, whatever way: work for the session stops with it.
+    pub(crate) gone: tokio_util::sync::CancellationToken,
     // The task waiting for this session's passive data connection, if any.
     pub(crate) passive_listener: PassiveSlot,
 }
@@ -190,6 +196,9 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            data_stall_timeout: None,
+            listing_permits: None,
+            gone: tokio_util::sync::CancellationToken::new(),
             passive_listener: PassiveSlot::default(),
         }
     }

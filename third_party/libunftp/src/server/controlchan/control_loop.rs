@@ -64,6 +64,8 @@ where
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
     pub login_timeout: Option<Duration>,
+    pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
+    pub data_stall_timeout: Option<Duration>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -101,6 +103,8 @@ where
         collect_metrics,
         idle_session_timeout,
         login_timeout,
+        listing_permits,
+        data_stall_timeout,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -124,6 +128,8 @@ where
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
+    session.data_stall_timeout = data_stall_timeout;
+    session.listing_permits = listing_permits;
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
@@ -131,6 +137,8 @@ where
 
     // Whatever way the control loop ends, its passive listener goes with it.
     let stop_passive = crate::server::session::StopPassiveOnDrop(session.passive_listener.clone());
+    // And so does its listing, if one is running or waiting (patch 19).
+    let session_gone = session.gone.clone().drop_guard();
     let shared_session: SharedSession<Storage, User> = Arc::new(Mutex::new(session));
 
     let event_chain = PrimaryEventHandler {
@@ -195,6 +203,7 @@ where
 
     let jh = tokio::spawn(async move {
         let _stop_passive = stop_passive;
+        let _session_gone = session_gone;
         // Unknown, malformed or login-requiring commands seen before a login (see MAX_PRELOGIN_STRIKES).
         let mut prelogin_strikes: u32 = 0;
         // The login deadline, while not logged in: a client that never logs in is disconnected
@@ -280,6 +289,24 @@ where
                     };
                     slog::debug!(logger, "Exiting control loop");
                     return;
+                }
+                Some(Ok(Event::InternalMsg(ControlChanMsg::ListingReply(reply, permit)))) => {
+                    // A listing sent on the control connection (STAT of a directory): written
+                    // under its listing permit, and a client that reads none of it for the data
+                    // stall limit is disconnected, so it cannot hold the reply for longer.
+                    awaiting_reply = false;
+                    let sent = match data_stall_timeout {
+                        Some(stall) => match tokio::time::timeout(stall, reply_sink.send(reply)).await {
+                            Ok(sent) => sent.map_err(|e| format!("{e:?}")),
+                            Err(_) => Err(format!("the client read nothing for {stall:?}")),
+                        },
+                        None => reply_sink.send(reply).await.map_err(|e| format!("{e:?}")),
+                    };
+                    drop(permit);
+                    if let Err(why) = sent {
+                        slog::warn!(logger, "Closing control connection: could not send a listing reply: {}", why);
+                        return;
+                    }
                 }
                 Some(Ok(event)) => {
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
@@ -479,6 +506,8 @@ where
                 ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
             },
             CommandChannelReply(reply) => Ok(reply),
+            // The control loop writes these itself, under their permit; answered the same way here.
+            ListingReply(reply, _) => Ok(reply),
         }
     }
 

@@ -81,28 +81,39 @@ where
                 let session = args.session.lock().await;
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
+                let permits = session.listing_permits.clone();
+                let gone = session.gone.clone();
 
                 let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
                 let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
                 let logger = args.logger;
 
                 tokio::spawn(async move {
-                    match storage.list_vec((*user).as_ref().unwrap(), path).await {
-                        Ok(lines) => {
-                            slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
-                            if let Err(err) = tx_success
-                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::CommandOkay, lines)))
-                                .await
-                            {
-                                slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
+                    // A listing nobody waits for any more stops with its session (patch 19).
+                    let list = async move {
+                        // Held until the reply is written (patches 18 and 20).
+                        let permit = crate::server::datachan::listing_permit(&permits).await;
+                        match storage.list_vec((*user).as_ref().unwrap(), path).await {
+                            Ok(lines) => {
+                                slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
+                                if let Err(err) = tx_success
+                                    .send(ControlChanMsg::ListingReply(Reply::new_multiline(ReplyCode::CommandOkay, lines), permit))
+                                    .await
+                                {
+                                    slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
+                                }
+                            }
+                            Err(e) => {
+                                slog::info!(logger, "STAT: Failure listing file or directory {:?}", path_str);
+                                if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))).await {
+                                    slog::warn!(logger, "STAT: Could not send internal message to notify of STAT failure: {}", err);
+                                }
                             }
                         }
-                        Err(e) => {
-                            slog::info!(logger, "STAT: Failure listing file or directory {:?}", path_str);
-                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))).await {
-                                slog::warn!(logger, "STAT: Could not send internal message to notify of STAT failure: {}", err);
-                            }
-                        }
+                    };
+                    tokio::select! {
+                        () = gone.cancelled() => {}
+                        () = list => {}
                     }
                 });
                 Ok(Reply::none())
