@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod listing;
+pub mod names;
 pub mod netrc;
 pub mod ops;
 pub mod reply;
