@@ -12,6 +12,7 @@ pub use filexfer::download::Output;
 use filexfer::download::safe_file_name;
 
 use crate::error::ClientError;
+use crate::names::{self, Glob};
 use crate::netrc;
 use crate::target::{self, Remote};
 
@@ -35,13 +36,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Download a file: `get HOST DIR FILE` or `get ftp://HOST/DIR/FILE`.
+    /// Download a file: `get HOST DIR FILE` or `get ftp://HOST/DIR/FILE`. A FILE with `*`, `?`
+    /// or `[...]` is a glob (quote it): every matching file of DIR, into `-o DIR` or `.`; exit 18
+    /// naming each file that failed.
     Get {
         /// HOST (then DIR and FILE follow) or an ftp:// URL.
         target: String,
         /// Remote directory, e.g. `Public/EFLIB/` (not with a URL).
         dir: Option<String>,
-        /// Remote file name (not with a URL). Put `--` before a name that starts with `-`.
+        /// Remote file name or glob (not with a URL). Put `--` before a name that starts with `-`.
         file: Option<String>,
         /// Where to save: a path, a directory, or `-` for standard output [default: ./FILE].
         #[arg(short = 'o', long = "output", value_name = "PATH")]
@@ -123,6 +126,17 @@ pub enum Operation {
         remote: Remote,
         /// Where to write it.
         output: Output,
+    },
+    /// Download every file of `remote.dirs` whose name matches `glob` into `dest`.
+    GetGlob {
+        /// The remote directory (`file` is `None`).
+        remote: Remote,
+        /// The pattern as given, for messages.
+        pattern: String,
+        /// The pattern, parsed.
+        glob: Glob,
+        /// The local directory the files go into.
+        dest: PathBuf,
     },
     /// List `remote.dirs`.
     Ls {
@@ -259,41 +273,63 @@ impl TryFrom<Cli> for Config {
                 file,
                 output,
             } => {
-                let remote = remote_of(&target, dir.as_deref(), file.as_deref(), true)?;
-                let name = remote.file.clone().unwrap_or_default();
-                // The remote name becomes a local one only when it is a single plain
-                // component: a decoded `%2F` must not steer the file elsewhere
-                // (`ftp://h/..%2F..%2F.bashrc`).
-                let local_name_ok = safe_file_name(&name).is_some();
-                let bad_local = || {
-                    usage(format!(
-                        "the remote name {name:?} is not a safe local file name: give -o PATH"
-                    ))
-                };
-                let output = match output {
-                    Some(p) if p.as_os_str() == "-" => {
-                        if c.resume {
-                            return usage("--continue cannot resume standard output (-o -)");
+                let mut remote = remote_of(&target, dir.as_deref(), file.as_deref(), true)?;
+                if let Some(pattern) = remote.file.take_if(|f| names::is_glob(f)) {
+                    let glob =
+                        Glob::new(&pattern).map_err(|e| ClientError::Usage(e.to_string()))?;
+                    let dest = match output {
+                        None => PathBuf::from("."),
+                        Some(p) if p.is_dir() => p,
+                        Some(p) => {
+                            return usage(format!(
+                                "-o {}: a glob needs an existing directory to save into",
+                                p.display()
+                            ));
                         }
-                        Output::Stdout
-                    }
-                    Some(p) if p.is_dir() => {
-                        if !local_name_ok {
-                            return bad_local();
-                        }
-                        Output::Path(p.join(&name))
-                    }
-                    Some(p) => Output::Path(p),
-                    None if !local_name_ok => return bad_local(),
-                    None => Output::Path(PathBuf::from(&name)),
-                };
-                (
-                    Operation::Get {
+                    };
+                    let op = Operation::GetGlob {
                         remote: remote.clone(),
-                        output,
-                    },
-                    remote,
-                )
+                        pattern,
+                        glob,
+                        dest,
+                    };
+                    (op, remote)
+                } else {
+                    let name = remote.file.clone().unwrap_or_default();
+                    // The remote name becomes a local one only when it is a single plain
+                    // component: a decoded `%2F` must not steer the file elsewhere
+                    // (`ftp://h/..%2F..%2F.bashrc`).
+                    let local_name_ok = safe_file_name(&name).is_some();
+                    let bad_local = || {
+                        usage(format!(
+                            "the remote name {name:?} is not a safe local file name: give -o PATH"
+                        ))
+                    };
+                    let output = match output {
+                        Some(p) if p.as_os_str() == "-" => {
+                            if c.resume {
+                                return usage("--continue cannot resume standard output (-o -)");
+                            }
+                            Output::Stdout
+                        }
+                        Some(p) if p.is_dir() => {
+                            if !local_name_ok {
+                                return bad_local();
+                            }
+                            Output::Path(p.join(&name))
+                        }
+                        Some(p) => Output::Path(p),
+                        None if !local_name_ok => return bad_local(),
+                        None => Output::Path(PathBuf::from(&name)),
+                    };
+                    (
+                        Operation::Get {
+                            remote: remote.clone(),
+                            output,
+                        },
+                        remote,
+                    )
+                }
             }
             Command::Ls { target, dir, raw } => {
                 let mut remote = remote_of(&target, dir.as_deref(), None, false)?;

@@ -38,6 +38,12 @@ pub async fn run(
     loop {
         let result = match &config.op {
             Operation::Get { remote, output } => ops::get(config, remote, output, &trace).await,
+            Operation::GetGlob {
+                remote,
+                pattern,
+                glob,
+                dest,
+            } => ops::get_glob(config, remote, pattern, glob, dest, &trace).await,
             Operation::Ls { remote, raw } => ops::ls(config, remote, *raw, out, &trace).await,
             Operation::Put {
                 local,

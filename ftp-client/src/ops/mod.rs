@@ -2,10 +2,12 @@
 //! ([`crate::session`]) and the same data-connection helper ([`crate::data`]):
 //!
 //! - [`get`]: download one file into a [`filexfer::download::Download`];
+//! - [`get_glob`]: every file of a directory matching a glob, each through [`get`];
 //! - [`ls`]: list a directory (MLSD or LIST);
 //! - [`put`]: upload one file (STOR, or APPE to resume).
 
 mod get;
+mod glob_get;
 mod ls;
 mod put;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use filexfer::progress::Summary;
 
 pub use get::get;
+pub use glob_get::get_glob;
 pub use ls::ls;
 pub use put::put;
 

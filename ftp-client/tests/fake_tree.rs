@@ -1,0 +1,429 @@
+//! Glob get (and the name rules of `ftp_client::names`) against a fake server written here, which
+//! serves a tree whose listings a real server would never produce: `..`, `/`, `\`, absolute
+//! paths, NUL, CR, drive prefixes, links, case twins, and a listing that never ends. Each test
+//! walks LOCALDIR's parent before and after: nothing may appear, change or vanish outside LOCALDIR.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::{client, exit_code, path_str};
+
+/// Every wait of the fake server ends after this long, so a client that never comes (or never
+/// reads) cannot hang the test.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Accepts one connection on `l` within [`WAIT`], without polling in a sleep loop: `poll(2)`
+/// wakes on the connection itself.
+fn accept_within(l: &TcpListener) -> Option<TcpStream> {
+    let mut p = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for a descriptor `l` keeps open during the call.
+    let n = unsafe { libc::poll(&mut p, 1, WAIT.as_millis() as i32) };
+    if n != 1 {
+        return None;
+    }
+    let (s, _) = l.accept().ok()?;
+    s.set_read_timeout(Some(WAIT)).ok()?;
+    s.set_write_timeout(Some(WAIT)).ok()?;
+    Some(s)
+}
+
+/// What the fake serves: listings by directory path (`/`, `/sub`), as raw lines, and file
+/// contents by path.
+#[derive(Clone, Default)]
+struct Tree {
+    /// FEAT names MLST (listings are then MLSD lines, else LIST lines).
+    mlst: bool,
+    listings: HashMap<String, Vec<String>>,
+    files: HashMap<String, Vec<u8>>,
+    /// MLSD/LIST of this directory sends lines until the client hangs up.
+    endless: Option<String>,
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_string()
+    } else if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// A fake FTP server in threads: one per control connection. Each command line it receives is
+/// kept in `log`.
+struct Fake {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<String>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Fake {
+    fn start(tree: Tree) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let tree = Arc::new(tree);
+        let (stop2, log2) = (stop.clone(), log.clone());
+        let accept = std::thread::spawn(move || {
+            while let Some(s) = accept_within(&l) {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (tree, log) = (tree.clone(), log2.clone());
+                std::thread::spawn(move || session(s, &tree, &log));
+            }
+        });
+        Self {
+            addr,
+            stop,
+            log,
+            accept: Some(accept),
+        }
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn session(s: TcpStream, tree: &Tree, log: &Mutex<Vec<String>>) {
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let _ = w.write_all(b"220 fake tree\r\n");
+    let mut cwd = "/".to_string();
+    let mut data: Option<TcpListener> = None;
+    let mut rest = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        log.lock().unwrap().push(line.clone());
+        let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+        let verb = verb.to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "USER" => "331 pw\r\n".to_string(),
+            "PASS" => "230 ok\r\n".into(),
+            "TYPE" => "200 ok\r\n".into(),
+            "FEAT" if tree.mlst => {
+                "211-Features:\r\n MLST type*;size*;modify*;\r\n SIZE\r\n MDTM\r\n211 End\r\n"
+                    .into()
+            }
+            "FEAT" => "211-Features:\r\n SIZE\r\n MDTM\r\n211 End\r\n".into(),
+            "PWD" => format!("257 \"{cwd}\"\r\n"),
+            "CWD" => {
+                let to = if arg == "/" {
+                    "/".into()
+                } else {
+                    join(&cwd, arg)
+                };
+                if tree.listings.contains_key(&to) {
+                    cwd = to;
+                    "250 ok\r\n".into()
+                } else {
+                    "550 no such directory\r\n".into()
+                }
+            }
+            "EPSV" => {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                data = Some(l);
+                format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
+            }
+            "REST" => {
+                rest = arg.parse().unwrap_or(0);
+                "350 ok\r\n".into()
+            }
+            "SIZE" => match tree.files.get(&join(&cwd, arg)) {
+                Some(f) => format!("213 {}\r\n", f.len()),
+                None => "550 no\r\n".into(),
+            },
+            "MDTM" => match tree.files.get(&join(&cwd, arg)) {
+                Some(_) => "213 20260101000000\r\n".into(),
+                None => "550 no\r\n".into(),
+            },
+            "MLSD" | "LIST" | "RETR" => {
+                let payload: Option<Vec<u8>> = if verb == "RETR" {
+                    tree.files
+                        .get(&join(&cwd, arg))
+                        .map(|f| f[rest.min(f.len())..].to_vec())
+                } else {
+                    tree.listings.get(&cwd).map(|ls| {
+                        ls.iter()
+                            .map(|l| format!("{l}\r\n"))
+                            .collect::<String>()
+                            .into()
+                    })
+                };
+                rest = 0;
+                let Some(payload) = payload else {
+                    let _ = w.write_all(b"550 no such file\r\n");
+                    continue;
+                };
+                let _ = w.write_all(b"150 here it comes\r\n");
+                let Some(mut d) = data.take().as_ref().and_then(accept_within) else {
+                    return;
+                };
+                if verb != "RETR" && tree.endless.as_deref() == Some(cwd.as_str()) {
+                    for i in 0u64.. {
+                        let l = format!("type=file;size=1; endless-{i}\r\n");
+                        if d.write_all(l.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = d.write_all(&payload);
+                drop(d);
+                "226 done\r\n".into()
+            }
+            "QUIT" => {
+                let _ = w.write_all(b"221 bye\r\n");
+                return;
+            }
+            _ => "502 not here\r\n".into(),
+        };
+        if w.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Every path below `root` (relative, `/`-joined) with its contents (`None` for a directory).
+fn walk(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                out.insert(rel, None);
+                todo.push(p);
+            } else {
+                out.insert(rel, Some(std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+/// A base directory holding LOCALDIR (`base/local`) and a bystander file next to it.
+fn base() -> (tempfile::TempDir, PathBuf) {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::write(base.path().join("bystander.txt"), b"keep me").unwrap();
+    std::fs::create_dir(base.path().join("evil")).unwrap();
+    let local = base.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    (base, local)
+}
+
+/// Names in hostile listings that must never reach a RETR, CWD or the disk.
+const HOSTILE: &[&str] = &[
+    "../evil.txt",
+    "../../evil.txt",
+    "/tmp/ftp-client-abs-evil.txt",
+    "sub/evil.txt",
+    "..\\evil.txt",
+    "C:evil.txt",
+    "nul\0evil.txt",
+    "cr\revil.txt",
+];
+
+fn hostile_tree(mlst: bool) -> Tree {
+    let mut t = Tree {
+        mlst,
+        ..Tree::default()
+    };
+    let mut lines = Vec::new();
+    let mut add = |name: &str, kind: &str, content: Option<&[u8]>| {
+        let size = content.map_or(0, <[u8]>::len);
+        lines.push(if mlst {
+            format!("type={kind};size={size};modify=20260101000000; {name}")
+        } else {
+            let mode = match kind {
+                "dir" => "drwxr-xr-x",
+                "OS.unix=symlink" => "lrwxrwxrwx",
+                _ => "-rw-r--r--",
+            };
+            format!("{mode} 1 u g {size} Jan 01 2026 {name}")
+        });
+        if let Some(c) = content {
+            t.files.insert(join("/pub", name), c.to_vec());
+        }
+    };
+    add("ok.txt", "file", Some(b"fine"));
+    add("-leading dash.txt", "file", Some(b"dash"));
+    add("Twin.txt", "file", Some(b"upper"));
+    add("twin.txt", "file", Some(b"lower"));
+    add("notes.md", "file", Some(b"not matched"));
+    add(".", "cdir", None);
+    add("..", "pdir", None);
+    for h in HOSTILE {
+        add(h, "file", Some(b"EVIL"));
+    }
+    add("link.txt", "OS.unix=symlink", Some(b"EVIL"));
+    add("dir.txt", "dir", None);
+    t.listings.insert("/".into(), vec![]);
+    t.listings.insert("/pub".into(), lines);
+    t.listings.insert("/pub/dir.txt".into(), vec![]);
+    t
+}
+
+fn glob_get_refuses_hostile_names(mlst: bool) {
+    let fake = Fake::start(hostile_tree(mlst));
+    let (base, local) = base();
+    let before = walk(base.path());
+    let url = format!("ftp://{}/pub/*.txt", fake.addr);
+    let (r, _, trace) = client(&["get", "-o", path_str(&local), &url]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+
+    let folds = ftp_client::names::folds_case(&local).unwrap();
+    let mut want: BTreeMap<PathBuf, Option<Vec<u8>>> = before;
+    want.insert("local/ok.txt".into(), Some(b"fine".to_vec()));
+    want.insert("local/-leading dash.txt".into(), Some(b"dash".to_vec()));
+    if !folds {
+        want.insert("local/Twin.txt".into(), Some(b"upper".to_vec()));
+        want.insert("local/twin.txt".into(), Some(b"lower".to_vec()));
+    }
+    assert_eq!(
+        walk(base.path()),
+        want,
+        "only the safe matches, only in LOCALDIR"
+    );
+    assert!(!Path::new("/tmp/ftp-client-abs-evil.txt").exists());
+
+    let cmds = fake.commands();
+    for c in &cmds {
+        assert!(
+            !c.contains("evil") && !c.contains("link.txt"),
+            "{c:?} sent\n{trace}"
+        );
+    }
+    assert!(
+        cmds.iter().any(|c| c == if mlst { "MLSD" } else { "LIST" }),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn glob_get_refuses_hostile_mlsd_names() {
+    glob_get_refuses_hostile_names(true);
+}
+
+#[test]
+fn glob_get_refuses_hostile_list_names() {
+    glob_get_refuses_hostile_names(false);
+}
+
+#[test]
+fn glob_get_three_part_form_and_no_match() {
+    let fake = Fake::start(hostile_tree(true));
+    let (base, local) = base();
+    let host = fake.addr.to_string();
+    let (r, _, trace) = client(&["get", "-o", path_str(&local), &host, "pub", "[o]k.*"]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert_eq!(std::fs::read(local.join("ok.txt")).unwrap(), b"fine");
+    // Nothing matches: curl's "remote file not found", and nothing written.
+    let before = walk(base.path());
+    let (r, _, trace) = client(&["get", "-o", path_str(&local), &host, "pub", "*.iso"]);
+    assert_eq!(exit_code(&r), 78, "{r:?}\n{trace}");
+    assert_eq!(walk(base.path()), before);
+    // Only hostile names match: skipped, so "not found" too.
+    let (r, _, trace) = client(&["get", "-o", path_str(&local), &host, "pub", "*evil*"]);
+    assert_eq!(exit_code(&r), 78, "{r:?}\n{trace}");
+    assert_eq!(walk(base.path()), before);
+}
+
+#[test]
+fn glob_get_names_each_failed_file_and_exits_18() {
+    let mut tree = hostile_tree(true);
+    // Listed but not retrievable: RETR answers 550.
+    tree.files.remove("/pub/ok.txt");
+    let fake = Fake::start(tree);
+    let (_base, local) = base();
+    // An earlier ok.txt stays as it was: a failed file never replaces it.
+    std::fs::write(local.join("ok.txt"), b"old").unwrap();
+    let url = format!("ftp://{}/pub/*.txt", fake.addr);
+    let (r, _, trace) = client(&["get", "-o", path_str(&local), &url]);
+    assert_eq!(exit_code(&r), 18, "{r:?}\n{trace}");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("ok.txt") && msg.starts_with("1 of "), "{msg}");
+    assert_eq!(std::fs::read(local.join("ok.txt")).unwrap(), b"old");
+    assert_eq!(
+        std::fs::read(local.join("-leading dash.txt")).unwrap(),
+        b"dash"
+    );
+}
+
+#[test]
+fn glob_get_refuses_a_local_symlink() {
+    let fake = Fake::start(hostile_tree(true));
+    let (base, local) = base();
+    std::os::unix::fs::symlink(base.path().join("bystander.txt"), local.join("ok.txt")).unwrap();
+    let url = format!("ftp://{}/pub/ok.txt*", fake.addr);
+    let (r, _, trace) = client(&["get", "-o", path_str(&local), &url]);
+    assert_eq!(exit_code(&r), 18, "{r:?}\n{trace}");
+    assert_eq!(
+        std::fs::read(base.path().join("bystander.txt")).unwrap(),
+        b"keep me"
+    );
+}
+
+#[test]
+fn endless_listing_is_cut_and_writes_nothing() {
+    let mut tree = hostile_tree(true);
+    tree.endless = Some("/pub".into());
+    let fake = Fake::start(tree);
+    let (base, local) = base();
+    let before = walk(base.path());
+    let url = format!("ftp://{}/pub/*", fake.addr);
+    let (r, _, trace) = client(&["get", "-o", path_str(&local), &url]);
+    assert_eq!(
+        exit_code(&r),
+        8,
+        "{r:?}\n{}",
+        &trace[..trace.len().min(2000)]
+    );
+    assert!(r.unwrap_err().to_string().contains("more than"));
+    assert_eq!(walk(base.path()), before);
+}
+
+#[test]
+fn glob_usage_errors() {
+    for args in [
+        &["get", "-o", "-", "ftp://h/d/*.txt"][..],
+        &["get", "ftp://h/d/[ab"],
+        &["get", "-o", "/nonexistent/dir", "ftp://h/d/*.txt"],
+    ] {
+        let (r, _, _) = client(args);
+        assert_eq!(exit_code(&r), 2, "{args:?}: {r:?}");
+    }
+}
