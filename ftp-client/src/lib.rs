@@ -44,6 +44,11 @@ pub async fn run(
                 glob,
                 dest,
             } => ops::get_glob(config, remote, pattern, glob, dest, &trace).await,
+            Operation::Mirror {
+                remote,
+                local,
+                opts,
+            } => ops::mirror(config, remote, local, opts, out, &trace).await,
             Operation::Ls { remote, raw } => ops::ls(config, remote, *raw, out, &trace).await,
             Operation::Put {
                 local,

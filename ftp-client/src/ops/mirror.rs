@@ -1,0 +1,671 @@
+//! `mirror`: a remote tree into LOCALDIR, fetching only what changed.
+//!
+//! Three phases. **Walk**: one session lists every directory (MLSD when FEAT names MLST, else
+//! LIST), each listing sorted by [`crate::names::plan_dir`], so a hostile name never becomes a
+//! path; links are skipped (never followed, so no loop through them), a directory whose PWD was
+//! seen before is skipped (a loop the server presents as a directory), and depth and the total
+//! number of entries are bounded. **Fetch**: `--parallel` workers, each file through the
+//! one-file [`get`](super::get) path (`.part`, resume of a `.part` left by an interrupted run,
+//! never replacing a file on failure); a 421 reply (too many connections) retires a worker
+//! instead of failing the file. **Delete** (`--delete` only): local files under LOCALDIR that
+//! the server no longer lists, walking LOCALDIR without following links; skipped entirely
+//! when any listing failed, since a missing listing is not an empty directory.
+//!
+//! The change rule: a file is fetched when it is missing locally, when the listed size differs
+//! from the local size, or when the listed modification time (to the minute) differs from the
+//! local one. After a fetch the local file gets the listed time, so the next run compares like
+//! with like. A listing with neither size nor time means "fetch".
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use filexfer::download::{Output, part_path};
+use filexfer::progress::Summary;
+use filexfer::text::printable;
+
+use crate::config::{Config, MirrorOptions};
+use crate::error::ClientError;
+use crate::names::{self, Skipped};
+use crate::reply::parse_pwd;
+use crate::session::{Session, Tracer};
+use crate::target::Remote;
+
+/// Deepest directory nesting followed below the mirrored directory.
+pub const MAX_DEPTH: usize = 64;
+/// Most entries in the whole tree: a server that invents directories forever stops here.
+pub const MAX_TOTAL_ENTRIES: usize = 1_000_000;
+/// How often a file may meet a 421 on the last remaining session before it counts as failed.
+const MAX_421: u32 = 5;
+
+/// A listed modification time (`YYYY-MM-DD HH:MM` or `YYYY-MM-DD`, see
+/// [`crate::listing::Entry::modified`]) as a time, read as UTC.
+pub fn listed_time(s: &str) -> Option<SystemTime> {
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi) = if s.len() >= 16 {
+        (num(11..13)?, num(14..16)?)
+    } else {
+        (0, 0)
+    };
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, d as u8).ok()?;
+    let t = time::Time::from_hms(h as u8, mi as u8, 0).ok()?;
+    let secs = date.with_time(t).assume_utc().unix_timestamp();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+fn minute(t: SystemTime) -> Option<u64> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs() / 60)
+}
+
+/// The change rule (module docs): whether a local file of `local_len` bytes modified at
+/// `local_mtime` is the listed file, so fetching it again can be skipped.
+pub fn unchanged(
+    local_len: u64,
+    local_mtime: Option<SystemTime>,
+    size: Option<u64>,
+    modified: Option<SystemTime>,
+) -> bool {
+    if size.is_none() && modified.is_none() {
+        return false;
+    }
+    if size.is_some_and(|s| s != local_len) {
+        return false;
+    }
+    match modified {
+        Some(m) => local_mtime
+            .and_then(minute)
+            .is_some_and(|l| Some(l) == minute(m)),
+        None => true,
+    }
+}
+
+/// A remote file to mirror.
+#[derive(Debug, Clone)]
+struct RemoteFile {
+    rel: Vec<String>,
+    size: Option<u64>,
+    modified: Option<SystemTime>,
+}
+
+/// What the walk found.
+#[derive(Default)]
+struct Tree {
+    dirs: Vec<Vec<String>>,
+    files: Vec<RemoteFile>,
+    /// Paths (relative, case-folded when the disk folds case) `--delete` must keep: skipped and
+    /// excluded entries.
+    keep: HashSet<String>,
+    skipped: usize,
+    /// A listing failed or the walk stopped early: `--delete` must not run.
+    incomplete: bool,
+}
+
+/// Whether `rel` or one of its parents is in `dirs`.
+fn under(dirs: &HashSet<Vec<String>>, rel: &[String]) -> bool {
+    (0..=rel.len()).any(|i| dirs.contains(&rel[..i]))
+}
+
+fn rel_display(rel: &[String]) -> String {
+    printable(&rel.join("/"))
+}
+
+fn local_path(root: &Path, rel: &[String]) -> PathBuf {
+    rel.iter().fold(root.to_path_buf(), |p, s| p.join(s))
+}
+
+/// The results the workers add to.
+#[derive(Default)]
+struct Tally {
+    fetched: usize,
+    bytes: u64,
+    failed: Vec<String>,
+}
+
+/// Mirrors `remote.dirs` into `local`; the dry-run plan goes to `out`.
+pub async fn mirror(
+    cfg: &Config,
+    remote: &Remote,
+    local: &Path,
+    opts: &MirrorOptions,
+    out: &mut (dyn Write + Send),
+    trace: &Option<Tracer>,
+) -> Result<Summary, ClientError> {
+    let started = Instant::now();
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ClientError::LocalWrite { path, source }
+    };
+    let say = |out: &mut (dyn Write + Send), line: String| {
+        writeln!(out, "{line}").map_err(write_err(Path::new("-")))
+    };
+    if !opts.dry_run {
+        std::fs::create_dir_all(local).map_err(write_err(local))?;
+    }
+    let fold_case = if local.is_dir() {
+        names::folds_case(local).map_err(write_err(local))?
+    } else {
+        false
+    };
+    let key = |rel: &[String]| {
+        let k = rel.join("/");
+        if fold_case { k.to_lowercase() } else { k }
+    };
+
+    let mut tally = Tally::default();
+    let tree = walk(cfg, remote, opts, fold_case, trace, &mut tally).await?;
+
+    // Local directories, parents first (the walk is breadth-first), never through a link.
+    let mut bad_dirs: HashSet<Vec<String>> = HashSet::new();
+    for rel in &tree.dirs {
+        if under(&bad_dirs, &rel[..rel.len().saturating_sub(1)]) {
+            bad_dirs.insert(rel.clone());
+            continue;
+        }
+        let p = local_path(local, rel);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) => {
+                let why = if m.file_type().is_symlink() {
+                    "is a symbolic link"
+                } else {
+                    "is a file, not a directory"
+                };
+                let line = format!("{}/: the local {} {why}", rel_display(rel), p.display());
+                tracing::warn!("{line}");
+                tally.failed.push(line);
+                bad_dirs.insert(rel.clone());
+            }
+            Err(_) if opts.dry_run => say(out, format!("mkdir {}/", rel_display(rel)))?,
+            Err(_) => std::fs::create_dir(&p).map_err(write_err(&p))?,
+        }
+    }
+
+    // What to fetch.
+    let mut jobs = VecDeque::new();
+    let mut up_to_date = 0usize;
+    let mut planned_bytes = 0u64;
+    for f in &tree.files {
+        if under(&bad_dirs, &f.rel[..f.rel.len() - 1]) {
+            continue;
+        }
+        let p = local_path(local, &f.rel);
+        let shown = rel_display(&f.rel);
+        if let Some(link) = super::glob_get::local_link(&p) {
+            let line = format!("{shown}: the local {} is a symbolic link", link.display());
+            tracing::warn!("{line}");
+            tally.failed.push(line);
+            continue;
+        }
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let line = format!("{shown}: a local directory is in the way");
+                tracing::warn!("{line}");
+                tally.failed.push(line);
+                continue;
+            }
+            Ok(m) if unchanged(m.len(), m.modified().ok(), f.size, f.modified) => {
+                up_to_date += 1;
+                continue;
+            }
+            _ => {}
+        }
+        planned_bytes += f.size.unwrap_or(0);
+        if opts.dry_run {
+            let size = f.size.map(|s| format!(" ({s} bytes)")).unwrap_or_default();
+            say(out, format!("get {shown}{size}"))?;
+            continue;
+        }
+        let mut one = remote.clone();
+        one.dirs.extend(f.rel[..f.rel.len() - 1].iter().cloned());
+        one.file = f.rel.last().cloned();
+        jobs.push_back(Job {
+            shown,
+            remote: one,
+            local: p,
+            modified: f.modified,
+            tries_421: 0,
+        });
+    }
+
+    if !opts.dry_run && !jobs.is_empty() {
+        let attempted = jobs.len();
+        let workers = opts.parallel.min(attempted);
+        let mut wcfg = cfg.clone();
+        // Several bars at once would overwrite each other; the summary says what moved.
+        wcfg.progress = false;
+        let ctx = Arc::new(Ctx {
+            cfg: wcfg,
+            trace: trace.clone(),
+            queue: Mutex::new(jobs),
+            active: AtomicUsize::new(workers),
+            tally: Mutex::new(Tally::default()),
+        });
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            set.spawn(worker(ctx.clone()));
+        }
+        while set.join_next().await.is_some() {}
+        let mut t = ctx.tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.fetched += t.fetched;
+        tally.bytes += t.bytes;
+        tally.failed.append(&mut t.failed);
+    }
+
+    let mut deleted = 0usize;
+    if opts.delete {
+        if tree.incomplete {
+            tracing::warn!("not deleting anything: the remote listing is incomplete");
+        } else {
+            let mut wanted: HashSet<String> = HashSet::new();
+            for d in &tree.dirs {
+                wanted.insert(key(d));
+            }
+            for f in &tree.files {
+                wanted.insert(key(&f.rel));
+                // The .part of a listed file is a download to resume, not a stray file.
+                let part = part_path(&local_path(Path::new(""), &f.rel));
+                wanted.insert(key(&part
+                    .iter()
+                    .map(|c| c.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()));
+            }
+            let mut del = Deleter {
+                wanted: &wanted,
+                keep: &tree.keep,
+                opts,
+                fold_case,
+                deleted: 0,
+                lines: Vec::new(),
+            };
+            if local.is_dir() {
+                del.walk(local, &mut Vec::new()).map_err(write_err(local))?;
+            }
+            deleted = del.deleted;
+            for l in del.lines {
+                say(out, l)?;
+            }
+        }
+    }
+
+    let stats = format!(
+        "{} fetched, {} up to date, {} skipped, {} deleted, {} failed",
+        tally.fetched,
+        up_to_date,
+        tree.skipped,
+        deleted,
+        tally.failed.len()
+    );
+    if !tally.failed.is_empty() {
+        tracing::warn!("mirror of {}: {stats}", printable(&remote.dir_display()));
+        let total = tally.fetched + tally.failed.len();
+        return Err(ClientError::SomeFailed {
+            failed: tally.failed,
+            total,
+        });
+    }
+    Ok(Summary {
+        verb: if opts.dry_run {
+            "dry run: would download"
+        } else {
+            "mirrored, downloaded"
+        },
+        bytes: if opts.dry_run {
+            planned_bytes
+        } else {
+            tally.bytes
+        },
+        resumed_from: 0,
+        elapsed: started.elapsed(),
+        saved_to: Some(format!(
+            "{} ({stats})",
+            printable(&local.display().to_string())
+        )),
+    })
+}
+
+/// One file for the workers.
+struct Job {
+    shown: String,
+    remote: Remote,
+    local: PathBuf,
+    modified: Option<SystemTime>,
+    tries_421: u32,
+}
+
+/// What the workers share.
+struct Ctx {
+    cfg: Config,
+    trace: Option<Tracer>,
+    queue: Mutex<VecDeque<Job>>,
+    /// Workers still running: the last one never retires on a 421, it waits and tries again.
+    active: AtomicUsize,
+    tally: Mutex<Tally>,
+}
+
+fn too_many_connections(e: &ClientError) -> bool {
+    matches!(e, ClientError::Protocol { reply, .. } if reply.starts_with("421"))
+}
+
+/// Takes files from the queue until it is empty; see the module docs for 421.
+async fn worker(ctx: Arc<Ctx>) {
+    let lock = |m: &Mutex<VecDeque<Job>>| m.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    while let Some(mut job) = lock(&ctx.queue) {
+        let mut cfg = ctx.cfg.clone();
+        // Resume only a `.part` of ours: an older complete file under the final name may
+        // differ from the new one in any byte, so it is replaced, not continued.
+        cfg.resume = std::fs::symlink_metadata(part_path(&job.local)).is_ok_and(|m| m.is_file());
+        let r = super::glob_get::fetch_with_retries(
+            &cfg,
+            &job.remote,
+            &Output::Path(job.local.clone()),
+            &ctx.trace,
+        )
+        .await;
+        match r {
+            Err(e) if too_many_connections(&e) => {
+                job.tries_421 += 1;
+                let last = ctx.active.load(Ordering::SeqCst) == 1;
+                if last && job.tries_421 > MAX_421 {
+                    let line = format!("{}: {}", job.shown, e.with_causes());
+                    tracing::warn!("{line}");
+                    ctx.tally
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .failed
+                        .push(line);
+                    continue;
+                }
+                ctx.queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_front(job);
+                if !last {
+                    // The server allows fewer sessions than we opened: this one retires.
+                    let left = ctx.active.fetch_sub(1, Ordering::SeqCst) - 1;
+                    tracing::warn!(
+                        "the server refuses more sessions (421): continuing with {left}"
+                    );
+                    return;
+                }
+                tokio::time::sleep(crate::retry_pause(job_tries(&ctx))).await;
+            }
+            Err(e) => {
+                let line = format!("{}: {}", job.shown, e.with_causes());
+                tracing::warn!("{line}");
+                ctx.tally
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failed
+                    .push(line);
+            }
+            Ok(sum) => {
+                if let Some(t) = job.modified {
+                    // The listed time, so the next run finds the file unchanged.
+                    let _ = std::fs::File::options()
+                        .write(true)
+                        .open(&job.local)
+                        .and_then(|f| f.set_modified(t));
+                }
+                let mut t = ctx.tally.lock().unwrap_or_else(|e| e.into_inner());
+                t.fetched += 1;
+                t.bytes += sum.bytes;
+            }
+        }
+    }
+    ctx.active.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The 421 count of the job at the queue's head (just put back), for the pause.
+fn job_tries(ctx: &Ctx) -> u32 {
+    ctx.queue
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .front()
+        .map_or(1, |j| j.tries_421)
+}
+
+/// Lists the tree breadth-first over one session (reconnecting after a failed listing).
+async fn walk(
+    cfg: &Config,
+    remote: &Remote,
+    opts: &MirrorOptions,
+    fold_case: bool,
+    trace: &Option<Tracer>,
+    tally: &mut Tally,
+) -> Result<Tree, ClientError> {
+    let mut s = super::connect(cfg, trace, &remote.dirs).await?;
+    s.set_type(false).await?;
+    let mlsd = super::ls::uses_mlsd(&mut s).await?;
+    let r = s.command("PWD").await?;
+    let Some(root) = parse_pwd(&r) else {
+        return Err(s.refused(crate::error::Step::Command("PWD"), &r));
+    };
+    let mut session = Some(s);
+    let mut tree = Tree::default();
+    let mut seen = HashSet::new();
+    let mut queue: VecDeque<Vec<String>> = VecDeque::from([Vec::new()]);
+    let mut total = 0usize;
+    let key = |rel: &[String]| {
+        let k = rel.join("/");
+        if fold_case { k.to_lowercase() } else { k }
+    };
+    let mut fail = |tree: &mut Tree, line: String| {
+        tracing::warn!("{line}");
+        tally.failed.push(line);
+        tree.incomplete = true;
+    };
+    while let Some(rel) = queue.pop_front() {
+        if session.is_none() {
+            let mut s = super::connect(cfg, trace, &remote.dirs).await?;
+            s.set_type(false).await?;
+            session = Some(s);
+        }
+        let Some(s) = session.as_mut() else {
+            continue;
+        };
+        let shown = format!("{}/", rel_display(&rel));
+        let listed = list_one(s, mlsd, &root, &rel).await;
+        let (pwd, entries) = match listed {
+            Ok(v) => v,
+            Err(e) => {
+                fail(&mut tree, format!("{shown}: {}", e.with_causes()));
+                // The session may be mid-transfer or gone: start a fresh one for the rest.
+                if let Some(s) = session.take() {
+                    drop(s);
+                }
+                continue;
+            }
+        };
+        if let Some(p) = pwd {
+            if !seen.insert(p) {
+                tracing::warn!("skipping {shown}: a directory loop (its path was listed before)");
+                tree.skipped += 1;
+                tree.keep.insert(key(&rel));
+                continue;
+            }
+        }
+        tree.dirs.push(rel.clone());
+        total += entries.len();
+        if total > MAX_TOTAL_ENTRIES {
+            fail(
+                &mut tree,
+                format!("{shown}: the tree has more than {MAX_TOTAL_ENTRIES} entries; stopped"),
+            );
+            break;
+        }
+        let plan = names::plan_dir(entries, fold_case);
+        for Skipped { name, why } in plan.skipped {
+            let sk = Skipped { name, why };
+            tracing::warn!("{shown}: {sk}");
+            tree.skipped += 1;
+            if names::check_name(&sk.name).is_ok() {
+                let mut p = rel.clone();
+                p.push(sk.name);
+                tree.keep.insert(key(&p));
+            }
+        }
+        for e in plan.files {
+            let mut p = rel.clone();
+            p.push(e.name.clone());
+            if !opts.wants(&e.name) {
+                tree.keep.insert(key(&p));
+                continue;
+            }
+            tree.files.push(RemoteFile {
+                rel: p,
+                size: e.size,
+                modified: e.modified.as_deref().and_then(listed_time),
+            });
+        }
+        for d in plan.dirs {
+            let mut p = rel.clone();
+            p.push(d.name.clone());
+            if p.len() > MAX_DEPTH {
+                tracing::warn!(
+                    "skipping {}/: deeper than {MAX_DEPTH} directories",
+                    rel_display(&p)
+                );
+                tree.skipped += 1;
+                tree.keep.insert(key(&p));
+                continue;
+            }
+            queue.push_back(p);
+        }
+    }
+    if let Some(s) = session {
+        s.quit().await;
+    }
+    Ok(tree)
+}
+
+/// CWD into `root/rel` in one command, PWD, list.
+async fn list_one(
+    s: &mut Session,
+    mlsd: bool,
+    root: &str,
+    rel: &[String],
+) -> Result<(Option<String>, Vec<crate::listing::Entry>), ClientError> {
+    let mut dir = root.trim_end_matches('/').to_string();
+    for seg in rel {
+        dir.push('/');
+        dir.push_str(seg);
+    }
+    if dir.is_empty() {
+        dir.push('/');
+    }
+    let r = s.command(&format!("CWD {dir}")).await?;
+    if !r.is_ok() {
+        return Err(s.refused(crate::error::Step::Cwd { dir: &dir }, &r));
+    }
+    let r = s.command("PWD").await?;
+    let pwd = parse_pwd(&r);
+    let entries = super::ls::entries(s, mlsd, &dir).await?;
+    Ok((pwd, entries))
+}
+
+/// `--delete`: walks LOCALDIR without following links and removes what the server no
+/// longer has.
+struct Deleter<'a> {
+    wanted: &'a HashSet<String>,
+    /// Skipped and excluded remote entries: left alone, contents and all.
+    keep: &'a HashSet<String>,
+    opts: &'a MirrorOptions,
+    fold_case: bool,
+    deleted: usize,
+    lines: Vec<String>,
+}
+
+impl Deleter<'_> {
+    fn walk(&mut self, dir: &Path, rel: &mut Vec<String>) -> io::Result<()> {
+        let mut children: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        children.sort_by_key(|e| e.file_name());
+        for e in children {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                // Not a name the server could have sent us: not ours to delete.
+                continue;
+            };
+            rel.push(name.clone());
+            let k = rel.join("/");
+            let k = if self.fold_case { k.to_lowercase() } else { k };
+            if self.keep.contains(&k) {
+                rel.pop();
+                continue;
+            }
+            let path = e.path();
+            let m = std::fs::symlink_metadata(&path)?;
+            if m.is_dir() {
+                // Recurse even into a wanted directory: files inside may be gone.
+                self.walk(&path, rel)?;
+                if !self.wanted.contains(&k) {
+                    if self.opts.dry_run {
+                        self.lines.push(format!("rmdir {}/", rel_display(rel)));
+                    } else if std::fs::remove_dir(&path).is_ok() {
+                        self.deleted += 1;
+                    }
+                }
+            } else if !self.wanted.contains(&k) && self.opts.wants(&name) {
+                // A file or a link (remove_file removes the link, never its target).
+                if self.opts.dry_run {
+                    self.lines.push(format!("delete {}", rel_display(rel)));
+                } else {
+                    std::fs::remove_file(&path)?;
+                    self.deleted += 1;
+                }
+            }
+            rel.pop();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_times() {
+        let t = |s| listed_time(s).and_then(minute);
+        assert_eq!(t("1970-01-01 00:01"), Some(1));
+        assert_eq!(t("2026-01-01"), t("2026-01-01 00:00"));
+        assert!(t("2026-01-01 10:30").is_some());
+        for bad in [
+            "",
+            "2026",
+            "2026-13-01",
+            "2026-02-30 00:00",
+            "20x6-01-01",
+            "1969-12-31",
+        ] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn change_rule() {
+        let at = |s| listed_time(s);
+        let noon = at("2026-05-01 12:00");
+        let noon_30s = noon.map(|t| t + Duration::from_secs(30));
+        let later = at("2026-05-01 12:01");
+        // (local len, local mtime, listed size, listed time, unchanged)
+        let cases = [
+            (5, noon, Some(5), noon, true),
+            (5, noon_30s, Some(5), noon, true),
+            (5, later, Some(5), noon, false),
+            (6, noon, Some(5), noon, false),
+            (5, noon, Some(5), None, true),
+            (5, noon, None, noon, true),
+            (5, None, Some(5), noon, false),
+            (5, noon, None, None, false),
+        ];
+        for (i, (len, mt, size, modified, want)) in cases.into_iter().enumerate() {
+            assert_eq!(unchanged(len, mt, size, modified), want, "case {i}");
+        }
+    }
+}
