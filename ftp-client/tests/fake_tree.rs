@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -50,6 +50,24 @@ struct Tree {
     files: HashMap<String, Vec<u8>>,
     /// MLSD/LIST of this directory sends lines until the client hangs up.
     endless: Option<String>,
+    /// CWD to the key lands in the value (a server-side link shown as a directory: a loop).
+    aliases: HashMap<String, String>,
+    /// Every directory below this path lists one more directory, `deeper`, forever.
+    infinite: Option<String>,
+    /// CWD to this directory is refused (its listing fails).
+    refuse_cwd: Option<String>,
+    /// More sessions at once than this get `421` as their greeting.
+    max_sessions: Option<usize>,
+    /// The next RETR of this path sends half the file, then `426` (an interrupted run).
+    cut_once: Arc<Mutex<Option<String>>>,
+}
+
+impl Tree {
+    fn is_infinite(&self, dir: &str) -> bool {
+        self.infinite
+            .as_deref()
+            .is_some_and(|p| dir == p || dir.starts_with(&format!("{p}/")))
+    }
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -79,13 +97,26 @@ impl Fake {
         let log = Arc::new(Mutex::new(Vec::new()));
         let tree = Arc::new(tree);
         let (stop2, log2) = (stop.clone(), log.clone());
+        let active = Arc::new(AtomicUsize::new(0));
         let accept = std::thread::spawn(move || {
-            while let Some(s) = accept_within(&l) {
+            while let Some(mut s) = accept_within(&l) {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
-                let (tree, log) = (tree.clone(), log2.clone());
-                std::thread::spawn(move || session(s, &tree, &log));
+                if tree
+                    .max_sessions
+                    .is_some_and(|m| active.load(Ordering::SeqCst) >= m)
+                {
+                    log2.lock().unwrap().push("(refused with 421)".into());
+                    let _ = s.write_all(b"421 Too many connections from your address\r\n");
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                let (tree, log, active) = (tree.clone(), log2.clone(), active.clone());
+                std::thread::spawn(move || {
+                    session(s, &tree, &log);
+                    active.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         Self {
@@ -144,7 +175,10 @@ fn session(s: TcpStream, tree: &Tree, log: &Mutex<Vec<String>>) {
                 } else {
                     join(&cwd, arg)
                 };
-                if tree.listings.contains_key(&to) {
+                let to = tree.aliases.get(&to).cloned().unwrap_or(to);
+                if tree.refuse_cwd.as_deref() == Some(to.as_str()) {
+                    "550 permission denied\r\n".into()
+                } else if tree.listings.contains_key(&to) || tree.is_infinite(&to) {
                     cwd = to;
                     "250 ok\r\n".into()
                 } else {
@@ -174,6 +208,8 @@ fn session(s: TcpStream, tree: &Tree, log: &Mutex<Vec<String>>) {
                     tree.files
                         .get(&join(&cwd, arg))
                         .map(|f| f[rest.min(f.len())..].to_vec())
+                } else if tree.is_infinite(&cwd) {
+                    Some(b"type=dir;modify=20260101000000; deeper\r\n".to_vec())
                 } else {
                     tree.listings.get(&cwd).map(|ls| {
                         ls.iter()
@@ -199,9 +235,19 @@ fn session(s: TcpStream, tree: &Tree, log: &Mutex<Vec<String>>) {
                         }
                     }
                 }
-                let _ = d.write_all(&payload);
-                drop(d);
-                "226 done\r\n".into()
+                let cut = verb == "RETR" && {
+                    let mut c = tree.cut_once.lock().unwrap();
+                    c.take_if(|p| *p == join(&cwd, arg)).is_some()
+                };
+                if cut {
+                    let _ = d.write_all(&payload[..payload.len() / 2]);
+                    drop(d);
+                    "426 connection closed; transfer aborted\r\n".into()
+                } else {
+                    let _ = d.write_all(&payload);
+                    drop(d);
+                    "226 done\r\n".into()
+                }
             }
             "QUIT" => {
                 let _ = w.write_all(b"221 bye\r\n");
@@ -426,4 +472,214 @@ fn glob_usage_errors() {
         let (r, _, _) = client(args);
         assert_eq!(exit_code(&r), 2, "{args:?}: {r:?}");
     }
+}
+
+// ---- mirror ---------------------------------------------------------------------------------
+
+/// The hostile tree with a subdirectory as hostile as its parent, a directory that is its
+/// parent again (a loop), and a symlink entry pointing up.
+fn hostile_mirror_tree() -> Tree {
+    let mut t = hostile_tree(true);
+    let sub = t.listings["/pub"].clone();
+    for (k, v) in t.files.clone() {
+        if let Some(name) = k.strip_prefix("/pub/") {
+            t.files.insert(format!("/pub/sub/{name}"), v);
+        }
+    }
+    t.listings.insert("/pub/sub".into(), sub);
+    t.listings.insert("/pub/sub/dir.txt".into(), vec![]);
+    let lines = t.listings.get_mut("/pub").unwrap();
+    lines.push("type=dir;modify=20260101000000; sub".into());
+    lines.push("type=dir;modify=20260101000000; loop".into());
+    lines.push("type=OS.unix=slink:/;modify=20260101000000; up".into());
+    t.aliases.insert("/pub/loop".into(), "/pub".into());
+    t
+}
+
+type Ran = (
+    Result<ftp_client::Report, ftp_client::ClientError>,
+    String,
+    String,
+);
+
+fn mirror_from(fake: &Fake, local: &Path, extra: &[&str]) -> Ran {
+    let url = format!("ftp://{}/pub/", fake.addr);
+    let mut args = vec!["mirror", &url, path_str(local)];
+    args.extend_from_slice(extra);
+    client(&args)
+}
+
+#[test]
+fn mirror_refuses_hostile_names_links_and_loops() {
+    let fake = Fake::start(hostile_mirror_tree());
+    let (base, local) = base();
+    let before = walk(base.path());
+    let (r, _, trace) = mirror_from(&fake, &local, &[]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+
+    let folds = ftp_client::names::folds_case(&local).unwrap();
+    let mut want = before;
+    for dir in ["local", "local/sub"] {
+        let f = |n: &str, c: &[u8]| (PathBuf::from(format!("{dir}/{n}")), Some(c.to_vec()));
+        want.extend([
+            f("ok.txt", b"fine"),
+            f("-leading dash.txt", b"dash"),
+            f("notes.md", b"not matched"),
+        ]);
+        if !folds {
+            want.extend([f("Twin.txt", b"upper"), f("twin.txt", b"lower")]);
+        }
+        want.insert(format!("{dir}/dir.txt").into(), None);
+    }
+    want.insert("local/sub".into(), None);
+    assert_eq!(walk(base.path()), want, "only safe names, only in LOCALDIR");
+    let cmds = fake.commands();
+    for c in &cmds {
+        assert!(
+            !c.contains("evil") && !c.contains("link.txt") && !c.ends_with("/up"),
+            "{c:?} sent\n{trace}"
+        );
+    }
+    // The loop was entered once (its PWD is /pub again) and never listed.
+    let at = cmds
+        .iter()
+        .position(|c| c == "CWD /pub/loop")
+        .expect("CWD loop");
+    assert_eq!(cmds[at + 1], "PWD");
+    assert_ne!(
+        cmds.get(at + 2).map(String::as_str),
+        Some("EPSV"),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn mirror_of_an_endless_depth_stops_at_the_bound() {
+    let mut tree = hostile_tree(true);
+    tree.listings
+        .get_mut("/pub")
+        .unwrap()
+        .push("type=dir;modify=20260101000000; deeper".into());
+    tree.infinite = Some("/pub/deeper".into());
+    let fake = Fake::start(tree);
+    let (_base, local) = base();
+    let (r, _, trace) = mirror_from(&fake, &local, &["--include", "ok.txt"]);
+    let tail = &trace[trace.len().saturating_sub(2000)..];
+    assert!(r.is_ok(), "{r:?}\n{tail}");
+    let mut depth = 0;
+    let mut p = local.join("deeper");
+    while p.is_dir() {
+        depth += 1;
+        p = p.join("deeper");
+    }
+    assert_eq!(depth, ftp_client::ops::MAX_DEPTH);
+    assert_eq!(std::fs::read(local.join("ok.txt")).unwrap(), b"fine");
+    assert!(!local.join("notes.md").exists(), "--include");
+}
+
+#[test]
+fn mirror_delete_stays_inside_localdir_and_removes_links_not_targets() {
+    let fake = Fake::start(hostile_tree(true));
+    let (base, local) = base();
+    std::fs::write(base.path().join("evil/target.txt"), b"outside").unwrap();
+    std::os::unix::fs::symlink(base.path().join("evil"), local.join("dirlink")).unwrap();
+    std::os::unix::fs::symlink(base.path().join("bystander.txt"), local.join("filelink")).unwrap();
+    std::fs::create_dir_all(local.join("gone/deep")).unwrap();
+    std::fs::write(local.join("gone/deep/old.txt"), b"old").unwrap();
+    std::fs::write(local.join("stray.md"), b"stray").unwrap();
+    std::fs::write(local.join("kept.tmp"), b"excluded, so kept").unwrap();
+    let flags = ["--delete", "--exclude", "*.tmp"];
+    let (r, out, trace) = mirror_from(&fake, &local, &[&flags[..], &["--dry-run"]].concat());
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert!(
+        out.contains("delete stray.md") && out.contains("delete dirlink"),
+        "{out}"
+    );
+    assert!(local.join("stray.md").exists(), "--dry-run deletes nothing");
+
+    let (r, _, trace) = mirror_from(&fake, &local, &flags);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    for gone in ["dirlink", "filelink", "gone", "stray.md"] {
+        assert!(
+            std::fs::symlink_metadata(local.join(gone)).is_err(),
+            "{gone} deleted"
+        );
+    }
+    assert!(local.join("kept.tmp").exists());
+    assert!(local.join("ok.txt").exists());
+    assert_eq!(
+        std::fs::read(base.path().join("evil/target.txt")).unwrap(),
+        b"outside"
+    );
+    assert_eq!(
+        std::fs::read(base.path().join("bystander.txt")).unwrap(),
+        b"keep me"
+    );
+}
+
+#[test]
+fn mirror_with_a_failed_listing_deletes_nothing_and_exits_18() {
+    let mut tree = hostile_mirror_tree();
+    tree.refuse_cwd = Some("/pub/sub".into());
+    let fake = Fake::start(tree);
+    let (_base, local) = base();
+    std::fs::create_dir_all(local.join("sub")).unwrap();
+    std::fs::write(local.join("sub/mine.txt"), b"mine").unwrap();
+    std::fs::write(local.join("stray.md"), b"stray").unwrap();
+    let (r, _, trace) = mirror_from(&fake, &local, &["--delete"]);
+    assert_eq!(exit_code(&r), 18, "{r:?}\n{trace}");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("sub/"), "{msg}");
+    assert!(local.join("sub/mine.txt").exists() && local.join("stray.md").exists());
+    assert_eq!(std::fs::read(local.join("ok.txt")).unwrap(), b"fine");
+}
+
+#[test]
+fn mirror_backs_off_when_the_server_answers_421() {
+    let mut tree = hostile_tree(true);
+    tree.max_sessions = Some(1);
+    let fake = Fake::start(tree);
+    let (_base, local) = base();
+    let (r, _, trace) = mirror_from(&fake, &local, &["--parallel", "4"]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert_eq!(std::fs::read(local.join("ok.txt")).unwrap(), b"fine");
+    assert_eq!(
+        std::fs::read(local.join("notes.md")).unwrap(),
+        b"not matched"
+    );
+    assert!(
+        fake.commands().iter().any(|c| c == "(refused with 421)"),
+        "the test did make the server refuse"
+    );
+}
+
+#[test]
+fn interrupted_mirror_run_again_resumes_the_part() {
+    let mut tree = hostile_tree(true);
+    let big = test_kit::pattern_bytes(100_000, 5);
+    tree.files.insert("/pub/big.bin".into(), big.clone());
+    tree.listings
+        .get_mut("/pub")
+        .unwrap()
+        .push("type=file;size=100000;modify=20260101000000; big.bin".into());
+    *tree.cut_once.lock().unwrap() = Some("/pub/big.bin".into());
+    let fake = Fake::start(tree);
+    let (_base, local) = base();
+    // An older big.bin is there: the failed run must leave it as it was.
+    std::fs::write(local.join("big.bin"), b"old").unwrap();
+    let (r, _, trace) = mirror_from(&fake, &local, &[]);
+    assert_eq!(exit_code(&r), 18, "{r:?}\n{trace}");
+    assert!(r.unwrap_err().to_string().contains("big.bin"));
+    assert_eq!(std::fs::read(local.join("big.bin")).unwrap(), b"old");
+    let part = std::fs::read(local.join("big.bin.part")).unwrap();
+    assert_eq!(part, &big[..50_000]);
+
+    let (r, _, trace) = mirror_from(&fake, &local, &[]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert_eq!(std::fs::read(local.join("big.bin")).unwrap(), big);
+    assert!(!local.join("big.bin.part").exists());
+    assert!(
+        fake.commands().iter().any(|c| c == "REST 50000"),
+        "the second run resumed"
+    );
 }

@@ -471,9 +471,15 @@ async fn walk(
             continue;
         };
         let shown = format!("{}/", rel_display(&rel));
-        let listed = list_one(s, mlsd, &root, &rel).await;
-        let (pwd, entries) = match listed {
-            Ok(v) => v,
+        let listed = list_one(s, mlsd, &root, &rel, &mut seen).await;
+        let entries = match listed {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                tracing::warn!("skipping {shown}: a directory loop (its path was listed before)");
+                tree.skipped += 1;
+                tree.keep.insert(key(&rel));
+                continue;
+            }
             Err(e) => {
                 fail(&mut tree, format!("{shown}: {}", e.with_causes()));
                 // The session may be mid-transfer or gone: start a fresh one for the rest.
@@ -483,14 +489,6 @@ async fn walk(
                 continue;
             }
         };
-        if let Some(p) = pwd {
-            if !seen.insert(p) {
-                tracing::warn!("skipping {shown}: a directory loop (its path was listed before)");
-                tree.skipped += 1;
-                tree.keep.insert(key(&rel));
-                continue;
-            }
-        }
         tree.dirs.push(rel.clone());
         total += entries.len();
         if total > MAX_TOTAL_ENTRIES {
@@ -545,13 +543,15 @@ async fn walk(
     Ok(tree)
 }
 
-/// CWD into `root/rel` in one command, PWD, list.
+/// CWD into `root/rel` in one command, then PWD: `None` when the server says we are in a
+/// directory listed before (a loop), else the listing.
 async fn list_one(
     s: &mut Session,
     mlsd: bool,
     root: &str,
     rel: &[String],
-) -> Result<(Option<String>, Vec<crate::listing::Entry>), ClientError> {
+    seen: &mut HashSet<String>,
+) -> Result<Option<Vec<crate::listing::Entry>>, ClientError> {
     let mut dir = root.trim_end_matches('/').to_string();
     for seg in rel {
         dir.push('/');
@@ -565,9 +565,12 @@ async fn list_one(
         return Err(s.refused(crate::error::Step::Cwd { dir: &dir }, &r));
     }
     let r = s.command("PWD").await?;
-    let pwd = parse_pwd(&r);
-    let entries = super::ls::entries(s, mlsd, &dir).await?;
-    Ok((pwd, entries))
+    if let Some(pwd) = parse_pwd(&r) {
+        if !seen.insert(pwd) {
+            return Ok(None);
+        }
+    }
+    super::ls::entries(s, mlsd, &dir).await.map(Some)
 }
 
 /// `--delete`: walks LOCALDIR without following links and removes what the server no
