@@ -42,6 +42,8 @@ pub enum Refusal {
     NotAFile,
     /// Beyond [`MAX_ENTRIES_PER_DIR`].
     TooMany,
+    /// `X.part` listed next to `X`: it would be taken for the partial download of `X`.
+    PartClash,
 }
 
 impl fmt::Display for Refusal {
@@ -56,6 +58,7 @@ impl fmt::Display for Refusal {
             Self::Link => "a symbolic link (links are not followed)",
             Self::NotAFile => "neither a file nor a directory",
             Self::TooMany => "the listing has too many entries",
+            Self::PartClash => "named like the partial download (.part) of another listed file",
         })
     }
 }
@@ -144,7 +147,16 @@ pub fn plan_dir(entries: Vec<Entry>, fold_case: bool) -> DirPlan {
         *count.entry(key(&e.name)).or_default() += 1;
     }
     for e in kept {
-        if count[&key(&e.name)] > 1 {
+        let clash = e
+            .name
+            .strip_suffix(".part")
+            .is_some_and(|stem| count.contains_key(&key(stem)));
+        if clash {
+            plan.skipped.push(Skipped {
+                name: e.name,
+                why: Refusal::PartClash,
+            });
+        } else if count[&key(&e.name)] > 1 {
             plan.skipped.push(Skipped {
                 name: e.name,
                 why: Refusal::CaseCollision,
@@ -363,10 +375,12 @@ mod tests {
             entry("same", Kind::File),
             entry("twice", Kind::File),
             entry("twice", Kind::Dir),
+            entry("ok.txt.part", Kind::File),
+            entry("alone.part", Kind::File),
         ];
         let p = plan_dir(entries.clone(), false);
         let names = |v: &[Entry]| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
-        assert_eq!(names(&p.files), ["ok.txt", "Same", "same"]);
+        assert_eq!(names(&p.files), ["ok.txt", "Same", "same", "alone.part"]);
         assert_eq!(names(&p.dirs), ["sub"]);
         let why: Vec<_> = p
             .skipped
@@ -381,10 +395,11 @@ mod tests {
                 ("dev", Refusal::NotAFile),
                 ("twice", Refusal::CaseCollision),
                 ("twice", Refusal::CaseCollision),
+                ("ok.txt.part", Refusal::PartClash),
             ]
         );
         let p = plan_dir(entries, true);
-        assert_eq!(names(&p.files), ["ok.txt"]);
+        assert_eq!(names(&p.files), ["ok.txt", "alone.part"]);
         assert!(
             p.skipped
                 .iter()

@@ -163,7 +163,7 @@ pub async fn mirror(
 
     // Local directories, parents first (the walk is breadth-first), never through a link.
     let mut bad_dirs: HashSet<Vec<String>> = HashSet::new();
-    for rel in &tree.dirs {
+    for rel in tree.dirs.iter().filter(|r| !r.is_empty()) {
         if under(&bad_dirs, &rel[..rel.len().saturating_sub(1)]) {
             bad_dirs.insert(rel.clone());
             continue;
