@@ -60,6 +60,8 @@ struct Tree {
     max_sessions: Option<usize>,
     /// The next RETR of this path sends half the file, then `426` (an interrupted run).
     cut_once: Arc<Mutex<Option<String>>>,
+    /// Close the control connection after each completed RETR (a server's session limit).
+    one_file_per_session: bool,
 }
 
 impl Tree {
@@ -246,6 +248,10 @@ fn session(s: TcpStream, tree: &Tree, log: &Mutex<Vec<String>>) {
                 } else {
                     let _ = d.write_all(&payload);
                     drop(d);
+                    if verb == "RETR" && tree.one_file_per_session {
+                        let _ = w.write_all(b"226 done\r\n");
+                        return;
+                    }
                     "226 done\r\n".into()
                 }
             }
@@ -540,6 +546,9 @@ fn mirror_refuses_hostile_names_links_and_loops() {
             "{c:?} sent\n{trace}"
         );
     }
+    // One session for the walk and one per worker (default 2), not a login per file.
+    let logins = cmds.iter().filter(|c| c.starts_with("USER ")).count();
+    assert!(logins <= 3, "{logins} logins for 10 files");
     // The loop was entered once (its PWD is /pub again) and never listed.
     let at = cmds
         .iter()
@@ -681,5 +690,20 @@ fn interrupted_mirror_run_again_resumes_the_part() {
     assert!(
         fake.commands().iter().any(|c| c == "REST 50000"),
         "the second run resumed"
+    );
+}
+
+#[test]
+fn mirror_reconnects_when_the_server_ends_a_session() {
+    let mut tree = hostile_tree(true);
+    tree.one_file_per_session = true;
+    let fake = Fake::start(tree);
+    let (_base, local) = base();
+    let (r, _, trace) = mirror_from(&fake, &local, &["--parallel", "1"]);
+    assert!(r.is_ok(), "{r:?}\n{trace}");
+    assert_eq!(std::fs::read(local.join("ok.txt")).unwrap(), b"fine");
+    assert_eq!(
+        std::fs::read(local.join("notes.md")).unwrap(),
+        b"not matched"
     );
 }

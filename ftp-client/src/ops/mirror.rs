@@ -4,10 +4,11 @@
 //! LIST), each listing sorted by [`crate::names::plan_dir`], so a hostile name never becomes a
 //! path; links are skipped (never followed, so no loop through them), a directory whose PWD was
 //! seen before is skipped (a loop the server presents as a directory), and depth and the total
-//! number of entries are bounded. **Fetch**: `--parallel` workers, each file through the
-//! one-file [`get`](super::get) path (`.part`, resume of a `.part` left by an interrupted run,
-//! never replacing a file on failure); a 421 reply (too many connections) retires a worker
-//! instead of failing the file. **Delete** (`--delete` only): local files under LOCALDIR that
+//! number of entries are bounded. **Fetch**: `--parallel` workers, each keeping one session
+//! from file to file (CWD to the file's directory, then the one-file path of
+//! [`get`](super::get): `.part`, resume of a `.part` left by an interrupted run, never replacing
+//! a file on failure); a 421 reply at connect (too many connections) retires a worker instead
+//! of failing the file, and a session the server closed is replaced once at once. **Delete** (`--delete` only): local files under LOCALDIR that
 //! the server no longer lists, walking LOCALDIR without following links; skipped entirely
 //! when any listing failed, since a missing listing is not an empty directory.
 //!
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use filexfer::download::{Output, part_path};
+use filexfer::download::{Download, Output, part_path};
 use filexfer::progress::Summary;
 use filexfer::text::printable;
 
@@ -105,6 +106,21 @@ struct Tree {
     skipped: usize,
     /// A listing failed or the walk stopped early: `--delete` must not run.
     incomplete: bool,
+    /// The mirrored directory's absolute path, as PWD gave it.
+    root: String,
+}
+
+/// `root/rel...`: the absolute remote directory (`/` when both are empty).
+fn abs_dir(root: &str, rel: &[String]) -> String {
+    let mut dir = root.trim_end_matches('/').to_string();
+    for seg in rel {
+        dir.push('/');
+        dir.push_str(seg);
+    }
+    if dir.is_empty() {
+        dir.push('/');
+    }
+    dir
 }
 
 /// Whether `rel` or one of its parents is in `dirs`.
@@ -222,12 +238,11 @@ pub async fn mirror(
             say(out, format!("get {shown}{size}"))?;
             continue;
         }
-        let mut one = remote.clone();
-        one.dirs.extend(f.rel[..f.rel.len() - 1].iter().cloned());
-        one.file = f.rel.last().cloned();
+        let (dirs, name) = f.rel.split_at(f.rel.len() - 1);
         jobs.push_back(Job {
             shown,
-            remote: one,
+            dir: abs_dir(&tree.root, dirs),
+            name: name.concat(),
             local: p,
             modified: f.modified,
             tries_421: 0,
@@ -242,6 +257,7 @@ pub async fn mirror(
         wcfg.progress = false;
         let ctx = Arc::new(Ctx {
             cfg: wcfg,
+            login_dirs: remote.dirs.clone(),
             trace: trace.clone(),
             queue: Mutex::new(jobs),
             active: AtomicUsize::new(workers),
@@ -332,8 +348,12 @@ pub async fn mirror(
 
 /// One file for the workers.
 struct Job {
+    /// The relative path, escaped, for messages.
     shown: String,
-    remote: Remote,
+    /// The absolute remote directory to CWD into.
+    dir: String,
+    /// The remote name.
+    name: String,
     local: PathBuf,
     modified: Option<SystemTime>,
     tries_421: u32,
@@ -342,6 +362,8 @@ struct Job {
 /// What the workers share.
 struct Ctx {
     cfg: Config,
+    /// The CWDs after login that reach the mirrored directory (as the walk's session did).
+    login_dirs: Vec<String>,
     trace: Option<Tracer>,
     queue: Mutex<VecDeque<Job>>,
     /// Workers still running: the last one never retires on a 421, it waits and tries again.
@@ -353,21 +375,16 @@ fn too_many_connections(e: &ClientError) -> bool {
     matches!(e, ClientError::Protocol { reply, .. } if reply.starts_with("421"))
 }
 
-/// Takes files from the queue until it is empty; see the module docs for 421.
+/// A worker's session and the directory it is in.
+type Held = Option<(Session, Option<String>)>;
+
+/// Takes files from the queue until it is empty, over one session kept from file to file (a
+/// login per file would cost more than a small file's transfer); see the module docs for 421.
 async fn worker(ctx: Arc<Ctx>) {
     let lock = |m: &Mutex<VecDeque<Job>>| m.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    let mut held: Held = None;
     while let Some(mut job) = lock(&ctx.queue) {
-        let mut cfg = ctx.cfg.clone();
-        // Resume only a `.part` of ours: an older complete file under the final name may
-        // differ from the new one in any byte, so it is replaced, not continued.
-        cfg.resume = std::fs::symlink_metadata(part_path(&job.local)).is_ok_and(|m| m.is_file());
-        let r = super::glob_get::fetch_with_retries(
-            &cfg,
-            &job.remote,
-            &Output::Path(job.local.clone()),
-            &ctx.trace,
-        )
-        .await;
+        let r = fetch_retrying(&ctx, &mut held, &job).await;
         match r {
             Err(e) if too_many_connections(&e) => {
                 job.tries_421 += 1;
@@ -419,7 +436,67 @@ async fn worker(ctx: Arc<Ctx>) {
             }
         }
     }
+    if let Some((s, _)) = held {
+        s.quit().await;
+    }
     ctx.active.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// One file with `--retries` applied to it. After any failure the session is dropped (its
+/// state is unknown); when a session that had served earlier files turns out closed (connection
+/// lost, or a 421), the file is tried once more on a fresh one at once, since servers close
+/// idle or long-lived sessions.
+async fn fetch_retrying(ctx: &Ctx, held: &mut Held, job: &Job) -> Result<Summary, ClientError> {
+    let mut attempt = 0;
+    loop {
+        let reused = held.is_some();
+        let r = fetch_on(ctx, held, job).await;
+        let Err(e) = r else { return r };
+        *held = None;
+        if too_many_connections(&e) && !reused {
+            return Err(e);
+        }
+        // The control connection closed under us (a server's idle or session limit): that is
+        // the session's end, not the file's failure. A cut transfer is the file's (--retries).
+        let session_gone = matches!(e, ClientError::Network { .. }) || too_many_connections(&e);
+        if reused && session_gone {
+            continue;
+        }
+        if e.is_transient() && attempt < ctx.cfg.retries {
+            attempt += 1;
+            let pause = crate::retry_pause(attempt);
+            tracing::warn!("{}: {}; retrying in {pause:?}", job.shown, e.with_causes());
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        return Err(e);
+    }
+}
+
+/// One file on the held session (connecting first when there is none).
+async fn fetch_on(ctx: &Ctx, held: &mut Held, job: &Job) -> Result<Summary, ClientError> {
+    let mut cfg = ctx.cfg.clone();
+    // Resume only a `.part` of ours: an older complete file under the final name may differ
+    // from the new one in any byte, so it is replaced, not continued.
+    cfg.resume = std::fs::symlink_metadata(part_path(&job.local)).is_ok_and(|m| m.is_file());
+    let path = format!("{}/{}", job.dir.trim_end_matches('/'), job.name);
+    let dl = Download::plan(Output::Path(job.local.clone()), cfg.resume)
+        .map_err(|e| super::get::local_error(&cfg.host, &path, e))?;
+    if held.is_none() {
+        let s = super::connect(&cfg, &ctx.trace, &ctx.login_dirs).await?;
+        *held = Some((s, None));
+    }
+    let Some((s, cwd)) = held.as_mut() else {
+        return Err(ClientError::Usage("no session".into()));
+    };
+    if cwd.as_deref() != Some(job.dir.as_str()) {
+        let r = s.command(&format!("CWD {}", job.dir)).await?;
+        if !r.is_ok() {
+            return Err(s.refused(crate::error::Step::Cwd { dir: &job.dir }, &r));
+        }
+        *cwd = Some(job.dir.clone());
+    }
+    super::get::get_on(s, &cfg, &job.name, &path, false, dl, false).await
 }
 
 /// The 421 count of the job at the queue's head (just put back), for the pause.
@@ -448,7 +525,10 @@ async fn walk(
         return Err(s.refused(crate::error::Step::Command("PWD"), &r));
     };
     let mut session = Some(s);
-    let mut tree = Tree::default();
+    let mut tree = Tree {
+        root: root.clone(),
+        ..Tree::default()
+    };
     let mut seen = HashSet::new();
     let mut queue: VecDeque<Vec<String>> = VecDeque::from([Vec::new()]);
     let mut total = 0usize;
@@ -552,14 +632,7 @@ async fn list_one(
     rel: &[String],
     seen: &mut HashSet<String>,
 ) -> Result<Option<Vec<crate::listing::Entry>>, ClientError> {
-    let mut dir = root.trim_end_matches('/').to_string();
-    for seg in rel {
-        dir.push('/');
-        dir.push_str(seg);
-    }
-    if dir.is_empty() {
-        dir.push('/');
-    }
+    let dir = abs_dir(root, rel);
     let r = s.command(&format!("CWD {dir}")).await?;
     if !r.is_ok() {
         return Err(s.refused(crate::error::Step::Cwd { dir: &dir }, &r));
