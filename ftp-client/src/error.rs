@@ -164,11 +164,11 @@ pub enum ClientError {
     },
     /// Some files of a glob get or a mirror failed; the others were fetched (curl: 18, its
     /// "partial file": the run as a whole is incomplete). Each failure is named.
-    #[error("{} of {total} files failed: {}", failed.len(), failed.join("; "))]
+    #[error("{} of {total} failed: {}", failed.len(), failed.join("; "))]
     SomeFailed {
-        /// One line per failed file: its escaped name and the error.
+        /// One line per failed file or directory: its escaped name and the error.
         failed: Vec<String>,
-        /// How many files were attempted.
+        /// How many files (and, for mirror, directories) there were to bring over.
         total: usize,
     },
     /// The control connection broke (curl: 56, "failure receiving network data").

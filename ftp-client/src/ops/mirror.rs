@@ -108,6 +108,8 @@ struct Tree {
     incomplete: bool,
     /// The mirrored directory's absolute path, as PWD gave it.
     root: String,
+    /// Directories whose listing failed.
+    failed_dirs: usize,
 }
 
 /// `root/rel...`: the absolute remote directory (`/` when both are empty).
@@ -320,7 +322,9 @@ pub async fn mirror(
     );
     if !tally.failed.is_empty() {
         tracing::warn!("mirror of {}: {stats}", printable(&remote.dir_display()));
-        let total = tally.fetched + tally.failed.len();
+        // Everything the mirror had to bring over: each listed file and directory, and each
+        // directory whose listing failed.
+        let total = tree.files.len() + tree.dirs.len().saturating_sub(1) + tree.failed_dirs;
         return Err(ClientError::SomeFailed {
             failed: tally.failed,
             total,
@@ -540,6 +544,7 @@ async fn walk(
         tracing::warn!("{line}");
         tally.failed.push(line);
         tree.incomplete = true;
+        tree.failed_dirs += 1;
     };
     while let Some(rel) = queue.pop_front() {
         if session.is_none() {
