@@ -383,6 +383,9 @@ fn glob_get_refuses_hostile_names(mlst: bool) {
         cmds.iter().any(|c| c == if mlst { "MLSD" } else { "LIST" }),
         "{cmds:?}"
     );
+    // One session lists, one fetches every match: not a login per file.
+    let logins = cmds.iter().filter(|c| c.starts_with("USER ")).count();
+    assert_eq!(logins, 2, "{cmds:?}");
 }
 
 #[test]

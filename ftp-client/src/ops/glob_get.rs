@@ -1,14 +1,15 @@
 //! `get` with a glob (`get HOST DIR '*.iso'`, `get ftp://HOST/DIR/*.iso`): the directory is
 //! listed once (MLSD when FEAT names MLST, else LIST), the pattern is matched here against the
 //! names (servers differ in whether NLST globs, and some glob with `/` in the result), every
-//! match passes the [`crate::names`] rules, and each file is fetched through the one-file
-//! [`get`](super::get) path with its own connection: `.part`, `-C` resume, and "a failure never
-//! replaces an existing file" hold for each, and one failure does not stop the others.
+//! match passes the [`crate::names`] rules, and each file is fetched, over one session kept
+//! from file to file, through the one-file path of [`get`](super::get): `.part`, `-C` resume,
+//! and "a failure never replaces an existing file" hold for each, and one failure does not stop
+//! the others.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use filexfer::download::{Output, part_path};
+use filexfer::download::part_path;
 use filexfer::progress::Summary;
 use filexfer::text::printable;
 
@@ -80,7 +81,8 @@ pub async fn get_glob(
     }
 
     let total = plan.files.len();
-    let (mut bytes, mut failed) = (0u64, Vec::new());
+    let mut failed = Vec::new();
+    let mut jobs = std::collections::VecDeque::new();
     for e in &plan.files {
         let local = dest.join(&e.name);
         let shown = printable(&e.name);
@@ -90,22 +92,19 @@ pub async fn get_glob(
             failed.push(why);
             continue;
         }
-        let mut one = remote.clone();
-        one.file = Some(e.name.clone());
-        match fetch_with_retries(cfg, &one, &Output::Path(local), trace).await {
-            Ok(sum) => {
-                if !cfg.quiet {
-                    tracing::info!("{shown}: {}", sum.line());
-                }
-                bytes += sum.bytes;
-            }
-            Err(err) => {
-                let why = format!("{shown}: {}", err.with_causes());
-                tracing::warn!("{why}");
-                failed.push(why);
-            }
-        }
+        jobs.push_back(super::mirror::Job {
+            shown,
+            dir: None,
+            name: e.name.clone(),
+            local,
+            modified: None,
+            tries_421: 0,
+        });
     }
+    // One session for all the files, in order (the progress bar shows one file at a time).
+    let mut tally = super::mirror::fetch_all(cfg, trace, &remote.dirs, jobs, 1, false).await;
+    failed.append(&mut tally.failed);
+    let bytes = tally.bytes;
     if !failed.is_empty() {
         return Err(ClientError::SomeFailed { failed, total });
     }
@@ -120,25 +119,4 @@ pub async fn get_glob(
             plan.skipped.len()
         )),
     })
-}
-
-/// One file through the one-file path, with `--retries` applied to it alone.
-pub(crate) async fn fetch_with_retries(
-    cfg: &Config,
-    remote: &Remote,
-    output: &Output,
-    trace: &Option<Tracer>,
-) -> Result<Summary, ClientError> {
-    let mut attempt = 0;
-    loop {
-        match super::get(cfg, remote, output, trace).await {
-            Err(e) if e.is_transient() && attempt < cfg.retries => {
-                attempt += 1;
-                let pause = crate::retry_pause(attempt);
-                tracing::warn!("{}; retrying in {pause:?}", e.with_causes());
-                tokio::time::sleep(pause).await;
-            }
-            other => return other,
-        }
-    }
 }

@@ -140,10 +140,13 @@ fn local_path(root: &Path, rel: &[String]) -> PathBuf {
 
 /// The results the workers add to.
 #[derive(Default)]
-struct Tally {
-    fetched: usize,
-    bytes: u64,
-    failed: Vec<String>,
+pub(crate) struct Tally {
+    /// Files fetched (or found complete).
+    pub fetched: usize,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// One line per failure, naming it.
+    pub failed: Vec<String>,
 }
 
 /// Mirrors `remote.dirs` into `local`; the dry-run plan goes to `out`.
@@ -243,7 +246,7 @@ pub async fn mirror(
         let (dirs, name) = f.rel.split_at(f.rel.len() - 1);
         jobs.push_back(Job {
             shown,
-            dir: abs_dir(&tree.root, dirs),
+            dir: Some(abs_dir(&tree.root, dirs)),
             name: name.concat(),
             local: p,
             modified: f.modified,
@@ -252,25 +255,10 @@ pub async fn mirror(
     }
 
     if !opts.dry_run && !jobs.is_empty() {
-        let attempted = jobs.len();
-        let workers = opts.parallel.min(attempted);
-        let mut wcfg = cfg.clone();
         // Several bars at once would overwrite each other; the summary says what moved.
+        let mut wcfg = cfg.clone();
         wcfg.progress = false;
-        let ctx = Arc::new(Ctx {
-            cfg: wcfg,
-            login_dirs: remote.dirs.clone(),
-            trace: trace.clone(),
-            queue: Mutex::new(jobs),
-            active: AtomicUsize::new(workers),
-            tally: Mutex::new(Tally::default()),
-        });
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..workers {
-            set.spawn(worker(ctx.clone()));
-        }
-        while set.join_next().await.is_some() {}
-        let mut t = ctx.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = fetch_all(&wcfg, trace, &remote.dirs, jobs, opts.parallel, true).await;
         tally.fetched += t.fetched;
         tally.bytes += t.bytes;
         tally.failed.append(&mut t.failed);
@@ -350,17 +338,49 @@ pub async fn mirror(
     })
 }
 
+/// Fetches `jobs` with up to `parallel` sessions, each logged in and CWD'd into `login_dirs`
+/// first; see [`worker`]. `resume_parts`: continue any `.part` found (mirror), rather than
+/// only with `-C` (glob get, like get).
+pub(crate) async fn fetch_all(
+    cfg: &Config,
+    trace: &Option<Tracer>,
+    login_dirs: &[String],
+    jobs: VecDeque<Job>,
+    parallel: usize,
+    resume_parts: bool,
+) -> Tally {
+    let workers = parallel.clamp(1, jobs.len().max(1));
+    let ctx = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        login_dirs: login_dirs.to_vec(),
+        resume_parts,
+        trace: trace.clone(),
+        queue: Mutex::new(jobs),
+        active: AtomicUsize::new(workers),
+        tally: Mutex::new(Tally::default()),
+    });
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        set.spawn(worker(ctx.clone()));
+    }
+    while set.join_next().await.is_some() {}
+    std::mem::take(&mut *ctx.tally.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// One file for the workers.
-struct Job {
-    /// The relative path, escaped, for messages.
-    shown: String,
-    /// The absolute remote directory to CWD into.
-    dir: String,
+pub(crate) struct Job {
+    /// The name or relative path, escaped, for messages.
+    pub shown: String,
+    /// The absolute remote directory to CWD into; `None`: the login directory.
+    pub dir: Option<String>,
     /// The remote name.
-    name: String,
-    local: PathBuf,
-    modified: Option<SystemTime>,
-    tries_421: u32,
+    pub name: String,
+    /// Where it goes.
+    pub local: PathBuf,
+    /// The listed time to give the local file once complete.
+    pub modified: Option<SystemTime>,
+    /// How often it met a 421.
+    pub tries_421: u32,
 }
 
 /// What the workers share.
@@ -368,6 +388,8 @@ struct Ctx {
     cfg: Config,
     /// The CWDs after login that reach the mirrored directory (as the walk's session did).
     login_dirs: Vec<String>,
+    /// Resume every `.part` found (mirror), not only with `-C`.
+    resume_parts: bool,
     trace: Option<Tracer>,
     queue: Mutex<VecDeque<Job>>,
     /// Workers still running: the last one never retires on a 421, it waits and tries again.
@@ -480,10 +502,15 @@ async fn fetch_retrying(ctx: &Ctx, held: &mut Held, job: &Job) -> Result<Summary
 /// One file on the held session (connecting first when there is none).
 async fn fetch_on(ctx: &Ctx, held: &mut Held, job: &Job) -> Result<Summary, ClientError> {
     let mut cfg = ctx.cfg.clone();
-    // Resume only a `.part` of ours: an older complete file under the final name may differ
-    // from the new one in any byte, so it is replaced, not continued.
-    cfg.resume = std::fs::symlink_metadata(part_path(&job.local)).is_ok_and(|m| m.is_file());
-    let path = format!("{}/{}", job.dir.trim_end_matches('/'), job.name);
+    if ctx.resume_parts {
+        // Resume only a `.part` of ours: an older complete file under the final name may
+        // differ from the new one in any byte, so it is replaced, not continued.
+        cfg.resume = std::fs::symlink_metadata(part_path(&job.local)).is_ok_and(|m| m.is_file());
+    }
+    let path = match &job.dir {
+        Some(d) => format!("{}/{}", d.trim_end_matches('/'), job.name),
+        None => format!("{}/{}", ctx.login_dirs.join("/"), job.name),
+    };
     let dl = Download::plan(Output::Path(job.local.clone()), cfg.resume)
         .map_err(|e| super::get::local_error(&cfg.host, &path, e))?;
     if held.is_none() {
@@ -493,12 +520,12 @@ async fn fetch_on(ctx: &Ctx, held: &mut Held, job: &Job) -> Result<Summary, Clie
     let Some((s, cwd)) = held.as_mut() else {
         return Err(ClientError::Usage("no session".into()));
     };
-    if cwd.as_deref() != Some(job.dir.as_str()) {
-        let r = s.command(&format!("CWD {}", job.dir)).await?;
+    if let Some(dir) = job.dir.as_ref().filter(|d| cwd.as_ref() != Some(*d)) {
+        let r = s.command(&format!("CWD {dir}")).await?;
         if !r.is_ok() {
-            return Err(s.refused(crate::error::Step::Cwd { dir: &job.dir }, &r));
+            return Err(s.refused(crate::error::Step::Cwd { dir }, &r));
         }
-        *cwd = Some(job.dir.clone());
+        *cwd = Some(dir.clone());
     }
     super::get::get_on(s, &cfg, &job.name, &path, false, dl, false).await
 }
