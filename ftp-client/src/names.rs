@@ -75,7 +75,8 @@ pub struct Skipped {
 impl fmt::Display for Skipped {
     /// The warning line: the name escaped (it came from the network), then the reason.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "skipping {:?}: {}", printable(&self.name), self.why)
+        // Not `{:?}`: that would escape the escapes again (`\\x0d`).
+        write!(f, "skipping \"{}\": {}", printable(&self.name), self.why)
     }
 }
 

@@ -710,3 +710,33 @@ fn mirror_reconnects_when_the_server_ends_a_session() {
         b"not matched"
     );
 }
+
+#[test]
+fn binary_mirror_exit_codes_and_dry_run_on_stdout() {
+    let fake = Fake::start(hostile_tree(true));
+    let (_base, local) = base();
+    let bin = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+        c.env_remove("FTP_PASSWORD").args(args);
+        test_kit::run(&mut c)
+    };
+    bin(&["mirror", "--help"]).expect_code(0);
+    bin(&["mirror", "h", "d"]).expect_code(2);
+    bin(&["mirror", "h", "d", "x", "--parallel", "0"]).expect_code(2);
+    let url = format!("ftp://{}/pub/", fake.addr);
+    let ran = bin(&["mirror", &url, path_str(&local), "--dry-run"]);
+    ran.expect_code(0);
+    assert!(
+        ran.stdout().contains("get ok.txt (4 bytes)"),
+        "{}",
+        ran.describe()
+    );
+    // The warnings name the refused entries, escaped: no raw CR reaches the terminal.
+    let err = ran.stderr();
+    assert!(
+        err.contains("link.txt") && err.contains("cr\\x0devil.txt"),
+        "{err}"
+    );
+    assert!(!err.contains('\r'), "{err:?}");
+    assert_eq!(std::fs::read_dir(&local).unwrap().count(), 0, "dry run");
+}
