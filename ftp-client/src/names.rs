@@ -175,10 +175,21 @@ pub fn plan_dir(entries: Vec<Entry>, fold_case: bool) -> DirPlan {
 /// created in `dir` and looked up by its upper-case name, then removed.
 pub fn folds_case(dir: &std::path::Path) -> std::io::Result<bool> {
     let probe = dir.join(format!(".ftp-client-case-Probe-{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)?;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+    };
+    if let Err(e) = create() {
+        // A probe left by a run that was killed in between (same process id, much later):
+        // ours to remove. create_new never opens through a link planted under that name.
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        std::fs::remove_file(&probe)?;
+        create()?;
+    }
     let upper = dir.join(
         probe
             .file_name()
@@ -438,6 +449,13 @@ mod tests {
     #[test]
     fn folds_case_probe_leaves_nothing() {
         let d = tempfile::tempdir().unwrap();
+        let _ = folds_case(d.path()).unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+        // A leftover probe of a killed run does not make the next one fail.
+        let left = d
+            .path()
+            .join(format!(".ftp-client-case-Probe-{}", std::process::id()));
+        std::fs::write(&left, b"").unwrap();
         let _ = folds_case(d.path()).unwrap();
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
