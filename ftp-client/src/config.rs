@@ -85,6 +85,10 @@ pub enum Command {
         /// Print what would be fetched, created and deleted; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Upload LOCALDIR's tree into DIR instead (DIR must exist); --delete then removes
+        /// remote files gone from LOCALDIR.
+        #[arg(long, short = 'R')]
+        reverse: bool,
     },
     /// Upload a file: `put LOCAL HOST [DIR]` or `put LOCAL ftp://HOST/DIR/[NAME]`.
     Put {
@@ -204,6 +208,8 @@ pub struct MirrorOptions {
     pub exclude: Vec<Glob>,
     /// Change nothing, say what would be done.
     pub dry_run: bool,
+    /// Upload LOCALDIR to the server instead.
+    pub reverse: bool,
 }
 
 impl MirrorOptions {
@@ -414,6 +420,7 @@ impl TryFrom<Cli> for Config {
                 include,
                 exclude,
                 dry_run,
+                reverse,
             } => {
                 let (dir, local) = match (target::is_url(&target), rest.as_slice()) {
                     (true, [local]) => (None, local),
@@ -440,7 +447,7 @@ impl TryFrom<Cli> for Config {
                         .collect::<Result<Vec<_>, _>>()
                 };
                 let local = PathBuf::from(local);
-                if local.exists() && !local.is_dir() {
+                if (reverse || local.exists()) && !local.is_dir() {
                     return usage(format!("{}: not a directory", local.display()));
                 }
                 let opts = MirrorOptions {
@@ -449,6 +456,7 @@ impl TryFrom<Cli> for Config {
                     include: globs("--include", include)?,
                     exclude: globs("--exclude", exclude)?,
                     dry_run,
+                    reverse,
                 };
                 (
                     Operation::Mirror {
@@ -781,6 +789,7 @@ mod tests {
             &["mirror", "h", "d", "o", "--parallel", "99"],
             &["mirror", "h", "d", "o", "--include", "[x"],
             &["mirror", "h", "d", "/etc/passwd"],
+            &["mirror", "--reverse", "h", "d", "/nonexistent/dir"],
         ] {
             let e = cfg(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(e.exit_code(), 2, "{args:?}: {e}");

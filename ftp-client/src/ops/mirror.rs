@@ -59,7 +59,7 @@ pub fn listed_time(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
-fn minute(t: SystemTime) -> Option<u64> {
+pub(crate) fn minute(t: SystemTime) -> Option<u64> {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs() / 60)
@@ -89,31 +89,31 @@ pub fn unchanged(
 
 /// A remote file to mirror.
 #[derive(Debug, Clone)]
-struct RemoteFile {
-    rel: Vec<String>,
-    size: Option<u64>,
-    modified: Option<SystemTime>,
+pub(crate) struct RemoteFile {
+    pub rel: Vec<String>,
+    pub size: Option<u64>,
+    pub modified: Option<SystemTime>,
 }
 
 /// What the walk found.
 #[derive(Default)]
-struct Tree {
-    dirs: Vec<Vec<String>>,
-    files: Vec<RemoteFile>,
+pub(crate) struct Tree {
+    pub dirs: Vec<Vec<String>>,
+    pub files: Vec<RemoteFile>,
     /// Paths (relative, case-folded when the disk folds case) `--delete` must keep: skipped and
     /// excluded entries.
-    keep: HashSet<String>,
-    skipped: usize,
+    pub keep: HashSet<String>,
+    pub skipped: usize,
     /// A listing failed or the walk stopped early: `--delete` must not run.
-    incomplete: bool,
+    pub incomplete: bool,
     /// The mirrored directory's absolute path, as PWD gave it.
-    root: String,
+    pub root: String,
     /// Directories whose listing failed.
-    failed_dirs: usize,
+    pub failed_dirs: usize,
 }
 
 /// `root/rel...`: the absolute remote directory (`/` when both are empty).
-fn abs_dir(root: &str, rel: &[String]) -> String {
+pub(crate) fn abs_dir(root: &str, rel: &[String]) -> String {
     let mut dir = root.trim_end_matches('/').to_string();
     for seg in rel {
         dir.push('/');
@@ -130,11 +130,11 @@ fn under(dirs: &HashSet<Vec<String>>, rel: &[String]) -> bool {
     (0..=rel.len()).any(|i| dirs.contains(&rel[..i]))
 }
 
-fn rel_display(rel: &[String]) -> String {
+pub(crate) fn rel_display(rel: &[String]) -> String {
     printable(&rel.join("/"))
 }
 
-fn local_path(root: &Path, rel: &[String]) -> PathBuf {
+pub(crate) fn local_path(root: &Path, rel: &[String]) -> PathBuf {
     rel.iter().fold(root.to_path_buf(), |p, s| p.join(s))
 }
 
@@ -158,6 +158,9 @@ pub async fn mirror(
     out: &mut (dyn Write + Send),
     trace: &Option<Tracer>,
 ) -> Result<Summary, ClientError> {
+    if opts.reverse {
+        return super::reverse::mirror_up(cfg, remote, local, opts, out, trace).await;
+    }
     let started = Instant::now();
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -540,7 +543,7 @@ fn job_tries(ctx: &Ctx) -> u32 {
 }
 
 /// Lists the tree breadth-first over one session (reconnecting after a failed listing).
-async fn walk(
+pub(crate) async fn walk(
     cfg: &Config,
     remote: &Remote,
     opts: &MirrorOptions,

@@ -12,6 +12,7 @@ mod glob_get;
 mod ls;
 mod mirror;
 mod put;
+mod reverse;
 
 use std::time::Duration;
 
