@@ -200,9 +200,62 @@ fn mirror_from_pyftpdlib() {
     scenario(&peer.url(), root.path());
 }
 
-/// `mirror --reverse`: a local tree with hostile-but-legal names up to pyftpdlib (a named user
-/// with write rights), then a no-op run, a changed file, `--dry-run`, `--delete`, and a local
-/// link that is never followed.
+/// `mirror --reverse`: a local tree with hostile-but-legal names up to `url` (a writable
+/// directory, `server` on disk), then a no-op run, a changed file, `--dry-run`, `--delete`, and
+/// a local link that is never followed.
+fn reverse_scenario(url: &str, server: &Path) {
+    let src = Fixture::empty();
+    build_tree(src.path());
+    let local = src.path().join("tree");
+    let outside = Fixture::empty();
+    std::fs::write(outside.path().join("secret"), b"not to upload").unwrap();
+    std::os::unix::fs::symlink(outside.path(), local.join("link-out")).unwrap();
+    let l = path_str(&local).to_string();
+    let up = |extra: &[&str]| {
+        let mut a = vec!["mirror", "--reverse", url, &l];
+        a.extend_from_slice(extra);
+        let (r, out, trace) = client(&a);
+        match r {
+            Ok(r) => (r.saved_to.unwrap_or_default(), out),
+            Err(e) => panic!("{a:?}: {e}\n{trace}"),
+        }
+    };
+    let without_link = |mut m: BTreeMap<PathBuf, Option<Vec<u8>>>| {
+        m.retain(|p, _| !p.starts_with("link-out"));
+        m
+    };
+
+    let (r, _) = up(&[]);
+    assert_eq!(walk(server), without_link(walk(&local)), "{r}");
+    assert!(
+        r.contains(&format!("({} uploaded", hostile_names().len() + 3)),
+        "{r}"
+    );
+    let (r, _) = up(&[]);
+    assert!(r.contains("(0 uploaded"), "{r}");
+
+    std::fs::write(local.join("top.bin"), pattern_bytes(1000, 3)).unwrap();
+    let (_, plan) = up(&["--dry-run"]);
+    assert_eq!(plan.trim(), "put top.bin");
+    let (r, _) = up(&[]);
+    assert!(r.contains("(1 uploaded"), "{r}");
+    assert_eq!(walk(server), without_link(walk(&local)));
+
+    std::fs::remove_file(local.join("a/same-size.txt")).unwrap();
+    std::fs::remove_dir(local.join("empty dir")).unwrap();
+    up(&[]);
+    assert!(
+        server.join("a/same-size.txt").exists(),
+        "never deleted without --delete"
+    );
+    up(&["--delete"]);
+    assert_eq!(walk(server), without_link(walk(&local)), "after --delete");
+    assert_eq!(
+        std::fs::read(outside.path().join("secret")).unwrap(),
+        b"not to upload"
+    );
+}
+
 #[test]
 #[cfg_attr(
     not(peer_pyftpdlib),
@@ -212,70 +265,22 @@ fn mirror_reverse_to_pyftpdlib() {
     let root = Fixture::empty();
     std::fs::create_dir(root.path().join("up")).unwrap();
     let peer = start_pyftpdlib(root.path(), &[("alice", "s3cret")]);
-    let src = Fixture::empty();
-    build_tree(src.path());
-    let local = src.path().join("tree");
-    let outside = Fixture::empty();
-    std::fs::write(outside.path().join("secret"), b"not to upload").unwrap();
-    std::os::unix::fs::symlink(outside.path(), local.join("link-out")).unwrap();
     let url = format!("ftp://alice:s3cret@{}/up/", peer.addr);
-    let l = path_str(&local).to_string();
-    let up = |extra: &[&str]| {
-        let mut a = vec!["mirror", "--reverse", &url, &l];
-        a.extend_from_slice(extra);
-        let (r, out, trace) = client(&a);
-        match r {
-            Ok(r) => (r, out),
-            Err(e) => panic!("{a:?}: {e}\n{trace}"),
-        }
-    };
-    let server = root.path().join("up");
-    let without_link = |mut m: BTreeMap<PathBuf, Option<Vec<u8>>>| {
-        m.retain(|p, _| !p.starts_with("link-out"));
-        m
-    };
+    reverse_scenario(&url, &root.path().join("up"));
+}
 
-    let (r, _) = up(&[]);
-    assert_eq!(
-        walk(&server),
-        without_link(walk(&local)),
-        "{:?}",
-        r.saved_to
+#[test]
+fn mirror_reverse_to_our_ftp_server() {
+    let root = Fixture::empty();
+    std::fs::create_dir_all(root.path().join("home/alice/up")).unwrap();
+    // Low argon2 cost: tests run unoptimised builds.
+    let hash = ftp_server::hash_password_with_cost("s3cret", 64, 1).expect("hash");
+    let text = format!(
+        "root = \".\"\n\n[[users]]\nname = \"alice\"\npassword = \"{hash}\"\nhome = \"home/alice\"\nwrite = true\n"
     );
-    assert!(
-        r.saved_to
-            .unwrap()
-            .contains(&format!("{} uploaded", hostile_names().len() + 3))
-    );
-    let (r, _) = up(&[]);
-    assert!(
-        r.saved_to.clone().unwrap().contains("(0 uploaded"),
-        "{:?}",
-        r.saved_to
-    );
-
-    std::fs::write(local.join("top.bin"), pattern_bytes(1000, 3)).unwrap();
-    let (_, plan) = up(&["--dry-run"]);
-    assert_eq!(plan.trim(), "put top.bin");
-    let (r, _) = up(&[]);
-    assert!(
-        r.saved_to.clone().unwrap().contains("(1 uploaded"),
-        "{:?}",
-        r.saved_to
-    );
-    assert_eq!(walk(&server), without_link(walk(&local)));
-
-    std::fs::remove_file(local.join("a/same-size.txt")).unwrap();
-    std::fs::remove_dir(local.join("empty dir")).unwrap();
-    let (_, _) = up(&[]);
-    assert!(
-        server.join("a/same-size.txt").exists(),
-        "never deleted without --delete"
-    );
-    up(&["--delete"]);
-    assert_eq!(walk(&server), without_link(walk(&local)), "after --delete");
-    assert_eq!(
-        std::fs::read(outside.path().join("secret")).unwrap(),
-        b"not to upload"
-    );
+    let cfg = ftp_server::Config::from_toml_str(&text, root.path()).expect("config");
+    let srv = ftp_server::BackgroundServer::start(cfg).expect("start ftp-server");
+    let url = format!("ftp://alice:s3cret@{}/up/", srv.addr());
+    reverse_scenario(&url, &root.path().join("home/alice/up"));
+    srv.stop().expect("stop");
 }
