@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use filexfer::download::{Download, Output, part_path};
-use filexfer::progress::Summary;
+use filexfer::progress::{Progress, Summary};
 use filexfer::text::printable;
 
 use crate::config::{Config, MirrorOptions};
@@ -261,7 +261,9 @@ pub async fn mirror(
         // Several bars at once would overwrite each other; the summary says what moved.
         let mut wcfg = cfg.clone();
         wcfg.progress = false;
-        let mut t = fetch_all(&wcfg, trace, &remote.dirs, jobs, opts.parallel, true).await;
+        // One bar for the whole run, moved as each file completes.
+        let total = Progress::new(cfg.progress, "mirror", Some(planned_bytes), 0);
+        let mut t = fetch_all(&wcfg, trace, &remote.dirs, jobs, opts.parallel, true, total).await;
         tally.fetched += t.fetched;
         tally.bytes += t.bytes;
         tally.failed.append(&mut t.failed);
@@ -351,12 +353,14 @@ pub(crate) async fn fetch_all(
     jobs: VecDeque<Job>,
     parallel: usize,
     resume_parts: bool,
+    total: Progress,
 ) -> Tally {
     let workers = parallel.clamp(1, jobs.len().max(1));
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         login_dirs: login_dirs.to_vec(),
         resume_parts,
+        total,
         trace: trace.clone(),
         queue: Mutex::new(jobs),
         active: AtomicUsize::new(workers),
@@ -393,6 +397,8 @@ struct Ctx {
     login_dirs: Vec<String>,
     /// Resume every `.part` found (mirror), not only with `-C`.
     resume_parts: bool,
+    /// The run's total bar (hidden unless stderr is a terminal).
+    total: Progress,
     trace: Option<Tracer>,
     queue: Mutex<VecDeque<Job>>,
     /// Workers still running: the last one never retires on a 421, it waits and tries again.
@@ -459,6 +465,7 @@ async fn worker(ctx: Arc<Ctx>) {
                         .open(&job.local)
                         .and_then(|f| f.set_modified(t));
                 }
+                ctx.total.inc(sum.bytes);
                 let mut t = ctx.tally.lock().unwrap_or_else(|e| e.into_inner());
                 t.fetched += 1;
                 t.bytes += sum.bytes;
