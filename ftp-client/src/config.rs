@@ -12,6 +12,7 @@ pub use filexfer::download::Output;
 use filexfer::download::safe_file_name;
 
 use crate::error::ClientError;
+use crate::names::{self, Glob};
 use crate::netrc;
 use crate::target::{self, Remote};
 
@@ -35,13 +36,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Download a file: `get HOST DIR FILE` or `get ftp://HOST/DIR/FILE`.
+    /// Download a file: `get HOST DIR FILE` or `get ftp://HOST/DIR/FILE`. A FILE with `*`, `?`
+    /// or `[...]` is a glob (quote it): every matching file of DIR, into `-o DIR` or `.`; exit 18
+    /// naming each file that failed.
     Get {
         /// HOST (then DIR and FILE follow) or an ftp:// URL.
         target: String,
         /// Remote directory, e.g. `Public/EFLIB/` (not with a URL).
         dir: Option<String>,
-        /// Remote file name (not with a URL). Put `--` before a name that starts with `-`.
+        /// Remote file name or glob (not with a URL). Put `--` before a name that starts with `-`.
         file: Option<String>,
         /// Where to save: a path, a directory, or `-` for standard output [default: ./FILE].
         #[arg(short = 'o', long = "output", value_name = "PATH")]
@@ -56,6 +59,36 @@ pub enum Command {
         /// Print the server's own listing lines instead of the table.
         #[arg(long)]
         raw: bool,
+    },
+    /// Mirror a remote tree into a local directory: `mirror HOST DIR LOCALDIR` or
+    /// `mirror ftp://HOST/DIR/ LOCALDIR`. Only files whose size or modification time changed
+    /// are fetched; a `.part` left by an interrupted run is resumed.
+    Mirror {
+        /// HOST (then DIR and LOCALDIR follow) or an ftp:// URL (then LOCALDIR).
+        target: String,
+        /// DIR LOCALDIR after a HOST, LOCALDIR after a URL.
+        #[arg(num_args = 1..=2, required = true, value_name = "[DIR] LOCALDIR")]
+        rest: Vec<String>,
+        /// Sessions fetching at once (fewer when the server answers 421).
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        parallel: usize,
+        /// Remove local files (and empty directories) that are gone from the server.
+        #[arg(long)]
+        delete: bool,
+        /// Fetch only files whose name matches GLOB (repeatable).
+        #[arg(long, value_name = "GLOB")]
+        include: Vec<String>,
+        /// Never fetch (or delete) files whose name matches GLOB (repeatable; wins over
+        /// --include).
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
+        /// Print what would be fetched, created and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Upload LOCALDIR's tree into DIR instead (DIR must exist); --delete then removes
+        /// remote files gone from LOCALDIR.
+        #[arg(long, short = 'R')]
+        reverse: bool,
     },
     /// Upload a file: `put LOCAL HOST [DIR]` or `put LOCAL ftp://HOST/DIR/[NAME]`.
     Put {
@@ -124,6 +157,26 @@ pub enum Operation {
         /// Where to write it.
         output: Output,
     },
+    /// Download every file of `remote.dirs` whose name matches `glob` into `dest`.
+    GetGlob {
+        /// The remote directory (`file` is `None`).
+        remote: Remote,
+        /// The pattern as given, for messages.
+        pattern: String,
+        /// The pattern, parsed.
+        glob: Glob,
+        /// The local directory the files go into.
+        dest: PathBuf,
+    },
+    /// Mirror the tree at `remote.dirs` into `local`.
+    Mirror {
+        /// The remote directory.
+        remote: Remote,
+        /// LOCALDIR.
+        local: PathBuf,
+        /// The mirror's own options.
+        opts: MirrorOptions,
+    },
     /// List `remote.dirs`.
     Ls {
         /// The remote directory.
@@ -141,6 +194,34 @@ pub enum Operation {
         name: String,
     },
 }
+
+/// The options of `mirror`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorOptions {
+    /// Sessions at once, 1 to [`MAX_PARALLEL`].
+    pub parallel: usize,
+    /// Remove local files gone from the server.
+    pub delete: bool,
+    /// Fetch only names matching one of these (all when empty).
+    pub include: Vec<Glob>,
+    /// Never fetch or delete names matching one of these.
+    pub exclude: Vec<Glob>,
+    /// Change nothing, say what would be done.
+    pub dry_run: bool,
+    /// Upload LOCALDIR to the server instead.
+    pub reverse: bool,
+}
+
+impl MirrorOptions {
+    /// Whether a file named `name` is mirrored (fetched, and deleted with `--delete`).
+    pub fn wants(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|g| g.matches(name)))
+            && !self.exclude.iter().any(|g| g.matches(name))
+    }
+}
+
+/// Most sessions `--parallel` may open: more only gets a public server to refuse them.
+pub const MAX_PARALLEL: usize = 16;
 
 /// Everything the client needs, checked.
 #[derive(Clone)]
@@ -259,41 +340,63 @@ impl TryFrom<Cli> for Config {
                 file,
                 output,
             } => {
-                let remote = remote_of(&target, dir.as_deref(), file.as_deref(), true)?;
-                let name = remote.file.clone().unwrap_or_default();
-                // The remote name becomes a local one only when it is a single plain
-                // component: a decoded `%2F` must not steer the file elsewhere
-                // (`ftp://h/..%2F..%2F.bashrc`).
-                let local_name_ok = safe_file_name(&name).is_some();
-                let bad_local = || {
-                    usage(format!(
-                        "the remote name {name:?} is not a safe local file name: give -o PATH"
-                    ))
-                };
-                let output = match output {
-                    Some(p) if p.as_os_str() == "-" => {
-                        if c.resume {
-                            return usage("--continue cannot resume standard output (-o -)");
+                let mut remote = remote_of(&target, dir.as_deref(), file.as_deref(), true)?;
+                if let Some(pattern) = remote.file.take_if(|f| names::is_glob(f)) {
+                    let glob =
+                        Glob::new(&pattern).map_err(|e| ClientError::Usage(e.to_string()))?;
+                    let dest = match output {
+                        None => PathBuf::from("."),
+                        Some(p) if p.is_dir() => p,
+                        Some(p) => {
+                            return usage(format!(
+                                "-o {}: a glob needs an existing directory to save into",
+                                p.display()
+                            ));
                         }
-                        Output::Stdout
-                    }
-                    Some(p) if p.is_dir() => {
-                        if !local_name_ok {
-                            return bad_local();
-                        }
-                        Output::Path(p.join(&name))
-                    }
-                    Some(p) => Output::Path(p),
-                    None if !local_name_ok => return bad_local(),
-                    None => Output::Path(PathBuf::from(&name)),
-                };
-                (
-                    Operation::Get {
+                    };
+                    let op = Operation::GetGlob {
                         remote: remote.clone(),
-                        output,
-                    },
-                    remote,
-                )
+                        pattern,
+                        glob,
+                        dest,
+                    };
+                    (op, remote)
+                } else {
+                    let name = remote.file.clone().unwrap_or_default();
+                    // The remote name becomes a local one only when it is a single plain
+                    // component: a decoded `%2F` must not steer the file elsewhere
+                    // (`ftp://h/..%2F..%2F.bashrc`).
+                    let local_name_ok = safe_file_name(&name).is_some();
+                    let bad_local = || {
+                        usage(format!(
+                            "the remote name {name:?} is not a safe local file name: give -o PATH"
+                        ))
+                    };
+                    let output = match output {
+                        Some(p) if p.as_os_str() == "-" => {
+                            if c.resume {
+                                return usage("--continue cannot resume standard output (-o -)");
+                            }
+                            Output::Stdout
+                        }
+                        Some(p) if p.is_dir() => {
+                            if !local_name_ok {
+                                return bad_local();
+                            }
+                            Output::Path(p.join(&name))
+                        }
+                        Some(p) => Output::Path(p),
+                        None if !local_name_ok => return bad_local(),
+                        None => Output::Path(PathBuf::from(&name)),
+                    };
+                    (
+                        Operation::Get {
+                            remote: remote.clone(),
+                            output,
+                        },
+                        remote,
+                    )
+                }
             }
             Command::Ls { target, dir, raw } => {
                 let mut remote = remote_of(&target, dir.as_deref(), None, false)?;
@@ -305,6 +408,61 @@ impl TryFrom<Cli> for Config {
                     Operation::Ls {
                         remote: remote.clone(),
                         raw,
+                    },
+                    remote,
+                )
+            }
+            Command::Mirror {
+                target,
+                rest,
+                parallel,
+                delete,
+                include,
+                exclude,
+                dry_run,
+                reverse,
+            } => {
+                let (dir, local) = match (target::is_url(&target), rest.as_slice()) {
+                    (true, [local]) => (None, local),
+                    (false, [dir, local]) => (Some(dir.as_str()), local),
+                    _ => {
+                        return usage("mirror needs HOST DIR LOCALDIR or ftp://HOST/DIR/ LOCALDIR");
+                    }
+                };
+                let mut remote = remote_of(&target, dir, None, false)?;
+                // `mirror ftp://h/a/b L` mirrors b: the last segment is a directory here.
+                if let Some(f) = remote.file.take() {
+                    remote.dirs.push(f);
+                }
+                if !(1..=MAX_PARALLEL).contains(&parallel) {
+                    return usage(format!(
+                        "--parallel {parallel}: give 1 to {MAX_PARALLEL} sessions"
+                    ));
+                }
+                let globs = |flag: &str, v: Vec<String>| {
+                    v.iter()
+                        .map(|p| {
+                            Glob::new(p).map_err(|e| ClientError::Usage(format!("{flag}: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                let local = PathBuf::from(local);
+                if (reverse || local.exists()) && !local.is_dir() {
+                    return usage(format!("{}: not a directory", local.display()));
+                }
+                let opts = MirrorOptions {
+                    parallel,
+                    delete,
+                    include: globs("--include", include)?,
+                    exclude: globs("--exclude", exclude)?,
+                    dry_run,
+                    reverse,
+                };
+                (
+                    Operation::Mirror {
+                        remote: remote.clone(),
+                        local,
+                        opts,
                     },
                     remote,
                 )
@@ -572,6 +730,70 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.password.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn mirror_forms_and_usage_errors() {
+        let c = cfg(&[
+            "mirror",
+            "h",
+            "pub/x",
+            "/tmp",
+            "--parallel",
+            "4",
+            "--delete",
+        ])
+        .unwrap();
+        match c.op {
+            Operation::Mirror {
+                remote,
+                local,
+                opts,
+            } => {
+                assert_eq!(remote.dirs, vec!["pub", "x"]);
+                assert_eq!(local, PathBuf::from("/tmp"));
+                assert_eq!((opts.parallel, opts.delete, opts.dry_run), (4, true, false));
+            }
+            _ => panic!(),
+        }
+        let c = cfg(&["mirror", "ftp://h/a/b", "out", "--exclude", "*.tmp"]).unwrap();
+        match c.op {
+            Operation::Mirror { remote, opts, .. } => {
+                assert_eq!(remote.dirs, vec!["a", "b"]);
+                assert_eq!(opts.parallel, 2, "the default");
+                assert!(opts.wants("a.iso") && !opts.wants("x.tmp"));
+            }
+            _ => panic!(),
+        }
+        let c = cfg(&[
+            "mirror",
+            "h",
+            "d",
+            "o",
+            "--include",
+            "*.iso",
+            "--exclude",
+            "b*",
+        ])
+        .unwrap();
+        match c.op {
+            Operation::Mirror { opts, .. } => {
+                assert!(opts.wants("a.iso") && !opts.wants("b.iso") && !opts.wants("a.txt"));
+            }
+            _ => panic!(),
+        }
+        for args in [
+            &["mirror", "h", "d"][..],
+            &["mirror", "ftp://h/d/", "x", "y"],
+            &["mirror", "h", "d", "o", "--parallel", "0"],
+            &["mirror", "h", "d", "o", "--parallel", "99"],
+            &["mirror", "h", "d", "o", "--include", "[x"],
+            &["mirror", "h", "d", "/etc/passwd"],
+            &["mirror", "--reverse", "h", "d", "/nonexistent/dir"],
+        ] {
+            let e = cfg(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -162,6 +162,15 @@ pub enum ClientError {
         /// Whether the reply was a 4xx (transient, worth a retry).
         transient: bool,
     },
+    /// Some files of a glob get or a mirror failed; the others were fetched (curl: 18, its
+    /// "partial file": the run as a whole is incomplete). Each failure is named.
+    #[error("{} of {total} failed: {}", failed.len(), failed.join("; "))]
+    SomeFailed {
+        /// One line per failed file or directory: its escaped name and the error.
+        failed: Vec<String>,
+        /// How many files (and, for mirror, directories) there were to bring over.
+        total: usize,
+    },
     /// The control connection broke (curl: 56, "failure receiving network data").
     #[error("{host}: connection lost {what}")]
     Network {
@@ -198,7 +207,7 @@ impl ClientError {
             Self::Protocol { .. } => 8,
             Self::Cwd { .. } => 9,
             Self::Passive { .. } => 13,
-            Self::Partial { .. } => 18,
+            Self::Partial { .. } | Self::SomeFailed { .. } => 18,
             Self::Refused { .. } => 19,
             Self::LocalWrite { .. } => 23,
             Self::Upload { .. } => 25,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod listing;
+pub mod names;
 pub mod netrc;
 pub mod ops;
 pub mod reply;
@@ -37,6 +38,17 @@ pub async fn run(
     loop {
         let result = match &config.op {
             Operation::Get { remote, output } => ops::get(config, remote, output, &trace).await,
+            Operation::GetGlob {
+                remote,
+                pattern,
+                glob,
+                dest,
+            } => ops::get_glob(config, remote, pattern, glob, dest, &trace).await,
+            Operation::Mirror {
+                remote,
+                local,
+                opts,
+            } => ops::mirror(config, remote, local, opts, out, &trace).await,
             Operation::Ls { remote, raw } => ops::ls(config, remote, *raw, out, &trace).await,
             Operation::Put {
                 local,

@@ -109,6 +109,28 @@ pub fn parse_size(r: &Reply) -> Option<u64> {
     r.text.get(4..)?.trim().parse().ok()
 }
 
+/// The directory of a `257 "PATH" ...` reply to PWD (RFC 959 §7: a `"` inside the name is
+/// doubled). `None` for another code or a reply without the quoted name.
+pub fn parse_pwd(r: &Reply) -> Option<String> {
+    if r.code != 257 {
+        return None;
+    }
+    let rest = r.text.get(4..)?.lines().next()?;
+    let mut chars = rest.strip_prefix('"')?.chars().peekable();
+    let mut out = String::new();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+            } else {
+                return (!out.is_empty()).then_some(out);
+            }
+        }
+        out.push(c);
+    }
+    None
+}
+
 /// Parses a FEAT reply (RFC 2389 §3.2): the feature names (first word, upper-cased) of the
 /// lines between the first and the last.
 pub fn parse_feat(reply: &str) -> Vec<String> {
@@ -137,6 +159,22 @@ pub fn mask_command(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pwd_replies() {
+        let r = |t: &str| Reply::from_bytes(t.as_bytes());
+        assert_eq!(
+            parse_pwd(&r("257 \"/pub\" is current\r\n")).as_deref(),
+            Some("/pub")
+        );
+        assert_eq!(
+            parse_pwd(&r("257 \"/a \"\"q\"\" b\"\r\n")).as_deref(),
+            Some("/a \"q\" b")
+        );
+        assert_eq!(parse_pwd(&r("257 /pub\r\n")), None);
+        assert_eq!(parse_pwd(&r("257 \"/unterminated\r\n")), None);
+        assert_eq!(parse_pwd(&r("550 no\r\n")), None);
+    }
 
     #[test]
     fn reply_parsing() {

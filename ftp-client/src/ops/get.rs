@@ -11,11 +11,11 @@ use filexfer::text::printable;
 use crate::config::Config;
 use crate::data::Transfer;
 use crate::error::ClientError;
-use crate::session::Tracer;
+use crate::session::{Session, Tracer};
 use crate::target::{Remote, TypeCode};
 
 /// A local failure of the download, as the error of its exit code.
-fn local_error(host: &str, path: &str, e: DownloadError) -> ClientError {
+pub(crate) fn local_error(host: &str, path: &str, e: DownloadError) -> ClientError {
     match e {
         DownloadError::IsDirectory(_) => ClientError::Usage(e.to_string()),
         DownloadError::LocalLonger { .. } => ClientError::Resume {
@@ -38,44 +38,62 @@ pub async fn get(
 ) -> Result<Summary, ClientError> {
     let name = remote.file.clone().unwrap_or_default();
     let path = remote.path_display();
-    let local = |e| local_error(&cfg.host, &path, e);
-    let mut dl = Download::plan(output.clone(), cfg.resume).map_err(local)?;
+    // Planned before connecting, so a local problem fails before any socket opens.
+    let dl =
+        Download::plan(output.clone(), cfg.resume).map_err(|e| local_error(&cfg.host, &path, e))?;
     let mut s = super::connect(cfg, trace, &remote.dirs).await?;
     let ascii = remote.type_code == Some(TypeCode::Ascii);
+    let to_stdout = *output == Output::Stdout;
+    let summary = get_on(&mut s, cfg, &name, &path, ascii, dl, to_stdout).await?;
+    s.quit().await;
+    Ok(summary)
+}
+
+/// The download itself, on a session already in the file's directory: what [`get`] does after
+/// connecting, and what each `mirror` worker does for every file on its one session. `path` is
+/// the remote path for messages.
+pub(crate) async fn get_on(
+    s: &mut Session,
+    cfg: &Config,
+    name: &str,
+    path: &str,
+    ascii: bool,
+    mut dl: Download,
+    to_stdout: bool,
+) -> Result<Summary, ClientError> {
+    let local = |e| local_error(&cfg.host, path, e);
     s.set_type(ascii).await?;
     // In ASCII the byte count differs from SIZE (CRLF), so only binary transfers are checked.
-    let size = if ascii { None } else { s.size(&name).await? };
+    let size = if ascii { None } else { s.size(name).await? };
     let offset = dl.offset();
-    let saved_to = (*output != Output::Stdout).then(|| printable(&dl.display()));
+    let saved_to = (!to_stdout).then(|| printable(&dl.display()));
     if let Some(sz) = size {
         if dl.is_complete(sz).map_err(local)? {
             dl.commit().map_err(local)?;
-            s.quit().await;
             return Ok(super::already_complete(offset, saved_to));
         }
     }
 
     let started = Instant::now();
-    let t = Transfer::new("RETR", Some(&name), &path).resume_at(offset);
-    let data = t.start(&mut s).await?;
+    let t = Transfer::new("RETR", Some(name), path).resume_at(offset);
+    let data = t.start(s).await?;
     // Only now, with the server sending, touch the local file system.
     let writer = dl.open().map_err(local)?;
-    let progress = Progress::new(cfg.progress, &printable(&name), size, offset);
+    let progress = Progress::new(cfg.progress, &printable(name), size, offset);
     let copied = stream_to_writer(data, writer, s.timeout(), Pace::unlimited(), |n| {
         progress.inc(n)
     })
     .await;
     drop(progress);
     let got = copied.map_err(|e| {
-        t.copy_failed(&s, e, offset, size, |source| ClientError::LocalWrite {
+        t.copy_failed(s, e, offset, size, |source| ClientError::LocalWrite {
             path: dl.writing_to(),
             source,
         })
     })?;
-    t.finish(&mut s, offset + got, size, None).await?;
+    t.finish(s, offset + got, size, None).await?;
     let elapsed = started.elapsed();
     dl.commit().map_err(local)?;
-    s.quit().await;
     Ok(Summary {
         verb: "downloaded",
         bytes: got,

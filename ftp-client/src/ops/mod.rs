@@ -1,20 +1,27 @@
-//! The three operations, one module each, over the same control session
+//! The operations, one module each, over the same control session
 //! ([`crate::session`]) and the same data-connection helper ([`crate::data`]):
 //!
 //! - [`get`]: download one file into a [`filexfer::download::Download`];
+//! - [`get_glob`]: every file of a directory matching a glob, each through [`get`];
 //! - [`ls`]: list a directory (MLSD or LIST);
+//! - [`mirror`]: a remote tree into a local directory, fetching only what changed;
 //! - [`put`]: upload one file (STOR, or APPE to resume).
 
 mod get;
+mod glob_get;
 mod ls;
+mod mirror;
 mod put;
+mod reverse;
 
 use std::time::Duration;
 
 use filexfer::progress::Summary;
 
 pub use get::get;
+pub use glob_get::get_glob;
 pub use ls::ls;
+pub use mirror::{MAX_DEPTH, MAX_TOTAL_ENTRIES, listed_time, mirror, unchanged};
 pub use put::put;
 
 use crate::config::Config;

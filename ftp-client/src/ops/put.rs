@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use crate::config::Config;
 use crate::data::Transfer;
 use crate::error::ClientError;
-use crate::session::Tracer;
+use crate::session::{Session, Tracer};
 use crate::target::Remote;
 
 /// The data socket as the copy sees it: each byte the socket takes moves the progress bar.
@@ -60,12 +60,11 @@ pub async fn put(
         path: local.to_path_buf(),
         source,
     };
-    let mut file = std::fs::File::open(local).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if !meta.is_file() {
+    // Checked before connecting, so a local problem fails before any socket opens.
+    std::fs::File::open(local).map_err(read_err)?;
+    if !std::fs::metadata(local).map_err(read_err)?.is_file() {
         return Err(read_err(io::Error::other("not a regular file")));
     }
-    let len = meta.len();
     let mut path = remote.dir_display();
     if !path.is_empty() && !path.ends_with('/') {
         path.push('/');
@@ -73,6 +72,32 @@ pub async fn put(
     path.push_str(name);
 
     let mut s = super::connect(cfg, trace, &remote.dirs).await?;
+    let summary = put_on(&mut s, cfg, local, name, &path).await?;
+    s.quit().await;
+    Ok(summary)
+}
+
+/// The upload itself, on a session already in the target directory: what [`put`] does after
+/// connecting, and what `mirror --reverse` does for every file on its one session. `path` is
+/// the remote path for messages.
+pub(crate) async fn put_on(
+    s: &mut Session,
+    cfg: &Config,
+    local: &Path,
+    name: &str,
+    path: &str,
+) -> Result<Summary, ClientError> {
+    let path = path.to_string();
+    let read_err = |source| ClientError::LocalRead {
+        path: local.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(local).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(io::Error::other("not a regular file")));
+    }
+    let len = meta.len();
     s.set_type(false).await?;
     let mut offset = 0;
     if cfg.resume {
@@ -87,7 +112,6 @@ pub async fn put(
             offset = sz;
         }
         if offset == len && len > 0 {
-            s.quit().await;
             return Ok(super::already_complete(offset, None));
         }
     }
@@ -97,7 +121,7 @@ pub async fn put(
     // RFC 959 APPE appends to an existing file: the resume of an upload.
     let command = if offset > 0 { "APPE" } else { "STOR" };
     let t = Transfer::new(command, Some(name), &path);
-    let mut data = t.start(&mut s).await?;
+    let mut data = t.start(s).await?;
     let progress = Progress::new(cfg.progress, &printable(name), Some(len), offset);
     let mut counted = Counted {
         inner: &mut data,
@@ -112,7 +136,7 @@ pub async fn put(
             // "end of file" (RFC 959 §3.4.1), and the server would keep the truncated upload
             // as if it were complete.
             let _ = data.set_zero_linger();
-            return Err(t.copy_failed(&s, e, offset, Some(len), read_err));
+            return Err(t.copy_failed(s, e, offset, Some(len), read_err));
         }
     };
     // Closing the data connection is what tells the server the file is complete (RFC 959
@@ -132,8 +156,7 @@ pub async fn put(
         Err(_) => return Err(s.timeout_err("closing the upload".into())),
     }
     // The socket stays open until the reply: its send queue tells whether bytes still move.
-    t.finish(&mut s, offset + sent, Some(len), Some(&data))
-        .await?;
+    t.finish(s, offset + sent, Some(len), Some(&data)).await?;
     drop(data);
     let elapsed = started.elapsed();
     // Check what landed, when the server can tell.
@@ -148,7 +171,6 @@ pub async fn put(
             ));
         }
     }
-    s.quit().await;
     Ok(Summary {
         verb: "uploaded",
         bytes: sent,
