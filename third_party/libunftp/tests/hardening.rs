@@ -638,3 +638,18 @@ async fn a_stat_listing_the_client_does_not_read_ends_its_session_and_frees_its_
     assert!(lines < 25_000, "A got the whole listing ({lines} lines)");
     assert_eq!(b.cmd("NOOP").await.0, 200);
 }
+
+#[tokio::test]
+async fn telnet_commands_nul_bytes_and_bare_lf_leave_the_session_alive() {
+    let root = Root::new("telnet");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    // Telnet "interrupt process" and "data mark" before ABOR (RFC 959 §4.1.3), as lftp does.
+    c.writer.write_all(b"\xff\xf4\xff\xf2ABOR\r\n").await.unwrap();
+    assert_eq!(c.reply().await.0, 226);
+    // A bare LF ends a command too; a NUL inside one makes it unknown, not fatal.
+    c.writer.write_all(b"NOOP\nNO\0OP\r\n").await.unwrap();
+    assert_eq!(c.reply().await.0, 200);
+    assert!((500..600).contains(&c.reply().await.0));
+    assert_eq!(c.cmd("PWD").await.0, 257);
+}

@@ -62,7 +62,7 @@ impl Decoder for FtpCodec {
                 buf.advance(newline_index + 1);
                 return Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())));
             }
-            let line = buf.split_to(newline_index + 1);
+            let line = without_telnet_commands(buf.split_to(newline_index + 1));
             Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
         } else if buf.len() > MAX_LINE_LEN {
             // Answer now rather than when the newline finally comes (it may never come), and stop
@@ -76,6 +76,34 @@ impl Decoder for FtpCodec {
             Ok(None)
         }
     }
+}
+
+/// The line with its Telnet commands removed (RFC 959 §4.1.3: the control connection speaks the
+/// Telnet protocol; clients send `IAC IP IAC DM` before `ABOR`, RFC 854). `IAC IAC` is a
+/// literal 0xFF; `IAC WILL/WONT/DO/DONT x` is three bytes; any other `IAC x` two. Without this,
+/// the 0xFF bytes make the line invalid UTF-8, which ends the session.
+fn without_telnet_commands(line: BytesMut) -> BytesMut {
+    const IAC: u8 = 0xFF;
+    if !line.contains(&IAC) {
+        return line;
+    }
+    let mut out = BytesMut::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        match (line[i], line.get(i + 1)) {
+            (IAC, Some(&IAC)) => {
+                out.extend_from_slice(&[IAC]);
+                i += 2;
+            }
+            (IAC, Some(251..=254)) => i += 3,
+            (IAC, _) => i += 2,
+            (b, _) => {
+                out.extend_from_slice(&[b]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A reply text as one line: a CR or LF inside it (from a file name: a name can hold both, a
@@ -189,6 +217,18 @@ mod tests {
         assert_eq!(second.expect_err("one byte too long").kind(), &ControlChanErrorKind::LineTooLong);
         let third = codec.decode(&mut buf).expect("not an I/O error").expect("a full line");
         assert_eq!(third.expect("NOOP parses"), Command::Noop);
+    }
+
+    #[test]
+    fn telnet_commands_are_removed_from_command_lines() {
+        let mut codec = FtpCodec::new();
+        // IAC IP IAC DM before ABOR, as lftp sends it; IAC WILL ECHO inside NOOP.
+        let mut buf = BytesMut::from(&b"\xff\xf4\xff\xf2ABOR\r\nNO\xff\xfb\x01OP\r\n"[..]);
+        let first = codec.decode(&mut buf).expect("not an I/O error").expect("a line");
+        assert_eq!(first.expect("ABOR"), Command::Abor);
+        let second = codec.decode(&mut buf).expect("not an I/O error").expect("a line");
+        assert_eq!(second.expect("NOOP"), Command::Noop);
+        assert_eq!(&without_telnet_commands(BytesMut::from(&b"a\xff\xffb\xff"[..]))[..], b"a\xffb");
     }
 
     #[test]
