@@ -196,7 +196,24 @@ impl StorageBackend<FtpUser> for FtpStorage {
         P: AsRef<Path> + Send + Debug,
     {
         let rel = self.check(user, Op::List, path.as_ref())?;
-        self.inner()?.list(user, as_fs_path(&rel)).await
+        let mut entries = self.inner()?.list(user, as_fs_path(&rel)).await?;
+        // A name with CR or LF cannot be written in a line-based listing (LIST, NLST, MLSD):
+        // sent raw it would forge extra lines. No FTP command can name such a file either (a
+        // command ends at LF), so it is left out, with a log line saying so.
+        entries.retain(|e| {
+            let name = e.path.as_os_str().as_encoded_bytes();
+            let clean = !name.contains(&b'\r') && !name.contains(&b'\n');
+            if !clean {
+                tracing::info!(
+                    peer = %self.peer,
+                    dir = %rel.display(),
+                    name = %filexfer::text::printable(&e.path.to_string_lossy()),
+                    "left a name with CR or LF out of a listing"
+                );
+            }
+            clean
+        });
+        Ok(entries)
     }
 
     async fn get_into<'a, P, W: ?Sized>(

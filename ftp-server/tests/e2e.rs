@@ -1747,6 +1747,34 @@ fn glob_like_and_very_long_arguments_answer_and_stay_inside_the_home() {
 }
 
 #[test]
+fn names_with_cr_or_lf_never_reach_a_listing_raw() {
+    let f = tree();
+    f.write("pub/evil\n226 Transfer complete.txt", b"x");
+    f.write("pub/cr\rname.txt", b"y");
+    let srv = start(&f, "");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    for verb in ["LIST", "NLST", "MLSD"] {
+        let mut data = c.epsv();
+        assert_eq!(c.cmd(verb).0, 150, "{verb}");
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).expect("listing");
+        assert_eq!(c.reply().0, 226, "{verb}");
+        let text = String::from_utf8_lossy(&buf);
+        // Every line ends with CRLF and no line holds a stray CR; the hostile entries are left
+        // out, the others are there.
+        for line in text.split_terminator("\r\n") {
+            assert!(
+                !line.contains('\r') && !line.contains('\n'),
+                "{verb}: {line:?}"
+            );
+            assert!(!line.contains("226 Transfer"), "{verb}: {line:?}");
+        }
+        assert!(text.contains("with space.txt"), "{verb}:\n{text}");
+    }
+    c.assert_alive();
+}
+
+#[test]
 fn hostile_control_input_does_not_harm_the_server() {
     let f = tree();
     let srv = start(&f, "");
