@@ -1826,9 +1826,10 @@ fn hostile_control_input_does_not_harm_the_server() {
     c.w.write_all(&vec![b'A'; 1 << 20]).expect("send 1 MiB");
     drop(c);
 
-    // Invalid UTF-8 (libunftp replies 500 and closes).
+    // Invalid UTF-8 that is not a Telnet command (0xFF starts those, and they are removed:
+    // libunftp patch 21): libunftp replies 500 and closes.
     let mut c = Ftp::connect(srv.addr());
-    c.w.write_all(b"USER \xff\xfe\r\n").expect("send");
+    c.w.write_all(b"USER \xc3\x28\xfe\r\n").expect("send");
     let (code, _) = c.reply();
     assert!(
         code == 0 || (500..600).contains(&code),
