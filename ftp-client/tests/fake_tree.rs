@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{client, exit_code, path_str};
+use common::{client, exit_code, path_str, walk};
 
 /// Every wait of the fake server ends after this long, so a client that never comes (or never
 /// reads) cannot hang the test.
@@ -265,26 +265,6 @@ fn session(s: TcpStream, tree: &Tree, log: &Mutex<Vec<String>>) {
             return;
         }
     }
-}
-
-/// Every path below `root` (relative, `/`-joined) with its contents (`None` for a directory).
-fn walk(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                out.insert(rel, None);
-                todo.push(p);
-            } else {
-                out.insert(rel, Some(std::fs::read(&p).unwrap_or_default()));
-            }
-        }
-    }
-    out
 }
 
 /// A base directory holding LOCALDIR (`base/local`) and a bystander file next to it.

@@ -10,32 +10,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{client, path_str};
+use common::{client, path_str, walk};
 use ftp_client::Report;
 use test_kit::peers::{start_pyftpdlib, start_vsftpd};
 use test_kit::{Fixture, hostile_names, pattern_bytes};
-
-/// Every path below `root` with its contents (`None` for a directory).
-fn walk(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.file_type().is_symlink() {
-                out.insert(rel, None);
-            } else if m.is_dir() {
-                out.insert(rel, None);
-                todo.push(p);
-            } else {
-                out.insert(rel, Some(std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
-}
 
 /// The server's `tree/`: hostile names in `sub dir/`, a deep chain, an empty directory.
 fn build_tree(root: &Path) {

@@ -415,6 +415,17 @@ type Held = Option<(Session, Option<String>)>;
 
 /// Takes files from the queue until it is empty, over one session kept from file to file (a
 /// login per file would cost more than a small file's transfer); see the module docs for 421.
+/// Logs a file that could not be fetched and counts it for the summary.
+fn record_failure(ctx: &Ctx, shown: &str, e: &ClientError) {
+    let line = format!("{shown}: {}", e.with_causes());
+    tracing::warn!("{line}");
+    ctx.tally
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .failed
+        .push(line);
+}
+
 async fn worker(ctx: Arc<Ctx>) {
     let lock = |m: &Mutex<VecDeque<Job>>| m.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
     let mut held: Held = None;
@@ -425,13 +436,7 @@ async fn worker(ctx: Arc<Ctx>) {
                 job.tries_421 += 1;
                 let last = ctx.active.load(Ordering::SeqCst) == 1;
                 if last && job.tries_421 > MAX_421 {
-                    let line = format!("{}: {}", job.shown, e.with_causes());
-                    tracing::warn!("{line}");
-                    ctx.tally
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .failed
-                        .push(line);
+                    record_failure(&ctx, &job.shown, &e);
                     continue;
                 }
                 ctx.queue
@@ -448,15 +453,7 @@ async fn worker(ctx: Arc<Ctx>) {
                 }
                 tokio::time::sleep(crate::retry_pause(job_tries(&ctx))).await;
             }
-            Err(e) => {
-                let line = format!("{}: {}", job.shown, e.with_causes());
-                tracing::warn!("{line}");
-                ctx.tally
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failed
-                    .push(line);
-            }
+            Err(e) => record_failure(&ctx, &job.shown, &e),
             Ok(sum) => {
                 if let Some(t) = job.modified {
                     // The listed time, so the next run finds the file unchanged.

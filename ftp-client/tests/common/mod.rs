@@ -4,7 +4,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ftp_client::{ClientError, Report, Tracer};
@@ -59,4 +60,27 @@ pub fn enc(s: &str) -> String {
 /// A temporary path as a command-line argument.
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
+}
+
+/// Every path below `root`, relative, with its contents (`None` for a directory or a symlink,
+/// which is recorded but never followed), for before/after comparisons of a local tree.
+pub fn walk(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("dir entry").path();
+            let rel = p.strip_prefix(root).expect("below root").to_path_buf();
+            let m = std::fs::symlink_metadata(&p).expect("metadata");
+            if m.file_type().is_symlink() {
+                out.insert(rel, None);
+            } else if m.is_dir() {
+                out.insert(rel, None);
+                todo.push(p);
+            } else {
+                out.insert(rel, Some(std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out
 }
