@@ -17,8 +17,12 @@ fn get_and_ls_against_our_ftp_server() {
         );
     }
     root.write("pub/d/big.bin", &pattern_bytes(3 << 20, 11));
-    let cfg = Config::from_toml_str("root = \".\"\n\n[anonymous]\nhome = \"pub\"\n", root.path())
-        .expect("anonymous config");
+    // The hostile names include a dotfile: served only with `hidden`.
+    let cfg = Config::from_toml_str(
+        "root = \".\"\nhidden = true\n\n[anonymous]\nhome = \"pub\"\n",
+        root.path(),
+    )
+    .expect("anonymous config");
     let srv = BackgroundServer::start(cfg).expect("start ftp-server");
     let addr = srv.addr();
     let out = Fixture::empty();

@@ -41,6 +41,10 @@ pub struct Cli {
     #[arg(long)]
     pub passive_only: bool,
 
+    /// List and serve dotfiles (`.git`, `.env`, ...), which are hidden and refused by default.
+    #[arg(long)]
+    pub hidden: bool,
+
     /// Connections served at once (default 200).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,

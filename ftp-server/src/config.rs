@@ -166,6 +166,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Also write transfers in the classic xferlog format to this file.
     pub xferlog: Option<PathBuf>,
+    /// Whether dotfiles (`.git`, `.env`, any path with a component starting with `.`) are
+    /// listed and served. `false` (the default) leaves them out of listings and refuses every
+    /// command on them with `550`, uploads of such names included.
+    pub hidden: bool,
     /// The anonymous class, if enabled.
     pub anonymous: Option<AnonymousConfig>,
     /// Real accounts.
@@ -193,6 +197,7 @@ impl Config {
             login_policy: LoginPolicy::default(),
             shutdown_grace: Duration::from_secs(10),
             xferlog: None,
+            hidden: false,
             anonymous: Some(AnonymousConfig {
                 home: PathBuf::new(),
                 upload_dir: None,
@@ -315,6 +320,9 @@ impl Config {
         }
         if let Some(s) = &raw.shutdown_grace_secs {
             cfg.shutdown_grace = Duration::from_secs(*s.get_ref());
+        }
+        if let Some(h) = &raw.hidden {
+            cfg.hidden = *h.get_ref();
         }
         if let Some(x) = &raw.xferlog {
             let p = Path::new(x.get_ref());
@@ -603,6 +611,9 @@ impl TryFrom<Cli> for Config {
         if let Some(x) = &cli.xferlog {
             cfg.xferlog = Some(x.clone());
         }
+        if cli.hidden {
+            cfg.hidden = true;
+        }
         if cli.passive_only {
             cfg.active = false;
         }
@@ -697,6 +708,7 @@ struct RawFile {
     login_lockout_secs: Option<Spanned<u64>>,
     shutdown_grace_secs: Option<Spanned<u64>>,
     xferlog: Option<Spanned<String>>,
+    hidden: Option<Spanned<bool>>,
     anonymous: Option<Spanned<RawAnonymous>>,
     #[serde(default)]
     users: Vec<RawUser>,
@@ -905,6 +917,7 @@ passive_ports = "50000-50100"
 max_connections = 20
 max_connections_per_ip = 4
 idle_timeout_secs = 30
+hidden = true
 
 [anonymous]
 enabled = true
@@ -930,6 +943,7 @@ expires = "2026-12-31T23:59:59Z"
         let c = Config::from_toml_str(&text, d.path()).expect("valid");
         assert_eq!(c.passive_ports, 50000..=50100);
         assert_eq!(c.max_connections_per_ip, 4);
+        assert!(c.hidden);
         let a = c.anonymous.expect("anonymous on");
         assert_eq!(a.home, Path::new("pub"));
         assert_eq!(a.upload_dir.as_deref(), Some(Path::new("incoming")));

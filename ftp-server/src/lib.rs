@@ -16,13 +16,16 @@
 //!
 //! Modules, one job each: [`config`] (file and flags → [`Config`]), [`cli`] (the flags),
 //! [`account`] (classes, access, the permission table), [`auth`] (logins: passwords, lockout),
-//! [`storage`] (the libunftp storage adapter), [`transfer`] (the data path: copies, atomic
+//! [`storage`] (the libunftp storage adapter), [`listing`] (what a path is: metadata, listings,
+//! globs), [`names`] (names on the wire, dotfiles), [`transfer`] (the data path: copies, atomic
 //! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
 
 pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod listing;
+pub mod names;
 pub mod path;
 pub mod server;
 pub mod storage;

@@ -251,9 +251,11 @@ fn prepare(mut config: Config) -> Result<Prepared, ServerError> {
         None => None,
     };
     config.root = root.clone();
+    let mut shared = StorageShared::new(root, config.data_timeout, xferlog);
+    shared.hidden = config.hidden;
     Ok(Prepared {
         accounts: Arc::new(Accounts::new(&config)),
-        shared: Arc::new(StorageShared::new(root, config.data_timeout, xferlog)),
+        shared: Arc::new(shared),
         config,
     })
 }

@@ -379,7 +379,11 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
     let curl = require_tool("curl");
     let f = tree();
     let xferlog = f.path().join("xfer.log");
-    let srv = start(&f, &format!("xferlog = {:?}", xferlog.to_string_lossy()));
+    // `hidden = true`: the hostile names include a dotfile, served only when asked for.
+    let srv = start(
+        &f,
+        &format!("hidden = true\nxferlog = {:?}", xferlog.to_string_lossy()),
+    );
     let addr = srv.addr();
 
     let out = run_ok(Command::new(&curl).args(["-sS", "--max-time", "20", &url(addr, "")]));
@@ -476,7 +480,8 @@ fn wget_downloads() {
 fn lftp_mirrors_a_tree() {
     let lftp = require_tool("lftp");
     let f = tree();
-    let srv = start(&f, "");
+    // The hostile names include a dotfile, served only when asked for.
+    let srv = start(&f, "hidden = true");
     let dest = tempfile::tempdir().expect("tempdir");
     let script = format!(
         "set net:max-retries 1; set net:timeout 10; set xfer:clobber on; \
