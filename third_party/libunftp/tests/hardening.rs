@@ -628,7 +628,7 @@ async fn a_stat_listing_the_client_does_not_read_ends_its_session_and_frees_its_
     // the limit on A's write, never: A's session lives on, and so does its permit).
     let mut b = Ctl::login(addr).await;
     let (code, text) = b.cmd("STAT /").await;
-    assert_eq!(code, 200, "{text}");
+    assert_eq!(code, 213, "{text}");
     // A's connection was closed before its reply was complete.
     let mut got = Vec::new();
     let _ = tokio::time::timeout(WAIT, a.reader.read_to_end(&mut got))
@@ -637,6 +637,26 @@ async fn a_stat_listing_the_client_does_not_read_ends_its_session_and_frees_its_
     let lines = got.split(|&b| b == b'\n').count();
     assert!(lines < 25_000, "A got the whole listing ({lines} lines)");
     assert_eq!(b.cmd("NOOP").await.0, 200);
+}
+
+#[tokio::test]
+async fn stat_of_a_path_lists_it_from_the_working_directory_with_213_or_550() {
+    let root = Root::new("stat-cwd");
+    std::fs::create_dir_all(root.0.join("sub/inner")).unwrap();
+    std::fs::write(root.0.join("sub/inner/only-here.txt"), b"x").unwrap();
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    assert_eq!(c.cmd("CWD /sub").await.0, 250);
+    // `inner` is /sub/inner, not /inner.
+    let (code, text) = c.cmd("STAT inner").await;
+    assert_eq!(code, 213, "{text}");
+    assert!(text.contains("only-here.txt"), "{text}");
+    let (code, text) = c.cmd("STAT /sub/inner").await;
+    assert_eq!(code, 213, "{text}");
+    // A missing path is the storage back-end's 550, not a local error (451).
+    let (code, text) = c.cmd("STAT missing").await;
+    assert_eq!(code, 550, "{text}");
+    assert_eq!(c.cmd("NOOP").await.0, 200);
 }
 
 #[tokio::test]
