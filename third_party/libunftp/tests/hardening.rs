@@ -660,6 +660,21 @@ async fn stat_of_a_path_lists_it_from_the_working_directory_with_213_or_550() {
 }
 
 #[tokio::test]
+async fn size_and_mdtm_of_a_directory_get_550() {
+    let root = Root::new("size-dir");
+    std::fs::create_dir_all(root.0.join("sub")).unwrap();
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    for cmd in ["SIZE sub", "MDTM sub", "SIZE /"] {
+        let (code, text) = c.cmd(cmd).await;
+        assert_eq!(code, 550, "{cmd}: {text}");
+    }
+    let (code, text) = c.cmd("SIZE hello.txt").await;
+    assert_eq!((code, text.trim()), (213, "213 6"));
+    assert_eq!(c.cmd("MDTM hello.txt").await.0, 213);
+}
+
+#[tokio::test]
 async fn telnet_commands_nul_bytes_and_bare_lf_leave_the_session_alive() {
     let root = Root::new("telnet");
     let addr = serve(&root, "127.0.0.1:0", plain).await;
