@@ -416,6 +416,7 @@ where
 
     #[tracing_attributes::instrument]
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
+        let prefix = nlst_prefix(path.as_deref());
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
         let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
@@ -426,11 +427,25 @@ where
 
         let list_result = match command {
             ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
-            ListCommand::Nlst => self
-                .storage
-                .nlst((*self.user).as_ref().unwrap(), path.clone())
-                .await
-                .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e)),
+            ListCommand::Nlst => {
+                let user = (*self.user).as_ref().unwrap();
+                let names = self
+                    .storage
+                    .nlst(user, path.clone())
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e));
+                // RFC 959: NLST sends "valid pathname strings" for "a program to further process
+                // the files automatically", e.g. a multiple get. The names of a directory's
+                // entries are relative to it, as the client asked for the directory; but the
+                // matches of `sub/*.txt` (or the file `sub/a.txt`) are fetched from the working
+                // directory, so they keep the client's directory part, as vsftpd writes them.
+                match (names, prefix) {
+                    (Ok(cursor), Some(prefix)) if !matches!(self.storage.metadata(user, path.clone()).await, Ok(m) if m.is_dir()) => {
+                        Ok(std::io::Cursor::new(prefix_lines(cursor.get_ref(), prefix.as_bytes())))
+                    }
+                    (names, _) => names,
+                }
+            }
         };
 
         match list_result {
@@ -651,6 +666,23 @@ where
             None => self.cwd.clone(),
         }
     }
+}
+
+/// The directory part of an `NLST` argument (up to and including its last `/`), if it has one.
+fn nlst_prefix(arg: Option<&str>) -> Option<String> {
+    let arg = arg?;
+    let end = arg.rfind('/')? + 1;
+    Some(arg[..end].to_string())
+}
+
+/// `prefix` before every CRLF-separated line of `listing`.
+fn prefix_lines(listing: &[u8], prefix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(listing.len() + listing.len() / 8 * prefix.len());
+    for line in listing.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 /// Starts processing for the data connection. This will spawn a new async task that will wait for
@@ -930,5 +962,29 @@ impl ListCommand {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
         }
+    }
+}
+
+#[cfg(test)]
+mod nlst_tests {
+    use super::{nlst_prefix, prefix_lines};
+
+    #[test]
+    fn the_directory_part_of_an_nlst_argument() {
+        for (arg, want) in [
+            (None, None),
+            (Some("*.txt"), None),
+            (Some("sub/*.txt"), Some("sub/")),
+            (Some("/pub/sub dir/a?.bin"), Some("/pub/sub dir/")),
+            (Some("sub/"), Some("sub/")),
+        ] {
+            assert_eq!(nlst_prefix(arg).as_deref(), want, "{arg:?}");
+        }
+    }
+
+    #[test]
+    fn every_line_gets_the_prefix() {
+        assert_eq!(prefix_lines(b"a.txt\r\nb c.txt\r\n", b"sub/"), b"sub/a.txt\r\nsub/b c.txt\r\n");
+        assert_eq!(prefix_lines(b"", b"sub/"), b"");
     }
 }
