@@ -2218,6 +2218,7 @@ ftp.login()
 print(sorted(ftp.nlst('*.txt')))
 print(ftp.nlst('with space.txt'))
 print(sorted(ftp.nlst('[wp]*')))
+print(sorted(ftp.nlst('sub dir/*.txt')))
 ftp.cwd('sub dir')
 print(sorted(ftp.nlst('*.txt')))
 ftp.cwd('/')
@@ -2241,6 +2242,7 @@ ftp.quit()
             r#"['-leading-dash.txt', 'percent%20name.txt', 'quote\'and"semi;colon$(x).txt', 'with space.txt']"#,
             "['with space.txt']",
             "['percent%20name.txt', 'with space.txt']",
+            "['sub dir/a.txt', 'sub dir/b.txt']",
             "['a.txt', 'b.txt']",
         ],
         "{stdout}"
@@ -2259,9 +2261,17 @@ fn nlst_list_and_stat_take_a_file_or_a_glob() {
         listing(&mut c, "NLST with space.txt").expect("a file"),
         ["with space.txt"]
     );
+    // Matches in another directory keep the client's directory part, so that each line can be
+    // fetched as it is (libunftp patch 30); a directory's entries are relative to it.
     let mut got = listing(&mut c, "NLST sub dir/*.txt").expect("a glob");
     got.sort();
-    assert_eq!(got, ["a.txt", "b.txt"]);
+    assert_eq!(got, ["sub dir/a.txt", "sub dir/b.txt"]);
+    assert_eq!(
+        listing(&mut c, "NLST /sub dir/a.txt").expect("a file"),
+        ["/sub dir/a.txt"]
+    );
+    let got = listing(&mut c, "NLST sub dir").expect("a directory");
+    assert!(got.iter().any(|l| l == "a.txt"), "{got:?}");
     let got = listing(&mut c, "LIST -la sub dir/?.txt").expect("LIST with flags");
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(list_line(&got, "b.txt").is_some_and(|l| l.contains(" 2 ")));
