@@ -288,6 +288,7 @@ mod tests {
         std::os::unix::fs::symlink("../outside.txt", p.join("home/link-out")).expect("symlink");
         std::os::unix::fs::symlink(p.join("outside.txt"), p.join("home/abs-out")).expect("link");
         std::os::unix::fs::symlink("nowhere", p.join("home/dangling")).expect("symlink");
+        std::os::unix::fs::symlink("sub", p.join("home/sublink")).expect("symlink");
         let fifo = std::ffi::CString::new(p.join("home/fifo").as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
@@ -333,7 +334,8 @@ mod tests {
                 "bad\u{F7FF}.txt",
                 "c.bin",
                 "link-in",
-                "sub"
+                "sub",
+                "sublink"
             ]
         );
         let mut skipped: Vec<(String, Skip)> = l
@@ -354,6 +356,12 @@ mod tests {
         );
         let link = l.entries.iter().find(|(n, _)| n == "link-in").unwrap();
         assert_eq!((link.1.is_file(), link.1.len()), (true, 5));
+        let link = l.entries.iter().find(|(n, _)| n == "sublink").unwrap();
+        assert!(link.1.is_dir());
+        assert_eq!(
+            names(&list(&home, Path::new("sublink"), false).unwrap()),
+            ["d.txt", "up-in"]
+        );
         let shown = list(&home, Path::new(""), true).expect("list");
         assert!(names(&shown).contains(&".env"));
     }

@@ -393,8 +393,16 @@ impl StorageBackend<FtpUser> for FtpStorage {
         self.inner()?.rmd(user, as_fs_path(&rel)).await
     }
 
+    /// CWD: to a directory, or a symlink to one inside the home, as listings show it (unftp-sbe-fs
+    /// would list the whole directory just to answer).
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         let rel = self.check(user, Op::Cwd, path.as_ref())?;
-        self.inner()?.cwd(user, as_fs_path(&rel)).await
+        let home = self.home()?;
+        let meta = transfer::blocking(move || listing::describe(&home, &rel)).await?;
+        if meta.kind() == Kind::Dir {
+            Ok(())
+        } else {
+            Err(Error::from(ErrorKind::PermanentDirectoryNotAvailable))
+        }
     }
 }

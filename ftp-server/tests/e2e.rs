@@ -1926,6 +1926,7 @@ fn special_tree() -> Fixture {
     f.write("pub/target.bin", &pattern_bytes(123_457, 41));
     std::os::unix::fs::symlink("target.bin", p.join("pub/link.bin")).expect("symlink");
     std::os::unix::fs::symlink("../target.bin", p.join("pub/sub dir/up.bin")).expect("symlink");
+    std::os::unix::fs::symlink("sub dir", p.join("pub/dir link")).expect("symlink");
     let fifo = std::ffi::CString::new(p.join("pub/pipe").into_os_string().into_encoded_bytes())
         .expect("path");
     // SAFETY: a valid NUL-terminated path.
@@ -1969,6 +1970,15 @@ fn a_symlink_inside_the_home_is_its_target_and_one_leading_out_is_refused() {
             .any(|l| l.ends_with(" link.bin") && l.contains("type=file;size=123457;")),
         "{mlsd:?}"
     );
+    // A link to a directory inside the home is a directory.
+    assert!(
+        list_line(&lines, "dir link").is_some_and(|l| l.starts_with('d')),
+        "{lines:?}"
+    );
+    assert_eq!(c.code("CWD dir link"), 250);
+    assert_eq!(c.retr("up.bin").expect("through the link"), target);
+    assert_eq!(c.code("CWD /"), 250);
+    assert_eq!(c.code("CWD with space.txt"), 550, "CWD to a file");
     // leak.txt -> ../secret.txt leads out: not listed, not described, not served.
     assert!(list_line(&lines, "leak.txt").is_none(), "{lines:?}");
     let nlst = listing(&mut c, "NLST").expect("NLST");
