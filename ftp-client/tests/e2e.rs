@@ -380,6 +380,8 @@ struct Script {
     stall: bool,
     /// The reply after the data connection closes.
     done: &'static str,
+    /// Told when a held (`stall`) upload's first bytes have arrived: the client is mid-upload.
+    uploading: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Script {
@@ -392,6 +394,7 @@ impl Script {
             pace: (usize::MAX, Duration::ZERO),
             stall: false,
             done,
+            uploading: None,
         }
     }
 }
@@ -403,6 +406,9 @@ struct Served {
     data_connected: bool,
     /// What STOR/APPE received.
     stored: Vec<u8>,
+    /// With `stall`: how the held data connection ended once the client had hung up, read to
+    /// its end (`None`: a plain end of file, the FIN of a complete transfer).
+    held_end: Option<std::io::ErrorKind>,
 }
 
 /// Accepts one connection on `l`, giving up after 10 s so a client that never comes cannot
@@ -503,6 +509,12 @@ fn scripted(s: TcpStream, sc: Script) -> Served {
                 } else if !sc.stall {
                     served.stored = receive_paced(&mut d, sc.pace);
                 }
+                if let (true, Some(tell)) = (sc.stall, &sc.uploading) {
+                    let mut first = [0u8; 4096];
+                    if d.read(&mut first).unwrap_or(0) > 0 {
+                        let _ = tell.send(());
+                    }
+                }
                 if sc.stall {
                     // The next read_line ends when the client, having timed out, hangs up.
                     _held = Some(d);
@@ -520,6 +532,16 @@ fn scripted(s: TcpStream, sc: Script) -> Served {
         if w.write_all(reply.as_bytes()).is_err() {
             break;
         }
+    }
+    if let Some(mut d) = _held {
+        let mut buf = vec![0u8; 1 << 20];
+        served.held_end = loop {
+            match d.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(_) => {}
+                Err(e) => break Some(e.kind()),
+            }
+        };
     }
     served
 }
@@ -709,6 +731,90 @@ fn interrupted_get_never_damages_an_existing_file() {
     assert!(!out.path().join("f.part").exists());
 }
 
+#[test]
+fn more_bytes_than_size_fail_and_keep_the_old_file() {
+    let out = Fixture::empty();
+    let old = b"the previous, complete version of f\n".to_vec();
+    let dest = out.write("f", &old);
+    let d = path_str(&dest).to_string();
+    let part = out.path().join("f.part");
+
+    // SIZE says 100 000, the server sends one byte more, closes and says 226: 18, the old file
+    // as it was, and no .part (bytes beyond SIZE make the whole transfer untrustworthy).
+    let (addr, h) = serve(Script::new(
+        Some(100_000),
+        pattern_bytes(100_001, 20),
+        "226 done",
+    ));
+    let r = get_from(addr, &[], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 18, "{r:?}");
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("more than the 100000 bytes SIZE announced"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), old, "old content unchanged");
+    assert!(!part.exists(), "nothing left to resume from");
+
+    // An endless stream after SIZE's 1000 bytes: the client stops at the first byte too many
+    // (the fake's writes then fail on the reset data connection) rather than buffer it.
+    let (addr, h) = serve(Script::new(
+        Some(1000),
+        pattern_bytes(64 << 20, 21),
+        "226 done",
+    ));
+    let r = get_from(addr, &[], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 18, "{r:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), old);
+    assert!(!part.exists());
+}
+
+#[test]
+fn a_server_that_ignores_rest_never_produces_a_corrupt_file() {
+    // The fake answers 350 to REST and then sends the file from byte 0 anyway.
+    let file = pattern_bytes(300_000, 22);
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    let part = out.path().join("f.part");
+    let d = path_str(&dest).to_string();
+
+    // A .part holding the first 100 000 bytes: -C asks REST 100000 and gets 300 000 bytes,
+    // more than the 200 000 left: 36, no final file, the .part cut back to its good prefix.
+    std::fs::write(&part, &file[..100_000]).unwrap();
+    let (addr, h) = serve(Script::new(Some(300_000), file.clone(), "226 done"));
+    let r = get_from(addr, &["-C"], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 36, "{r:?}");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("REST offset"), "{msg}");
+    assert!(!dest.exists(), "no final file");
+    assert_eq!(std::fs::read(&part).unwrap(), &file[..100_000]);
+
+    // The same with the prefix under the final name (adopted by -C): it keeps its name and
+    // exactly its old bytes.
+    std::fs::rename(&part, &dest).unwrap();
+    let (addr, h) = serve(Script::new(Some(300_000), file.clone(), "226 done"));
+    let r = get_from(addr, &["-C"], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 36, "{r:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), &file[..100_000]);
+    assert!(!part.exists());
+
+    // A server that honours REST completes the same file.
+    std::fs::rename(&dest, &part).unwrap();
+    let (addr, h) = serve(Script::new(
+        Some(300_000),
+        file[100_000..].to_vec(),
+        "226 done",
+    ));
+    let r = get_from(addr, &["-C"], &d);
+    h.join().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), file);
+}
+
 /// `--timeout 1` means "no byte moved for 1 s" (docs/ftp-client.md), not "each 1 MiB buffer
 /// within 1 s": every piece of these transfers arrives well within the second, and the whole
 /// takes several.
@@ -801,7 +907,47 @@ fn stalled_data_connection_times_out_with_28_both_ways() {
         "{:?}",
         start.elapsed()
     );
-    h.join().unwrap();
+    // The abandoned upload was reset, not closed: a FIN would read as a complete file.
+    let served = h.join().unwrap();
+    assert_eq!(
+        served.held_end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the server saw the upload end with a reset"
+    );
+}
+
+#[test]
+fn an_interrupted_upload_is_reset_not_closed() {
+    // The binary uploads 64 MiB to a fake that reads the first bytes, then stops reading; the
+    // client is then interrupted (SIGINT, as Ctrl-C sends) while it waits for the socket. The
+    // server must see a reset, which says "not complete", and not the FIN of a finished file.
+    let local = Fixture::empty();
+    let src = local.write("up.bin", &pattern_bytes(64 << 20, 15));
+    let (tell, uploading) = std::sync::mpsc::channel();
+    let (addr, h) = serve(Script {
+        stall: true,
+        uploading: Some(tell),
+        ..Script::new(None, Vec::new(), "226 stored")
+    });
+    let port = addr.port().to_string();
+    let mut cmd = bin(&["put", "-q", "--timeout", "60", "--port", &port]);
+    cmd.args([path_str(&src), "127.0.0.1", "d"]);
+    let mut child = test_kit::ChildGuard::spawn(cmd, "ftp-client");
+    uploading
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the upload started");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with the pid of our own child, which has not been reaped (the guard
+    // waits for it below), so the pid cannot belong to another process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = child.child().wait().unwrap();
+    assert!(!status.success(), "{status:?}");
+    let served = h.join().unwrap();
+    assert_eq!(
+        served.held_end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the server saw the upload end with a reset"
+    );
 }
 
 #[test]
