@@ -21,18 +21,24 @@ fn main() -> ExitCode {
     };
     if config.password.is_none() {
         // A named user without a password: ask, without echo, when someone is there to answer.
+        // With nobody to ask, fail before connecting: an empty password sent instead would be
+        // a failed login that counts toward the account's lockout on the server.
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "ftp-client: no password for {:?}, and standard input is not a terminal to ask \
+                 on: give one with -u USER:PASS, --password, FTP_PASSWORD or --netrc",
+                config.user
+            );
+            return ExitCode::from(2);
+        }
         let prompt = format!("Password for {}@{}: ", config.user, config.host);
-        config.password = Some(if std::io::stdin().is_terminal() {
-            match rpassword::prompt_password(prompt) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("ftp-client: cannot read the password: {e}");
-                    return ExitCode::from(2);
-                }
+        config.password = match rpassword::prompt_password(prompt) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("ftp-client: cannot read the password: {e}");
+                return ExitCode::from(2);
             }
-        } else {
-            String::new()
-        });
+        };
     }
     config.progress = !config.quiet && std::io::stderr().is_terminal();
     match run(&config) {

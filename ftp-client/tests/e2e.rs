@@ -1085,6 +1085,52 @@ fn bin(args: &[&str]) -> Command {
 }
 
 #[test]
+fn a_user_without_a_password_and_no_terminal_fails_before_connecting() {
+    // A listener nobody should reach: an empty password sent in a script would be a failed
+    // login counted toward the account's lockout.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    for user_args in [&["-u", "dave"][..], &[]] {
+        let url = if user_args.is_empty() {
+            "ftp://dave@127.0.0.1/d/f"
+        } else {
+            "ftp://127.0.0.1/d/f"
+        };
+        // `run` gives the binary a closed stdin, not a terminal; `bin` drops FTP_PASSWORD.
+        let o =
+            run(bin(&["get", "--timeout", "5", "--port", &port, "-o", "-", url]).args(user_args));
+        o.expect_code(2);
+        let err = o.stderr();
+        assert!(
+            err.contains("FTP_PASSWORD") && err.contains("--password") && err.contains("\"dave\""),
+            "{}",
+            o.describe()
+        );
+        assert_eq!(err.lines().count(), 1, "{}", o.describe());
+    }
+    assert_eq!(
+        l.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nobody connected"
+    );
+    // With FTP_PASSWORD it does connect (and the fake's greeting never comes: 28).
+    let o = run(bin(&[
+        "ls",
+        "--timeout",
+        "1",
+        "-u",
+        "dave",
+        "--port",
+        &port,
+        "127.0.0.1",
+    ])
+    .env("FTP_PASSWORD", "pw"));
+    o.expect_code(28);
+    assert!(l.accept().is_ok(), "connected once a password was given");
+}
+
+#[test]
 #[cfg_attr(
     not(peer_pyftpdlib),
     ignore = "needs pyftpdlib (under CI=true this fails instead)"
