@@ -1085,6 +1085,42 @@ fn bin(args: &[&str]) -> Command {
 }
 
 #[test]
+fn retry_messages_are_log_lines_without_colour() {
+    // First connection: a 421 whose text tries to colour the terminal; the retry is served.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    let h = std::thread::spawn(move || {
+        let mut first = accept_within(&l).expect("first connection");
+        let _ = first.write_all(b"421 \x1b[31mbusy\x1b[0m, try later\r\n");
+        drop(first);
+        let second = accept_within(&l).expect("the retry");
+        scripted(second, Script::new(Some(5), b"hello".to_vec(), "226 done"))
+    });
+    let o = run(
+        bin(&["get", "--retries", "1", "--timeout", "5", "-o", "-"]).args([
+            "--port",
+            &port,
+            "127.0.0.1",
+            "d",
+            "f",
+        ]),
+    );
+    o.expect_code(0);
+    assert!(h.join().unwrap().data_connected);
+    assert_eq!(o.output.stdout, b"hello");
+    let err = o.stderr();
+    // stderr is a pipe here: the retry line is a plain log line, its level in clear text and
+    // the server's escape sequence shown escaped, never a raw ESC.
+    assert!(!err.contains('\u{1b}'), "{}", o.describe());
+    let retry = err
+        .lines()
+        .find(|l| l.contains("retrying in 1s"))
+        .unwrap_or_else(|| panic!("no retry line: {}", o.describe()));
+    assert!(retry.trim_start().starts_with("WARN"), "{retry}");
+    assert!(retry.contains("421 \\x1b[31mbusy"), "{retry}");
+}
+
+#[test]
 fn a_user_without_a_password_and_no_terminal_fails_before_connecting() {
     // A listener nobody should reach: an empty password sent in a script would be a failed
     // login counted toward the account's lockout.
