@@ -340,18 +340,20 @@ pub fn download<'n>(
     let remote = offset
         .checked_add(length)
         .ok_or_else(|| client.protocol_err(format!("announced length {length} overflows")))?;
-    let summary = |verb, bytes, saved_to| Summary {
+    // The local name may come from the remote one, control characters and all: the summary
+    // line shows it escaped.
+    let summary = |verb, bytes, saved_to: String| Summary {
         verb,
         bytes,
         resumed_from: offset,
         elapsed: start.elapsed(),
-        saved_to: Some(saved_to),
+        saved_to: Some(printable(&saved_to)),
     };
     if target.is_complete(remote)? {
         return Ok(summary("already complete:", 0, target.commit()?));
     }
     let progress = Progress::new(opts.progress, &printable(name), Some(remote), offset);
-    let writing = target.writing_to().display().to_string();
+    let writing = printable(&target.writing_to().display().to_string());
     let mut sink = target.open()?;
     let bytes = client.read_body(name, length, &mut sink, &writing, &mut |n| progress.inc(n))?;
     sink.flush().map_err(|source| ClientError::LocalWrite {

@@ -726,10 +726,29 @@ fn control_characters_and_non_utf8_names_are_listed_escaped_and_downloadable() {
     let out = run(&mut cmd);
     out.expect_code(0);
     assert_eq!(out.output.stdout, b"inside");
-    run_bin(&["get", "-q", &addr, evil], work.path()).expect_code(0);
+    // Without -q: the summary line names the local file, escaped.
+    let out = run_bin(&["get", &addr, evil], work.path());
+    out.expect_code(0);
     assert_eq!(
         std::fs::read(work.path().join(evil)).unwrap(),
         b"evil bytes"
+    );
+    let err = out.stderr();
+    assert!(err.contains("bell\\x07 esc\\x1b[31m"), "{}", out.describe());
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
+    );
+    // A local file in the way that cannot be written: the error names it escaped too.
+    std::fs::remove_file(work.path().join(evil)).unwrap();
+    std::fs::create_dir(work.path().join(format!("{evil}.part"))).unwrap();
+    let out = run_bin(&["get", &addr, evil], work.path());
+    out.expect_code(ExitCode::LocalWrite.code());
+    let err = out.stderr();
+    assert_eq!(err.lines().count(), 1, "{}", out.describe());
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
     );
 
     // A refusal that names a hostile name shows it escaped, on one line.
