@@ -890,7 +890,11 @@ fn stalled_data_connection_times_out_with_28_both_ways() {
         start.elapsed()
     );
     assert!(!dest.exists());
-    h.join().unwrap();
+    // The client read all that came, so only SO_LINGER 0 makes its close a reset.
+    assert_eq!(
+        h.join().unwrap().held_end,
+        Some(std::io::ErrorKind::ConnectionReset)
+    );
 
     // Upload: the server takes the data connection and never reads it.
     let local = Fixture::empty();
@@ -941,13 +945,47 @@ fn an_interrupted_upload_is_reset_not_closed() {
     // waits for it below), so the pid cannot belong to another process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
     let status = child.child().wait().unwrap();
-    assert!(!status.success(), "{status:?}");
+    assert_eq!(status.code(), Some(130), "{status:?}: {}", child.stderr());
     let served = h.join().unwrap();
     assert_eq!(
         served.held_end,
         Some(std::io::ErrorKind::ConnectionReset),
         "the server saw the upload end with a reset"
     );
+}
+
+#[test]
+fn ctrl_c_during_a_resumed_get_gives_the_file_back_its_name() {
+    // -C adopts the shorter file under the final name (moved to f.part while it grows); Ctrl-C
+    // must not leave it under the .part name: the binary stops the operation, which moves it
+    // back, what arrived appended.
+    let out = Fixture::empty();
+    let old = pattern_bytes(1000, 16);
+    let dest = out.write("f", &old);
+    let part = out.path().join("f.part");
+    let (addr, h) = serve(Script {
+        stall: true,
+        ..Script::new(Some(1_000_000), pattern_bytes(5000, 17), "226 done")
+    });
+    let port = addr.port().to_string();
+    let mut cmd = bin(&["get", "-q", "-C", "--timeout", "60", "--port", &port]);
+    cmd.args(["-o", path_str(&dest), "127.0.0.1", "d", "f"]);
+    let mut child = test_kit::ChildGuard::spawn(cmd, "ftp-client");
+    // The transfer is under way once the file has moved to f.part (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !part.exists() {
+        assert!(Instant::now() < deadline, "the download never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with the pid of our own child, not reaped yet (waited for below).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = child.child().wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {}", child.stderr());
+    h.join().unwrap();
+    assert!(!part.exists(), "the adopted file is not left as f.part");
+    let now = std::fs::read(&dest).unwrap();
+    assert_eq!(&now[..old.len()], &old[..], "its old bytes kept in place");
 }
 
 #[test]
