@@ -12,9 +12,9 @@
 //! Every data connection is opened *armed* to be reset: `SO_LINGER` 0 from the moment it
 //! connects, so that closing it sends an RST, not a FIN, until the transfer is known to be
 //! complete ([`settle`]). In stream mode the close of the data connection *is* the end of file
-//! (RFC 959 §3.4.1): a FIN after an upload cut by a stall, a local error, a dropped future or
-//! Ctrl-C (the kernel closes a killed process's sockets with the same option) would tell the
-//! server the file is complete. With an RST the server reads ECONNRESET and knows it is not.
+//! (RFC 959 §3.4.1): a FIN after an upload cut by a stall, a local error, a dropped future
+//! (Ctrl-C drops the operation) or a killed process (the kernel closes its sockets with the
+//! same option) would tell the server the file is complete. With an RST the server reads ECONNRESET and knows it is not.
 
 use std::future::Future;
 use std::io;
