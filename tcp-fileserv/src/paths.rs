@@ -213,3 +213,23 @@ mod tests {
         }
     }
 }
+
+/// The escaping is lossless for any bytes, and what it writes is always accepted back.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn escaping_any_bytes_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let text = escape_name(&bytes);
+            prop_assert_eq!(unescape_name(&text), Ok(bytes));
+        }
+
+        #[test]
+        fn unescaping_any_text_never_panics(text in ".{0,200}") {
+            let _ = unescape_name(&text);
+        }
+    }
+}
