@@ -108,7 +108,7 @@ pub struct Common {
     #[arg(long, global = true, value_name = "PORT")]
     pub port: Option<u16>,
     /// USER or USER:PASS (default: anonymous). Without PASS the password comes from
-    /// FTP_PASSWORD, then netrc, then a prompt when a terminal is there.
+    /// FTP_PASSWORD, then netrc, then a prompt when a terminal is there (else exit 2).
     #[arg(short = 'u', long = "user", global = true, value_name = "USER[:PASS]")]
     pub user: Option<String>,
     /// Password for the user (prefer FTP_PASSWORD or netrc: a flag shows in `ps`).

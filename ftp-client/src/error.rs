@@ -92,6 +92,18 @@ pub enum ClientError {
         /// The server's reply or the socket error.
         detail: String,
     },
+    /// More bytes arrived than SIZE announced (curl: 18, as a transfer that did not match its
+    /// size): the file changed while it was sent, or the server cannot be trusted. The client
+    /// stops reading at the first byte too many, and what this transfer wrote is discarded.
+    #[error("{host}: {path:?}: the server sent more than the {expected} bytes SIZE announced")]
+    TooLong {
+        /// The server.
+        host: String,
+        /// The remote path.
+        path: String,
+        /// The size SIZE announced.
+        expected: u64,
+    },
     /// Writing the local file failed (curl: 23).
     #[error("cannot write {}", path.display())]
     LocalWrite {
@@ -207,7 +219,7 @@ impl ClientError {
             Self::Protocol { .. } => 8,
             Self::Cwd { .. } => 9,
             Self::Passive { .. } => 13,
-            Self::Partial { .. } | Self::SomeFailed { .. } => 18,
+            Self::Partial { .. } | Self::TooLong { .. } | Self::SomeFailed { .. } => 18,
             Self::Refused { .. } => 19,
             Self::LocalWrite { .. } => 23,
             Self::Upload { .. } => 25,
@@ -227,6 +239,7 @@ impl ClientError {
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::Partial { .. }
+            | Self::TooLong { .. }
             | Self::Network { .. } => true,
             Self::Protocol { transient, .. } => *transient,
             _ => false,
