@@ -334,6 +334,49 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
 
     /// Changes the working directory to the given path.
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()>;
+
+    /// Preflight check of a download (`RETR`): would [`get`](Self::get) or
+    /// [`get_into`](Self::get_into) of `path` from `start_pos` be refused?
+    ///
+    /// The server calls it before it replies `150` and before it uses the data connection, so
+    /// that a refusal it can know in advance (the file is missing, is not a regular file, may not
+    /// be read, `start_pos` lies beyond its end) is the reply to the command itself, with the
+    /// reply code of the returned error's kind, as RFC 959 §5.4 lists for `RETR` (`550`, `450`,
+    /// ...), rather than a `550` after `150` that clients take for a broken transfer.
+    ///
+    /// It is a check, not a reservation: the file can change between this call and the
+    /// transfer (time of check to time of use), so `get`/`get_into` must still make every check
+    /// themselves. It should not open the file either (a FIFO would block).
+    ///
+    /// The default accepts everything, so a back-end that does not implement it behaves as
+    /// before: its refusals come from the transfer itself, after `150`.
+    async fn check_get<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _start_pos: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Preflight check of an upload: would [`put`](Self::put) of `path` be refused?
+    ///
+    /// `append` is true for `APPE` (the data goes to the end of the file, or into a new file),
+    /// false for `STOR`; `start_pos` is the offset of a preceding `REST`, or 0. As for
+    /// [`check_get`](Self::check_get), the server calls it before it replies `150`, a refusal
+    /// (no permission, a name that may not be replaced, a `REST` offset beyond the end of the
+    /// file) becomes the reply to the command, and `put` must still make every check itself.
+    ///
+    /// The default accepts everything.
+    async fn check_put<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _start_pos: u64, _append: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// Preflight check of a directory listing over the data connection (`LIST`, `NLST`,
+    /// `MLSD`): would [`list`](Self::list) of `path` be refused?
+    ///
+    /// As for [`check_get`](Self::check_get), the server calls it before it replies `150`, a
+    /// refusal becomes the reply to the command, and `list` must still make every check itself.
+    ///
+    /// The default accepts everything.
+    async fn check_list<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P) -> Result<()> {
+        Ok(())
+    }
 }
 
 // Maps IO errors to FTP errors in a sensible way.
@@ -377,5 +420,170 @@ impl From<std::io::Error> for Error {
             // Other errors are assumed to be local transient problems, retryable for the client
             _ => Error::new(ErrorKind::LocalError, err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DefaultUser;
+    use std::future::Future;
+    use std::path::PathBuf;
+    use std::task::{Context, Poll, Waker};
+
+    /// Polls a future that needs no I/O to completion (the checks below are ready at once).
+    fn ready<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("the check did not complete at once"),
+        }
+    }
+
+    #[derive(Debug)]
+    struct NoMeta;
+
+    impl Metadata for NoMeta {
+        fn len(&self) -> u64 {
+            0
+        }
+        fn is_dir(&self) -> bool {
+            false
+        }
+        fn is_file(&self) -> bool {
+            true
+        }
+        fn is_symlink(&self) -> bool {
+            false
+        }
+        fn modified(&self) -> Result<SystemTime> {
+            Err(ErrorKind::LocalError.into())
+        }
+        fn gid(&self) -> u32 {
+            0
+        }
+        fn uid(&self) -> u32 {
+            0
+        }
+    }
+
+    /// A back-end that refuses every operation and implements no check: the checks' defaults.
+    #[derive(Debug)]
+    struct RefusesEverything;
+
+    #[async_trait]
+    impl StorageBackend<DefaultUser> for RefusesEverything {
+        type Metadata = NoMeta;
+
+        async fn metadata<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<NoMeta> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn list<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<Vec<Fileinfo<PathBuf, NoMeta>>> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn get<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P, _: u64) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+            &self,
+            _: &DefaultUser,
+            _: R,
+            _: P,
+            _: u64,
+        ) -> Result<u64> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn del<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn mkd<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn rename<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P, _: P) -> Result<()> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn rmd<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+        async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            Err(ErrorKind::PermissionDenied.into())
+        }
+    }
+
+    /// A back-end that overrides the checks, as a back-end that knows its refusals would.
+    #[derive(Debug)]
+    struct ChecksFirst(RefusesEverything);
+
+    #[async_trait]
+    impl StorageBackend<DefaultUser> for ChecksFirst {
+        type Metadata = NoMeta;
+
+        async fn metadata<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<NoMeta> {
+            self.0.metadata(u, p).await
+        }
+        async fn list<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<Vec<Fileinfo<PathBuf, NoMeta>>> {
+            self.0.list(u, p).await
+        }
+        async fn get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, s: u64) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+            self.0.get(u, p, s).await
+        }
+        async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+            &self,
+            u: &DefaultUser,
+            r: R,
+            p: P,
+            s: u64,
+        ) -> Result<u64> {
+            self.0.put(u, r, p, s).await
+        }
+        async fn del<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.del(u, p).await
+        }
+        async fn mkd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.mkd(u, p).await
+        }
+        async fn rename<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, f: P, t: P) -> Result<()> {
+            self.0.rename(u, f, t).await
+        }
+        async fn rmd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.rmd(u, p).await
+        }
+        async fn cwd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.cwd(u, p).await
+        }
+        async fn check_get<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P, _: u64) -> Result<()> {
+            Err(ErrorKind::PermanentFileNotAvailable.into())
+        }
+        async fn check_put<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P, _: u64, append: bool) -> Result<()> {
+            Err(if append {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::FileNameNotAllowedError
+            }
+            .into())
+        }
+        async fn check_list<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            Err(ErrorKind::PermanentDirectoryNotAvailable.into())
+        }
+    }
+
+    #[test]
+    fn the_preflight_checks_accept_everything_unless_the_back_end_implements_them() {
+        let (sbe, user) = (RefusesEverything, DefaultUser);
+        assert!(ready(sbe.check_get(&user, "/missing", 0)).is_ok());
+        assert!(ready(sbe.check_get(&user, "/missing", u64::MAX)).is_ok());
+        assert!(ready(sbe.check_put(&user, "/x", 0, false)).is_ok());
+        assert!(ready(sbe.check_put(&user, "/x", 7, true)).is_ok());
+        assert!(ready(sbe.check_list(&user, "/")).is_ok());
+    }
+
+    #[test]
+    fn an_implemented_preflight_check_returns_its_own_error_kind() {
+        let (sbe, user) = (ChecksFirst(RefusesEverything), DefaultUser);
+        let kind = |r: Result<()>| r.expect_err("refused").kind();
+        assert_eq!(kind(ready(sbe.check_get(&user, "/missing", 0))), ErrorKind::PermanentFileNotAvailable);
+        assert_eq!(kind(ready(sbe.check_put(&user, "/x", 0, false))), ErrorKind::FileNameNotAllowedError);
+        assert_eq!(kind(ready(sbe.check_put(&user, "/x", 0, true))), ErrorKind::PermissionDenied);
+        assert_eq!(kind(ready(sbe.check_list(&user, "/"))), ErrorKind::PermanentDirectoryNotAvailable);
     }
 }
