@@ -663,7 +663,7 @@ mod picky {
     use std::fmt::Debug;
     use std::path::{Path, PathBuf};
     use unftp_core::auth::DefaultUser;
-    use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
+    use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
     use unftp_sbe_fs::{Filesystem, Meta};
 
     #[derive(Debug)]
@@ -714,18 +714,24 @@ mod picky {
             self.0.cwd(u, p).await
         }
 
-        /// Missing → 550 "not found"; `secret*` → 550 "permission denied".
-        async fn check_get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, _start_pos: u64) -> Result<()> {
+        /// Missing → 550 "not found"; `secret*` → 550 "permission denied"; `REST` beyond the
+        /// end → 554 (patch 24).
+        async fn check_get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, start_pos: u64) -> Result<()> {
             if named(p.as_ref(), "secret") {
                 return Err(ErrorKind::PermissionDenied.into());
             }
-            self.0.metadata(u, p).await.map(|_| ()).map_err(|e| Error::new(ErrorKind::PermanentFileNotAvailable, e))
+            let len = self.0.metadata(u, p).await.map_err(|e| Error::new(ErrorKind::PermanentFileNotAvailable, e))?.len();
+            if start_pos > len {
+                return Err(ErrorKind::InvalidRestOffset.into());
+            }
+            Ok(())
         }
-        /// `taken*` → 553; APPE to `locked*` → 550.
-        async fn check_put<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, p: P, _start_pos: u64, append: bool) -> Result<()> {
+        /// `taken*` → 553; APPE to `locked*` → 550; `REST` beyond the end → 554 (patch 24).
+        async fn check_put<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, start_pos: u64, append: bool) -> Result<()> {
             match () {
                 () if named(p.as_ref(), "taken") => Err(ErrorKind::FileNameNotAllowedError.into()),
                 () if append && named(p.as_ref(), "locked") => Err(ErrorKind::PermissionDenied.into()),
+                () if start_pos > self.0.metadata(u, p).await.map_or(0, |m| m.len()) => Err(ErrorKind::InvalidRestOffset.into()),
                 () => Ok(()),
             }
         }
@@ -841,4 +847,27 @@ async fn a_back_end_without_checks_still_answers_after_150() {
     let _data = data_connection(&mut c, addr).await;
     assert_eq!(c.cmd("RETR missing.txt").await.0, 150);
     assert_eq!(c.reply().await.0, 550);
+}
+
+// Patch 24: a REST offset beyond the end of the file gets 554 (RFC 3659 §5), before any 150.
+
+#[tokio::test]
+async fn a_rest_offset_beyond_the_end_gets_554_for_retr_stor_and_appe() {
+    let root = Root::new("preflight-rest");
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let mut data = data_connection(&mut c, addr).await;
+    for line in ["RETR hello.txt", "STOR hello.txt", "APPE hello.txt"] {
+        assert_eq!(c.cmd("REST 7").await.0, 350);
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, 554, "{line} after REST 7 of a 6-byte file: {text}");
+    }
+    assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\n", "the file is untouched");
+    // The end itself is a valid offset: nothing left to send.
+    assert_eq!(c.cmd("REST 6").await.0, 350);
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert!(got.is_empty());
+    assert_eq!(c.reply().await.0, 226);
 }

@@ -101,4 +101,22 @@ pub enum ErrorKind {
     /// implementation.
     #[display("502 Command not implemented")]
     CommandNotImplemented,
+    /// Error that will cause an FTP reply code of 554 to be returned to the FTP client: the
+    /// offset of the preceding `REST` cannot be used for this transfer, for example because it
+    /// lies beyond the end of the file (RFC 3659 §5: "554 Requested action not taken: invalid
+    /// REST parameter"). Returned by the preflight checks, before the transfer starts.
+    #[display("554 Invalid REST parameter")]
+    InvalidRestOffset,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_rest_offset_is_a_554() {
+        let err = Error::from(ErrorKind::InvalidRestOffset);
+        assert_eq!(err.kind(), ErrorKind::InvalidRestOffset);
+        assert!(ErrorKind::InvalidRestOffset.to_string().starts_with("554 "));
+    }
 }

@@ -410,6 +410,7 @@ pub(crate) fn storage_error_reply(kind: ErrorKind) -> Reply {
         ErrorKind::PermissionDenied => Reply::new(ReplyCode::FileError, "Permission denied"),
         ErrorKind::CommandNotImplemented => Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented"),
         ErrorKind::ConnectionClosed => Reply::new(ReplyCode::ConnectionClosed, "Connection closed"),
+        ErrorKind::InvalidRestOffset => Reply::new(ReplyCode::InvalidRestParameter, "Requested action not taken: invalid REST parameter"),
     }
 }
 
