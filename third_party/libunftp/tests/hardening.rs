@@ -871,3 +871,34 @@ async fn a_rest_offset_beyond_the_end_gets_554_for_retr_stor_and_appe() {
     assert!(got.is_empty());
     assert_eq!(c.reply().await.0, 226);
 }
+
+// Patch 25: nothing the server sends names the software or its version.
+
+#[tokio::test]
+async fn greeting_help_and_stat_do_not_name_the_software() {
+    let root = Root::new("no-banner");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let leaks = |text: &str| {
+        let lower = text.to_lowercase();
+        lower.contains("unftp") || lower.contains("sbe") || lower.contains("authenticator") || text.contains(env!("CARGO_PKG_VERSION"))
+    };
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (r, w) = stream.into_split();
+    let mut c = Ctl {
+        reader: BufReader::new(r),
+        writer: w,
+    };
+    let (code, greeting) = c.reply().await;
+    assert_eq!(code, 220);
+    assert!(!leaks(&greeting), "{greeting}");
+    let (code, help) = c.cmd("HELP").await;
+    assert_eq!(code, 214, "{help}");
+    assert!(help.contains("RETR") && !leaks(&help), "{help}");
+    assert_eq!(c.cmd("USER anonymous").await.0, 331);
+    assert_eq!(c.cmd("PASS guest@").await.0, 230);
+    let (code, help) = c.cmd("HELP").await;
+    assert!(code == 214 && !leaks(&help), "{help}");
+    let (code, stat) = c.cmd("STAT").await;
+    assert_eq!(code, 211, "{stat}");
+    assert!(stat.contains("offset for REST") && !leaks(&stat), "{stat}");
+}
