@@ -17,13 +17,15 @@
 //! Modules, one job each: [`config`] (file and flags → [`Config`]), [`cli`] (the flags),
 //! [`account`] (classes, access, the permission table), [`auth`] (logins: passwords, lockout),
 //! [`storage`] (the libunftp storage adapter), [`transfer`] (the data path: copies, atomic
-//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
+//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown),
+//! [`preflight`] (what a transfer command is refused before its `150`).
 
 pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod path;
+pub mod preflight;
 pub mod server;
 pub mod storage;
 pub mod transfer;

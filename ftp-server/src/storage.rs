@@ -25,6 +25,7 @@ use unftp_sbe_fs::{Filesystem, Meta};
 
 use crate::account::{FtpUser, Op, permits};
 use crate::path::{as_fs_path, confine};
+use crate::preflight;
 use crate::transfer::{self, Failed, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
 use filexfer::datapath::Pace;
@@ -326,5 +327,52 @@ impl StorageBackend<FtpUser> for FtpStorage {
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         let rel = self.check(user, Op::Cwd, path.as_ref())?;
         self.inner()?.cwd(user, as_fs_path(&rel)).await
+    }
+
+    // The preflight checks libunftp makes before its 150 reply (crate::preflight): the same
+    // rules as get_into, put and list above, so that what they would refuse is refused first.
+
+    async fn check_get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> Result<()> {
+        let rel = self.check(user, Op::Read, path.as_ref())?;
+        preflight::retrievable(self.home()?, &rel, start_pos).await
+    }
+
+    async fn check_put<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+        append: bool,
+    ) -> Result<()> {
+        let rel = confine(path.as_ref()).ok_or_else(denied)?;
+        if rel.file_name().is_none() {
+            return Err(Error::from(ErrorKind::FileNameNotAllowedError));
+        }
+        // APPE: libunftp's data channel calls put() at the offset metadata() reports, 0 when
+        // that fails; put() picks the operation from that offset.
+        let offset = if append {
+            self.metadata(user, path.as_ref())
+                .await
+                .map_or(0, |m| unftp_core::storage::Metadata::len(&m))
+        } else {
+            start_pos
+        };
+        let exists = self.exists(&rel).await?;
+        let rel = self.check(user, preflight::store_op(offset, exists), &rel)?;
+        preflight::storable(self.home()?, &rel, start_pos).await
+    }
+
+    async fn check_list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> Result<()> {
+        let rel = self.check(user, Op::List, path.as_ref())?;
+        preflight::listable(self.home()?, &rel).await
     }
 }
