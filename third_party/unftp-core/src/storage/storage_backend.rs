@@ -346,7 +346,9 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     ///
     /// It is a check, not a reservation: the file can change between this call and the
     /// transfer (time of check to time of use), so `get`/`get_into` must still make every check
-    /// themselves. It should not open the file either (a FIFO would block).
+    /// themselves. It must not block on the file either: opening a FIFO for reading waits for
+    /// a writer, so a check that opens anything should first know it is a regular file, or
+    /// open it non-blocking.
     ///
     /// The default accepts everything, so a back-end that does not implement it behaves as
     /// before: its refusals come from the transfer itself, after `150`.
