@@ -339,7 +339,9 @@ impl StorageBackend<FtpUser> for FtpStorage {
         start_pos: u64,
     ) -> Result<()> {
         let rel = self.check(user, Op::Read, path.as_ref())?;
-        preflight::retrievable(self.home()?, &rel, start_pos).await
+        preflight::retrievable(self.home()?, &rel, start_pos)
+            .await
+            .inspect_err(|e| self.log_refusal(user, "RETR", &rel, e))
     }
 
     async fn check_put<P: AsRef<Path> + Send + Debug>(
@@ -364,7 +366,9 @@ impl StorageBackend<FtpUser> for FtpStorage {
         };
         let exists = self.exists(&rel).await?;
         let rel = self.check(user, preflight::store_op(offset, exists), &rel)?;
-        preflight::storable(self.home()?, &rel, start_pos).await
+        preflight::storable(self.home()?, &rel, start_pos)
+            .await
+            .inspect_err(|e| self.log_refusal(user, if append { "APPE" } else { "STOR" }, &rel, e))
     }
 
     async fn check_list<P: AsRef<Path> + Send + Debug>(
@@ -373,6 +377,21 @@ impl StorageBackend<FtpUser> for FtpStorage {
         path: P,
     ) -> Result<()> {
         let rel = self.check(user, Op::List, path.as_ref())?;
-        preflight::listable(self.home()?, &rel).await
+        preflight::listable(self.home()?, &rel)
+            .await
+            .inspect_err(|e| self.log_refusal(user, "listing", &rel, e))
+    }
+}
+
+impl FtpStorage {
+    /// A transfer refused by a preflight check: one log line, as a failed transfer had before
+    /// the checks moved the refusal ahead of it (the account class's refusals log their own).
+    fn log_refusal(&self, user: &FtpUser, command: &str, rel: &Path, error: &Error) {
+        tracing::info!(
+            peer = %self.peer, user = %user.name, path = %rel.display(), command,
+            error = %error,
+            cause = error.get_io_error().map(|io| io.to_string()).unwrap_or_default(),
+            "refused before the transfer"
+        );
     }
 }
