@@ -18,7 +18,8 @@
 //! [`account`] (classes, access, the permission table), [`auth`] (logins: passwords, lockout),
 //! [`storage`] (the libunftp storage adapter), [`listing`] (what a path is: metadata, listings,
 //! globs), [`names`] (names on the wire, dotfiles), [`transfer`] (the data path: copies, atomic
-//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
+//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown),
+//! [`preflight`] (what a transfer command is refused before its `150`).
 
 pub mod account;
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod listing;
 pub mod names;
 pub mod path;
+pub mod preflight;
 pub mod server;
 pub mod storage;
 pub mod transfer;

@@ -32,6 +32,7 @@ use crate::account::{FtpUser, Op, permits};
 use crate::listing::{self, Kind, ListError, Meta, Skip};
 use crate::names;
 use crate::path::{as_fs_path, confine};
+use crate::preflight;
 use crate::transfer::{self, Failed, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
 use filexfer::datapath::Pace;
@@ -404,5 +405,71 @@ impl StorageBackend<FtpUser> for FtpStorage {
         } else {
             Err(Error::from(ErrorKind::PermanentDirectoryNotAvailable))
         }
+    }
+
+    // The preflight checks libunftp makes before its 150 reply (crate::preflight): the same
+    // rules as get_into, put and list above, so that what they would refuse is refused first.
+
+    async fn check_get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> Result<()> {
+        let rel = self.check(user, Op::Read, path.as_ref())?;
+        preflight::retrievable(self.home()?, &rel, start_pos)
+            .await
+            .inspect_err(|e| self.log_refusal(user, "RETR", &rel, e))
+    }
+
+    async fn check_put<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+        append: bool,
+    ) -> Result<()> {
+        let rel = confine(path.as_ref()).ok_or_else(denied)?;
+        if rel.file_name().is_none() {
+            return Err(Error::from(ErrorKind::FileNameNotAllowedError));
+        }
+        // APPE: libunftp's data channel calls put() at the offset metadata() reports, 0 when
+        // that fails; put() picks the operation from that offset.
+        let offset = if append {
+            self.metadata(user, path.as_ref())
+                .await
+                .map_or(0, |m| unftp_core::storage::Metadata::len(&m))
+        } else {
+            start_pos
+        };
+        let exists = self.exists(&rel).await?;
+        let rel = self.check(user, preflight::store_op(offset, exists), &rel)?;
+        preflight::storable(self.home()?, &rel, start_pos)
+            .await
+            .inspect_err(|e| self.log_refusal(user, if append { "APPE" } else { "STOR" }, &rel, e))
+    }
+
+    async fn check_list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> Result<()> {
+        let rel = self.check(user, Op::List, path.as_ref())?;
+        preflight::listable(self.home()?, &rel)
+            .await
+            .inspect_err(|e| self.log_refusal(user, "listing", &rel, e))
+    }
+}
+
+impl FtpStorage {
+    /// A transfer refused by a preflight check: one log line, as a failed transfer had before
+    /// the checks moved the refusal ahead of it (the account class's refusals log their own).
+    fn log_refusal(&self, user: &FtpUser, command: &str, rel: &Path, error: &Error) {
+        tracing::info!(
+            peer = %self.peer, user = %user.name, path = %rel.display(), command,
+            error = %error,
+            cause = error.get_io_error().map(|io| io.to_string()).unwrap_or_default(),
+            "refused before the transfer"
+        );
     }
 }

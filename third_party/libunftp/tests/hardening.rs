@@ -688,3 +688,252 @@ async fn telnet_commands_nul_bytes_and_bare_lf_leave_the_session_alive() {
     assert!((500..600).contains(&c.reply().await.0));
     assert_eq!(c.cmd("PWD").await.0, 257);
 }
+
+// Patch 23: refusals known before the transfer are the command's own reply, before any 150.
+
+mod picky {
+    //! A back-end that answers the preflight checks, in front of the file-system one.
+
+    use async_trait::async_trait;
+    use std::fmt::Debug;
+    use std::path::{Path, PathBuf};
+    use unftp_core::auth::DefaultUser;
+    use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
+    use unftp_sbe_fs::{Filesystem, Meta};
+
+    #[derive(Debug)]
+    pub struct Picky(pub Filesystem);
+
+    fn named(path: &Path, prefix: &str) -> bool {
+        path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix))
+    }
+
+    #[async_trait]
+    impl StorageBackend<DefaultUser> for Picky {
+        type Metadata = Meta;
+
+        fn supported_features(&self) -> u32 {
+            StorageBackend::<DefaultUser>::supported_features(&self.0)
+        }
+        async fn metadata<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<Meta> {
+            self.0.metadata(u, p).await
+        }
+        async fn list<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+            self.0.list(u, p).await
+        }
+        async fn get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, s: u64) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+            self.0.get(u, p, s).await
+        }
+        async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+            &self,
+            u: &DefaultUser,
+            r: R,
+            p: P,
+            s: u64,
+        ) -> Result<u64> {
+            self.0.put(u, r, p, s).await
+        }
+        async fn del<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.del(u, p).await
+        }
+        async fn mkd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.mkd(u, p).await
+        }
+        async fn rename<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, f: P, t: P) -> Result<()> {
+            self.0.rename(u, f, t).await
+        }
+        async fn rmd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.rmd(u, p).await
+        }
+        async fn cwd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.cwd(u, p).await
+        }
+
+        /// Missing → 550 "not found"; `secret*` → 550 "permission denied"; `REST` beyond the
+        /// end → 554 (patch 24).
+        async fn check_get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, start_pos: u64) -> Result<()> {
+            if named(p.as_ref(), "secret") {
+                return Err(ErrorKind::PermissionDenied.into());
+            }
+            let len = self.0.metadata(u, p).await.map_err(|e| Error::new(ErrorKind::PermanentFileNotAvailable, e))?.len();
+            if start_pos > len {
+                return Err(ErrorKind::InvalidRestOffset.into());
+            }
+            Ok(())
+        }
+        /// `taken*` → 553; APPE to `locked*` → 550; `REST` beyond the end → 554 (patch 24).
+        async fn check_put<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, start_pos: u64, append: bool) -> Result<()> {
+            match () {
+                () if named(p.as_ref(), "taken") => Err(ErrorKind::FileNameNotAllowedError.into()),
+                () if append && named(p.as_ref(), "locked") => Err(ErrorKind::PermissionDenied.into()),
+                () if start_pos > self.0.metadata(u, p).await.map_or(0, |m| m.len()) => Err(ErrorKind::InvalidRestOffset.into()),
+                () => Ok(()),
+            }
+        }
+        /// `private*` → 550.
+        async fn check_list<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, p: P) -> Result<()> {
+            if named(p.as_ref(), "private") {
+                return Err(ErrorKind::PermissionDenied.into());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Serves `root` anonymously through [`picky::Picky`], as [`serve`] does with the plain back-end.
+async fn serve_picky(root: &Root) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let path = root.0.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let path = path.clone();
+            let server = ServerBuilder::new(Box::new(move || picky::Picky(Filesystem::new(path.clone()).unwrap())))
+                .build()
+                .unwrap();
+            tokio::spawn(server.service(stream));
+        }
+    });
+    addr
+}
+
+/// EPSV, then the client's data connection, as wget and curl make it before the command.
+async fn data_connection(c: &mut Ctl, addr: SocketAddr) -> TcpStream {
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    tokio::time::timeout(WAIT, TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_retr_gets_550_as_its_reply_and_the_data_connection_serves_the_next_command() {
+    let root = Root::new("preflight-retr");
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let mut data = data_connection(&mut c, addr).await;
+    for (line, why) in [("RETR missing.txt", "File not found"), ("RETR secret.txt", "Permission denied")] {
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, 550, "{line}: the refusal is the first reply, no 150 before it: {text}");
+        assert!(text.contains(why), "{line}: the data channel's own wording: {text}");
+    }
+    // A refused REST + RETR consumes the REST offset, as vsftpd does.
+    assert_eq!(c.cmd("REST 3").await.0, 350);
+    assert_eq!(c.cmd("RETR missing.txt").await.0, 550);
+    // The data connection was not used: the next command gets it, from the start of the file.
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(got, b"hello\n");
+    assert_eq!(c.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn refused_uploads_and_listings_get_their_reply_before_any_150() {
+    let root = Root::new("preflight-put-list");
+    std::fs::create_dir(root.0.join("private")).unwrap();
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let _data = data_connection(&mut c, addr).await;
+    for (line, want) in [
+        ("STOR taken.txt", 553),
+        ("APPE locked.txt", 550),
+        ("LIST private", 550),
+        ("NLST private", 550),
+        ("MLSD private", 550),
+    ] {
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, want, "{line}: {text}");
+    }
+    assert!(!root.0.join("taken.txt").exists() && !root.0.join("locked.txt").exists());
+    // Accepted commands still get 150 and use the data connection.
+    assert_eq!(c.cmd("LIST").await.0, 150);
+    assert_eq!(c.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn a_data_connection_left_by_a_refused_command_is_released_by_the_next_epsv() {
+    let root = Root::new("preflight-release");
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let mut first = data_connection(&mut c, addr).await;
+    assert_eq!(c.cmd("RETR missing.txt").await.0, 550);
+    // The client asks for a new one, as wget and curl do for their next transfer: the server
+    // closes the unused one now (before the patch it held it for 5 minutes).
+    let mut second = data_connection(&mut c, addr).await;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, first.read(&mut buf)).await.expect("the old data connection is closed").unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, second.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(got, b"hello\n");
+    assert_eq!(c.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn a_back_end_without_checks_still_answers_after_150() {
+    // The checks default to Ok: the file-system back-end's refusals come from the transfer.
+    let root = Root::new("preflight-default");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    let _data = data_connection(&mut c, addr).await;
+    assert_eq!(c.cmd("RETR missing.txt").await.0, 150);
+    assert_eq!(c.reply().await.0, 550);
+}
+
+// Patch 24: a REST offset beyond the end of the file gets 554 (RFC 3659 §5), before any 150.
+
+#[tokio::test]
+async fn a_rest_offset_beyond_the_end_gets_554_for_retr_stor_and_appe() {
+    let root = Root::new("preflight-rest");
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let mut data = data_connection(&mut c, addr).await;
+    for line in ["RETR hello.txt", "STOR hello.txt", "APPE hello.txt"] {
+        assert_eq!(c.cmd("REST 7").await.0, 350);
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, 554, "{line} after REST 7 of a 6-byte file: {text}");
+    }
+    assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\n", "the file is untouched");
+    // The end itself is a valid offset: nothing left to send.
+    assert_eq!(c.cmd("REST 6").await.0, 350);
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert!(got.is_empty());
+    assert_eq!(c.reply().await.0, 226);
+}
+
+// Patch 25: nothing the server sends names the software or its version.
+
+#[tokio::test]
+async fn greeting_help_and_stat_do_not_name_the_software() {
+    let root = Root::new("no-banner");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let leaks = |text: &str| {
+        let lower = text.to_lowercase();
+        lower.contains("unftp") || lower.contains("sbe") || lower.contains("authenticator") || text.contains(env!("CARGO_PKG_VERSION"))
+    };
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (r, w) = stream.into_split();
+    let mut c = Ctl {
+        reader: BufReader::new(r),
+        writer: w,
+    };
+    let (code, greeting) = c.reply().await;
+    assert_eq!(code, 220);
+    assert!(!leaks(&greeting), "{greeting}");
+    let (code, help) = c.cmd("HELP").await;
+    assert_eq!(code, 214, "{help}");
+    assert!(help.contains("RETR") && !leaks(&help), "{help}");
+    assert_eq!(c.cmd("USER anonymous").await.0, 331);
+    assert_eq!(c.cmd("PASS guest@").await.0, 230);
+    let (code, help) = c.cmd("HELP").await;
+    assert!(code == 214 && !leaks(&help), "{help}");
+    let (code, stat) = c.cmd("STAT").await;
+    assert_eq!(code, 211, "{stat}");
+    assert!(stat.contains("offset for REST") && !leaks(&stat), "{stat}");
+}

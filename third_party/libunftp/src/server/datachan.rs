@@ -122,24 +122,31 @@ where
         let reply = |code, msg: &'static str| ControlChanMsg::CommandChannelReply(Reply::new(code, msg));
         let gone = self.gone.clone();
         tokio::select! {
-            Some(command) = data_cmd_rx.recv() => {
-                // The session lock is not held during the transfer: commands that need it (ABOR
-                // above all) must be served while data moves.
-                let start_pos = session_arc.lock().await.start_pos;
-                // Nobody waits for a listing once the session is gone: it stops (RETR and STOR
-                // are left to their own limits, and to a graceful shutdown that waits for them).
-                let listing = matches!(command, DataChanCmd::List { .. } | DataChanCmd::Nlst { .. } | DataChanCmd::Mlsd { .. });
-                tokio::select! {
-                    () = gone.cancelled(), if listing => {
-                        slog::info!(logger, "Listing stopped: the session has ended");
-                    }
-                    () = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
-                    Some(()) = data_abort_rx.recv() => {
-                        // Dropping the transfer closes the data connection. RFC 959 §4.1.3: the
-                        // aborted command gets 426, then ABOR itself 226.
-                        slog::info!(logger, "Data transfer aborted by ABOR");
-                        let _ = tx.send(reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted")).await;
-                        let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful")).await;
+            command = data_cmd_rx.recv() => match command {
+                // No command comes once the session has dropped its sender: a new PASV, EPSV,
+                // PORT or EPRT replaced this data connection, typically after a transfer command
+                // was refused before `150` (our patch 23) and left it unused. It is released
+                // now rather than held until the timeout below.
+                None => slog::debug!(logger, "Data connection released: the session has replaced it"),
+                Some(command) => {
+                    // The session lock is not held during the transfer: commands that need it (ABOR
+                    // above all) must be served while data moves.
+                    let start_pos = session_arc.lock().await.start_pos;
+                    // Nobody waits for a listing once the session is gone: it stops (RETR and STOR
+                    // are left to their own limits, and to a graceful shutdown that waits for them).
+                    let listing = matches!(command, DataChanCmd::List { .. } | DataChanCmd::Nlst { .. } | DataChanCmd::Mlsd { .. });
+                    tokio::select! {
+                        () = gone.cancelled(), if listing => {
+                            slog::info!(logger, "Listing stopped: the session has ended");
+                        }
+                        () = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
+                        Some(()) = data_abort_rx.recv() => {
+                            // Dropping the transfer closes the data connection. RFC 959 §4.1.3: the
+                            // aborted command gets 426, then ABOR itself 226.
+                            slog::info!(logger, "Data transfer aborted by ABOR");
+                            let _ = tx.send(reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted")).await;
+                            let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful")).await;
+                        }
                     }
                 }
             },
@@ -655,16 +662,7 @@ where
     }
 
     fn resolve_path(&self, path: Option<String>) -> PathBuf {
-        match path {
-            Some(path) => {
-                if path == "." {
-                    self.cwd.clone()
-                } else {
-                    self.cwd.join(path)
-                }
-            }
-            None => self.cwd.clone(),
-        }
+        listing_path(&self.cwd, path.as_deref())
     }
 }
 
@@ -784,6 +782,15 @@ where
 }
 
 use std::time::Duration;
+
+/// The directory a listing command (`LIST`, `NLST`, `MLSD`) names: its argument below the working
+/// directory, or the working directory itself.
+pub(crate) fn listing_path(cwd: &std::path::Path, path: Option<&str>) -> PathBuf {
+    match path {
+        Some(path) if path != "." => cwd.join(path),
+        _ => cwd.to_path_buf(),
+    }
+}
 
 /// Waits for a permit to produce a listing, if listings are limited (`ServerBuilder::listing_permits`).
 pub(crate) async fn listing_permit(permits: &Option<Arc<tokio::sync::Semaphore>>) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -914,7 +921,7 @@ impl fmt::Display for TransferSpeed {
 // Collapse the StorageError kind into a client-error, server-error or unknown-error.
 // The PermissionDenied is seperated because it depends on specifics whether it is a server or client error
 // Unknown errors should not happen but need to be handled
-fn categorize_and_register_error(logger: &slog::Logger, err: &Error, command: &'static str) {
+pub(crate) fn categorize_and_register_error(logger: &slog::Logger, err: &Error, command: &'static str) {
     match err.kind() {
         ErrorKind::PermanentFileNotAvailable => metrics::inc_transferred(command, "client-error"),
         ErrorKind::TransientFileNotAvailable | ErrorKind::LocalError => metrics::inc_transferred(command, "server-error"),

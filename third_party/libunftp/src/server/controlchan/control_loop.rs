@@ -394,6 +394,26 @@ const CONTROL_BUFFER: usize = 512;
 /// the next one gets `421` and the connection is closed.
 const MAX_PRELOGIN_STRIKES: u32 = 10;
 
+/// The reply to a storage back-end's error, by its kind: the same whether the error came from the
+/// data channel (after `150`) or from a preflight check before it (our patch 23).
+pub(crate) fn storage_error_reply(kind: ErrorKind) -> Reply {
+    match kind {
+        ErrorKind::ExceededStorageAllocationError => Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
+        ErrorKind::FileNameNotAllowedError => Reply::new(ReplyCode::BadFileName, "File name not allowed"),
+        ErrorKind::InsufficientStorageSpaceError => Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space"),
+        ErrorKind::LocalError => Reply::new(ReplyCode::LocalError, "Local error"),
+        ErrorKind::PageTypeUnknown => Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown"),
+        ErrorKind::TransientFileNotAvailable => Reply::new(ReplyCode::TransientFileError, "File not found"),
+        ErrorKind::PermanentFileNotAvailable => Reply::new(ReplyCode::FileError, "File not found"),
+        ErrorKind::PermanentDirectoryNotAvailable => Reply::new(ReplyCode::FileError, "Directory not found"),
+        ErrorKind::PermanentDirectoryNotEmpty => Reply::new(ReplyCode::FileError, "Directory not empty"),
+        ErrorKind::PermissionDenied => Reply::new(ReplyCode::FileError, "Permission denied"),
+        ErrorKind::CommandNotImplemented => Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented"),
+        ErrorKind::ConnectionClosed => Reply::new(ReplyCode::ConnectionClosed, "Connection closed"),
+        ErrorKind::InvalidRestOffset => Reply::new(ReplyCode::InvalidRestParameter, "Requested action not taken: invalid REST parameter"),
+    }
+}
+
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
     slog::warn!(logger, "Control channel error: {:?}", error);
@@ -457,7 +477,7 @@ where
                 session.start_pos = 0;
                 Ok(Reply::new(ReplyCode::ClosingDataConnection, "File successfully written"))
             }
-            DataConnectionClosedAfterStor => Ok(Reply::new(ReplyCode::FileActionOkay, "unFTP holds your data for you")),
+            DataConnectionClosedAfterStor => Ok(Reply::new(ReplyCode::FileActionOkay, "Data received")),
             DirectorySuccessfullyListed => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Listed the directory")),
             DirectoryListFailure => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Failed to list the directory")),
             CwdSuccess => Ok(Reply::new(ReplyCode::FileActionOkay, "Successfully changed working directory")),
@@ -491,20 +511,7 @@ where
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
                 Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
             }
-            StorageError(error_type) => match error_type.kind() {
-                ErrorKind::ExceededStorageAllocationError => Ok(Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation")),
-                ErrorKind::FileNameNotAllowedError => Ok(Reply::new(ReplyCode::BadFileName, "File name not allowed")),
-                ErrorKind::InsufficientStorageSpaceError => Ok(Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space")),
-                ErrorKind::LocalError => Ok(Reply::new(ReplyCode::LocalError, "Local error")),
-                ErrorKind::PageTypeUnknown => Ok(Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown")),
-                ErrorKind::TransientFileNotAvailable => Ok(Reply::new(ReplyCode::TransientFileError, "File not found")),
-                ErrorKind::PermanentFileNotAvailable => Ok(Reply::new(ReplyCode::FileError, "File not found")),
-                ErrorKind::PermanentDirectoryNotAvailable => Ok(Reply::new(ReplyCode::FileError, "Directory not found")),
-                ErrorKind::PermanentDirectoryNotEmpty => Ok(Reply::new(ReplyCode::FileError, "Directory not empty")),
-                ErrorKind::PermissionDenied => Ok(Reply::new(ReplyCode::FileError, "Permission denied")),
-                ErrorKind::CommandNotImplemented => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented")),
-                ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
-            },
+            StorageError(error_type) => Ok(storage_error_reply(error_type.kind())),
             CommandChannelReply(reply) => Ok(reply),
             // The control loop writes these itself, under their permit; answered the same way here.
             ListingReply(reply, _) => Ok(reply),

@@ -180,6 +180,8 @@ pub enum ReplyCode {
     ExceededStorageAllocation = 552,
     /// 553 Requested action not taken. File name not allowed.
     BadFileName = 553,
+    /// 554 Requested action not taken: invalid REST parameter (RFC 3659 §5).
+    InvalidRestParameter = 554,
 }
 
 impl Reply {

@@ -18,7 +18,8 @@ use tokio::net::TcpSocket;
 
 // Once we're sure about the types of these I think its good to expose it to the API user so that
 // he/she can see what our server defaults are.
-pub(crate) const DEFAULT_GREETING: &str = "Welcome to the libunftp FTP server";
+// Names no software: the greeting is the first thing a scanner reads (our patch 25).
+pub(crate) const DEFAULT_GREETING: &str = "FTP server ready";
 pub(crate) const DEFAULT_IDLE_SESSION_TIMEOUT_SECS: u64 = 600;
 pub(crate) const DEFAULT_PASSIVE_HOST: PassiveHost = PassiveHost::FromConnection;
 pub(crate) const DEFAULT_PASSIVE_PORTS: RangeInclusive<u16> = 49152..=65535;

@@ -57,11 +57,10 @@ where
         match self.path.clone() {
             None => {
                 let session = args.session.lock().await;
+                // Nothing names the software or its types (the library, the back-end's and the
+                // authenticator's type names): our patch 25.
                 let text: Vec<String> = vec![
                     "server status:".to_string(),
-                    format!("powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-                    format!("sbe: {}", session.storage.name()),
-                    format!("authenticator: {}", args.auth_pipeline.name()),
                     format!("user: {}", session.username.as_ref().unwrap()),
                     format!("client addr: {}", session.source),
                     format!("ftps configured: {}", args.tls_configured),
