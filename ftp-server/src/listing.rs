@@ -219,6 +219,31 @@ pub fn list(home: &Dir, rel: &Path, hidden: bool) -> Result<Listing, ListError> 
     }
 }
 
+/// Whether [`list`] would answer `rel` at all, without reading a directory: `rel` is a file or
+/// a directory, or its last segment is a glob and its parent a directory. The preflight check of
+/// `LIST`/`NLST`/`MLSD` ([`crate::preflight::listable`]) asks this, so that it refuses exactly
+/// what the listing would.
+pub fn listable(home: &Dir, rel: &Path) -> Result<(), ListError> {
+    match describe(home, rel) {
+        Ok(m) if m.kind == Kind::Special => Err(ListError::Special),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let (Some(parent), Some(last)) = (rel.parent(), rel.file_name()) else {
+                return Err(e.into());
+            };
+            if !is_glob(&encode_os(last)) {
+                return Err(e.into());
+            }
+            match describe(home, parent) {
+                Ok(m) if m.kind == Kind::Dir => Ok(()),
+                Ok(_) => Err(io::Error::from(io::ErrorKind::NotFound).into()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The entries of directory `rel` whose wire name passes `keep`.
 fn read_dir(
     home: &Dir,

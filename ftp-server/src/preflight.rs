@@ -114,12 +114,24 @@ pub async fn storable(home: Arc<Dir>, rel: &Path, start_pos: u64) -> Result<()> 
     .await?
 }
 
-/// `LIST`/`NLST`/`MLSD` of `rel`: it exists (a file is listed as itself, a directory by its
-/// entries; which of the two is the listing's business).
+/// `LIST`/`NLST`/`MLSD` of `rel`: a file, a directory, or a glob in an existing directory, as
+/// [`crate::listing::listable`] decides for the listing itself.
 pub async fn listable(home: Arc<Dir>, rel: &Path) -> Result<()> {
-    let p = as_fs_path(rel).to_path_buf();
-    blocking(move || home.metadata(&p).map(|_| ())).await?;
-    Ok(())
+    let p = rel.to_path_buf();
+    blocking(move || {
+        crate::listing::listable(&home, &p).map_err(|e| match e {
+            crate::listing::ListError::Io(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other),
+        })
+    })
+    .await
+    .map_err(|e| {
+        if e.kind() == io::ErrorKind::InvalidInput {
+            Error::new(ErrorKind::PermanentFileNotAvailable, e)
+        } else {
+            e.into()
+        }
+    })
 }
 
 #[cfg(test)]
@@ -205,7 +217,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_listing_needs_its_path_to_exist() {
+    async fn a_listing_needs_a_path_or_a_glob_the_listing_would_answer() {
         let (_t, h) = home();
         assert_eq!(kind(listable(h.clone(), Path::new("")).await), None);
         assert_eq!(kind(listable(h.clone(), Path::new("-dir")).await), None);
@@ -217,5 +229,20 @@ mod tests {
             kind(listable(h.clone(), Path::new("missing")).await),
             Some(ErrorKind::PermanentFileNotAvailable)
         );
+        // A glob in an existing directory is the listing's to match (an empty match is an
+        // empty listing); in a missing one, or naming a FIFO, it is refused.
+        assert_eq!(kind(listable(h.clone(), Path::new("*.txt")).await), None);
+        assert_eq!(kind(listable(h.clone(), Path::new("-dir/?")).await), None);
+        assert_eq!(
+            kind(listable(h.clone(), Path::new("six bytes ü.txt/*")).await),
+            Some(ErrorKind::PermanentDirectoryNotAvailable)
+        );
+        for refused in ["missing/*.txt", "fifo"] {
+            assert_eq!(
+                kind(listable(h.clone(), Path::new(refused)).await),
+                Some(ErrorKind::PermanentFileNotAvailable),
+                "{refused}"
+            );
+        }
     }
 }
