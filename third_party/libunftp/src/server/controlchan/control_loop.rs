@@ -66,6 +66,7 @@ where
     pub login_timeout: Option<Duration>,
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     pub data_stall_timeout: Option<Duration>,
+    pub ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -105,6 +106,7 @@ where
         login_timeout,
         listing_permits,
         data_stall_timeout,
+        ftps_required_for,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -171,12 +173,14 @@ where
     let event_chain = FtpsControlChanEnforcerMiddleware {
         session: shared_session.clone(),
         ftps_requirement: ftps_required_control_chan,
+        per_user: ftps_required_for.clone().filter(|_| tls_configured),
         next: event_chain,
     };
 
     let event_chain = FtpsDataChanEnforcerMiddleware {
         session: shared_session.clone(),
         ftps_requirement: ftps_required_data_chan,
+        per_user: ftps_required_for.filter(|_| tls_configured),
         next: event_chain,
     };
 
