@@ -832,4 +832,58 @@ mod ftps {
         assert_eq!(c.cmd("RETR hello.txt").await.0, 521);
         assert_eq!(c.cmd("NOOP").await.0, 200, "the session goes on");
     }
+
+    /// Logs in as anonymous over explicit TLS with `PROT P`.
+    async fn protected_session(addr: SocketAddr, resume: bool) -> TlsCtl {
+        let mut c = TlsCtl::connect(addr, connector(resume), false).await;
+        c.secure().await;
+        assert_eq!(c.cmd("USER anonymous").await.0, 331);
+        assert_eq!(c.cmd("PASS guest@").await.0, 230);
+        assert_eq!(c.cmd("PBSZ 0").await.0, 200);
+        assert_eq!(c.cmd("PROT P").await.0, 200);
+        c
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_on_a_data_connection_is_answered_and_the_session_goes_on() {
+        let root = Root::new("ftps-bad-data-handshake");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key"))
+                .data_stall_timeout(Duration::from_secs(2))
+        })
+        .await;
+        let mut c = protected_session(addr, true).await;
+        // Not a ClientHello: the handshake fails at once.
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let mut data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+        assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+        data.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 425, "{text}");
+        drop(data);
+        // Nothing at all: the handshake ends with the stall limit.
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let _data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+        assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 425, "{text}");
+        assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226), "the session goes on");
+    }
+
+    #[tokio::test]
+    async fn ftps_require_resumption_refuses_a_data_connection_with_a_new_tls_session() {
+        let root = Root::new("ftps-resumption");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key")).ftps_require_resumption(true)
+        })
+        .await;
+        let mut c = protected_session(addr, false).await;
+        let (got, code) = c.retr(addr, true).await;
+        assert_eq!(code, 522, "a full handshake is refused");
+        assert!(got.is_empty());
+        let mut c = protected_session(addr, true).await;
+        assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226), "a resumed session is accepted");
+    }
 }

@@ -74,6 +74,7 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
@@ -112,6 +113,7 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
@@ -162,6 +164,7 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            ftps_require_resumption: false,
             ftps_required_for: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
@@ -246,6 +249,7 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
             listener_mode: self.listener_mode,
             logger: self.logger,
@@ -303,6 +307,7 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            ftps_require_resumption: false,
             ftps_required_for: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
@@ -395,6 +400,7 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
             listener_mode: self.listener_mode,
             logger: self.logger,
@@ -606,6 +612,26 @@ where
     /// ```
     pub fn ftps_required_for(mut self, required: options::FtpsRequiredFor) -> Self {
         self.ftps_required_for = Some(required);
+        self
+    }
+
+    /// Requires every TLS data connection (`PROT P`) to resume a TLS session this server made,
+    /// as vsftpd's `require_ssl_reuse` does: a data connection with a full handshake gets `522`
+    /// and is closed. Without it, anyone who can reach the data port first could take a passive
+    /// data connection with a TLS session of its own (RFC 4217 §10: the client should be
+    /// authenticated on the data connection). Off by default: some clients (Python's ftplib)
+    /// cannot resume sessions.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).ftps_require_resumption(true);
+    /// ```
+    pub fn ftps_require_resumption(mut self, required: bool) -> Self {
+        self.ftps_require_resumption = required;
         self
     }
 
@@ -1173,6 +1199,7 @@ where
             login_timeout: server.login_timeout,
             listing_permits: server.listing_permits.clone(),
             data_stall_timeout: server.data_stall_timeout,
+            ftps_require_resumption: server.ftps_require_resumption,
             ftps_required_for: server.ftps_required_for.clone(),
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),

@@ -66,6 +66,7 @@ where
     pub login_timeout: Option<Duration>,
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     pub data_stall_timeout: Option<Duration>,
+    pub ftps_require_resumption: bool,
     pub ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
@@ -106,6 +107,7 @@ where
         login_timeout,
         listing_permits,
         data_stall_timeout,
+        ftps_require_resumption,
         ftps_required_for,
         logger,
         site_md5: sitemd5,
@@ -131,6 +133,7 @@ where
         session = session.binder(b);
     }
     session.data_stall_timeout = data_stall_timeout;
+    session.ftps_require_resumption = ftps_require_resumption;
     session.listing_permits = listing_permits;
 
     let mut logger = logger.new(
