@@ -886,4 +886,23 @@ mod ftps {
         let mut c = protected_session(addr, true).await;
         assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226), "a resumed session is accepted");
     }
+
+    #[tokio::test]
+    async fn implicit_ftps_starts_with_the_handshake_and_protects_data_from_the_start() {
+        let root = Root::new("ftps-implicit");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key")).ftps_implicit(true)
+        })
+        .await;
+        let mut c = TlsCtl::connect(addr, connector(true), true).await;
+        assert_eq!(c.cmd("USER anonymous").await.0, 331);
+        assert_eq!(c.cmd("PASS guest@").await.0, 230);
+        assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226), "no PROT P needed");
+        // A plain client gets no greeting: its first line is not a ClientHello.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain.write_all(b"USER anonymous\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut got)).await.expect("closed in time");
+        assert!(!got.starts_with(b"220"), "{:?}", String::from_utf8_lossy(&got));
+    }
 }

@@ -74,6 +74,7 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    ftps_implicit: bool,
     ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
     listener_mode: ListenerMode,
@@ -113,6 +114,7 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    ftps_implicit: bool,
     ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
     listener_mode: ListenerMode,
@@ -164,6 +166,7 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            ftps_implicit: false,
             ftps_require_resumption: false,
             ftps_required_for: None,
             listener_mode: ListenerMode::Legacy,
@@ -249,6 +252,7 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            ftps_implicit: self.ftps_implicit,
             ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
             listener_mode: self.listener_mode,
@@ -307,6 +311,7 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            ftps_implicit: false,
             ftps_require_resumption: false,
             ftps_required_for: None,
             listener_mode: ListenerMode::Legacy,
@@ -400,6 +405,7 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            ftps_implicit: self.ftps_implicit,
             ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
             listener_mode: self.listener_mode,
@@ -612,6 +618,28 @@ where
     /// ```
     pub fn ftps_required_for(mut self, required: options::FtpsRequiredFor) -> Self {
         self.ftps_required_for = Some(required);
+        self
+    }
+
+    /// Implicit FTPS: each control connection starts with a TLS handshake, before the greeting
+    /// (the `ftps://` scheme, port 990 by convention), instead of upgrading with `AUTH TLS`
+    /// (RFC 4217's explicit mode). Data connections are then protected from the start, as if
+    /// `PROT P` had been sent (clients may still send `PBSZ`/`PROT`). The handshake must end
+    /// within the login timeout (60 s without one). Needs FTPS configured; meant for a second
+    /// listener, so a server built with it serves only implicit clients.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap()))
+    ///     .ftps("/srv/unftp/server.certs", "/srv/unftp/server.key")
+    ///     .ftps_implicit(true);
+    /// ```
+    pub fn ftps_implicit(mut self, implicit: bool) -> Self {
+        self.ftps_implicit = implicit;
         self
     }
 
@@ -1199,6 +1227,7 @@ where
             login_timeout: server.login_timeout,
             listing_permits: server.listing_permits.clone(),
             data_stall_timeout: server.data_stall_timeout,
+            ftps_implicit: server.ftps_implicit,
             ftps_require_resumption: server.ftps_require_resumption,
             ftps_required_for: server.ftps_required_for.clone(),
             passive_ports: server.passive_ports.clone(),

@@ -66,6 +66,7 @@ where
     pub login_timeout: Option<Duration>,
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     pub data_stall_timeout: Option<Duration>,
+    pub ftps_implicit: bool,
     pub ftps_require_resumption: bool,
     pub ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     pub logger: slog::Logger,
@@ -107,6 +108,7 @@ where
         login_timeout,
         listing_permits,
         data_stall_timeout,
+        ftps_implicit,
         ftps_require_resumption,
         ftps_required_for,
         logger,
@@ -198,17 +200,54 @@ where
         next: event_chain,
     };
 
-    // Small buffers that grow when needed: `Framed` reserves 8 KiB for reading and 8 KiB for
-    // writing up front, 16 KiB of the ~22 KiB an idle session costs; commands and replies are
-    // tens of bytes.
-    let (rd, wr) = tokio::io::split(Box::new(tcp_stream) as Box<dyn AsyncReadAsyncWriteSendUnpin>);
-    let mut command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
-    let mut reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
-
-    reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
-    reply_sink.flush().await?;
+    let implicit_acceptor: Option<tokio_rustls::TlsAcceptor> = match (ftps_implicit, &ftps_config) {
+        (false, _) => None,
+        (true, FtpsConfig::On { tls_config }) => Some(tls_config.clone().into()),
+        (true, _) => {
+            slog::error!(logger, "Implicit FTPS asked for without a TLS configuration");
+            return Err(ControlChanError::new(ControlChanErrorKind::IllegalState));
+        }
+    };
+    let greeting = config.greeting;
 
     let jh = tokio::spawn(async move {
+        // Implicit FTPS: the TLS handshake comes first, in this task (not the accept loop's),
+        // within the login deadline.
+        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match implicit_acceptor {
+            None => Box::new(tcp_stream),
+            Some(acceptor) => {
+                let limit = login_timeout.unwrap_or(Duration::from_secs(60));
+                match tokio::time::timeout(limit, acceptor.accept(tcp_stream)).await {
+                    Ok(Ok(stream)) => {
+                        let mut session = shared_session.lock().await;
+                        session.cmd_tls = true;
+                        session.data_tls = true;
+                        if let Some(certs) = stream.get_ref().1.peer_certificates() {
+                            session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+                        }
+                        Box::new(stream)
+                    }
+                    Ok(Err(err)) => {
+                        slog::warn!(logger, "Closing connection: implicit TLS handshake failed: {}", err);
+                        return;
+                    }
+                    Err(_) => {
+                        slog::warn!(logger, "Closing connection: no implicit TLS handshake within {:?}", limit);
+                        return;
+                    }
+                }
+            }
+        };
+        // Small buffers that grow when needed: `Framed` reserves 8 KiB for reading and 8 KiB for
+        // writing up front, 16 KiB of the ~22 KiB an idle session costs; commands and replies are
+        // tens of bytes.
+        let (rd, wr) = tokio::io::split(io);
+        let mut command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
+        let mut reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
+        if reply_sink.send(Reply::new(ReplyCode::ServiceReady, greeting)).await.is_err() || reply_sink.flush().await.is_err() {
+            slog::info!(logger, "Could not send the greeting");
+            return;
+        }
         let _stop_passive = stop_passive;
         let _session_gone = session_gone;
         // Unknown, malformed or login-requiring commands seen before a login (see MAX_PRELOGIN_STRIKES).
