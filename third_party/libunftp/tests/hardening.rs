@@ -905,4 +905,28 @@ mod ftps {
         let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut got)).await.expect("closed in time");
         assert!(!got.starts_with(b"220"), "{:?}", String::from_utf8_lossy(&got));
     }
+
+    #[tokio::test]
+    async fn a_tls_upload_whose_client_reads_nothing_is_received_whole() {
+        let root = Root::new("ftps-upload-no-read");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key"))
+                .ftps_tls_flags(libunftp::options::TlsFlags::LATEST_VERSIONS | libunftp::options::TlsFlags::RESUMPTION_TICKETS)
+        })
+        .await;
+        let mut c = protected_session(addr, true).await;
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+        assert_eq!(c.cmd("STOR up.bin").await.0, 150);
+        let mut tls = c.tls.connect(ServerName::try_from("localhost").unwrap(), data).await.unwrap();
+        let body = vec![7u8; 4 << 20];
+        tls.write_all(&body).await.unwrap();
+        tls.shutdown().await.unwrap();
+        // Closed without reading: anything the server sent after the handshake is unread.
+        drop(tls);
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 226, "{text}");
+        assert_eq!(std::fs::read(root.0.join("up.bin")).unwrap().len(), body.len());
+    }
 }

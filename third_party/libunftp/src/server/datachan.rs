@@ -237,7 +237,14 @@ where
                 return Ok(self);
             }
         };
-        let acceptor: TlsAcceptor = tls_config.into();
+        // No TLS 1.3 session tickets on a data connection: a client that only uploads never
+        // reads them, and closing a socket with unread input resets the connection (RFC 1122
+        // §4.2.2.13), which can destroy the end of the upload before the server has read it.
+        // The tickets of the control connection are the ones a client resumes with. The
+        // session cache and ticket keys are shared (they are `Arc`s in the clone).
+        let mut data_config = (*tls_config).clone();
+        data_config.send_tls13_tickets = 0;
+        let acceptor: TlsAcceptor = Arc::new(data_config).into();
         let limit = self.stall.unwrap_or(DATA_HANDSHAKE_TIMEOUT);
         let tls = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
