@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::error::{ClientError, Step};
 use crate::session::Session;
+use crate::tls::DataConn;
 
 /// One transfer over a data connection: its command, its argument and the remote path that
 /// messages name.
@@ -56,7 +57,7 @@ impl<'a> Transfer<'a> {
     /// server answered 1xx (RFC 959 §5.4: 125 or 150). The connection is opened before the
     /// command, as curl does, so that a data port nobody can reach fails as a connect error
     /// (7) before the server starts a transfer.
-    pub async fn start(&self, s: &mut Session) -> Result<TcpStream, ClientError> {
+    pub async fn start(&self, s: &mut Session) -> Result<DataConn, ClientError> {
         let addr = s.passive_address().await?;
         s.trace(|| format!("* data connection to {addr}"));
         let data = match tokio::time::timeout(s.timeout(), TcpStream::connect(addr)).await {
@@ -86,7 +87,8 @@ impl<'a> Transfer<'a> {
         };
         let r = s.command(&line).await?;
         if r.is_preliminary() {
-            return Ok(data);
+            // PROT P: the TLS handshake once the server has answered 1xx (RFC 4217 §9).
+            return s.secure_data(data).await;
         }
         let step = if self.is_upload() {
             Step::Store { path: self.path }
