@@ -168,6 +168,34 @@ fn curl_refuses_an_expired_certificate() {
     not(peer_curl),
     ignore = "needs curl (under CI=true this fails instead)"
 )]
+fn a_class_with_tls_off_cannot_log_in_over_tls() {
+    let curl = require_tool("curl");
+    let (f, name) = tree();
+    let (_d, ca, cert) = pki();
+    let cfg = format!(
+        "root = {:?}\n{}[anonymous]\nhome = \"pub\"\ntls = \"off\"\n",
+        f.path().to_string_lossy(),
+        with_cert(&cert, "")
+    );
+    let srv = BackgroundServer::start(Config::from_toml_str(&cfg, f.path()).expect("config"))
+        .expect("server");
+    let over_tls = run(Command::new(&curl)
+        .args(["-sS", "--max-time", "20", "--ssl-reqd", "--cacert"])
+        .arg(&ca.cert_path)
+        .arg(url("ftp", srv.addr(), &name)));
+    over_tls.expect_code(67);
+    assert!(over_tls.stderr().contains("530"), "{}", over_tls.describe());
+    run(Command::new(&curl)
+        .args(["-sS", "--max-time", "20"])
+        .arg(url("ftp", srv.addr(), &name)))
+    .expect_code(0);
+}
+
+#[test]
+#[cfg_attr(
+    not(peer_curl),
+    ignore = "needs curl (under CI=true this fails instead)"
+)]
 fn require_tls_reuse_accepts_curl_which_resumes_the_session() {
     let curl = require_tool("curl");
     let (f, name) = tree();
