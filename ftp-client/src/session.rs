@@ -1,5 +1,6 @@
-//! The one I/O adapter of the control connection: suppaftp's [`AsyncFtpStream`] underneath,
-//! with what it lacks added here (docs/ftp-client.md, "How it works", says why each matters):
+//! The one I/O adapter of the control connection: suppaftp's [`AsyncRustlsFtpStream`] (plain
+//! or TLS) underneath, with what it lacks added here (docs/ftp-client.md, "How it works", says
+//! why each matters):
 //!
 //! - every wait runs under `--timeout` (suppaftp only times the connect);
 //! - our own protocol trace, with the PASS argument masked (suppaftp's `log` output prints it);
