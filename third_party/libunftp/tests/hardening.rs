@@ -929,4 +929,48 @@ mod ftps {
         assert_eq!(code, 226, "{text}");
         assert_eq!(std::fs::read(root.0.join("up.bin")).unwrap().len(), body.len());
     }
+
+    /// Many AUTH TLS upgrades at once on a busy multi-threaded runtime: every handshake works.
+    /// Before patch 40 the upgrade waited for a message from a spawned task, and the control
+    /// loop could read the ClientHello as a command first and answer it in clear, breaking the
+    /// client's handshake ("received corrupt message").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn auth_tls_upgrades_before_reading_anything_else() {
+        let root = Root::new("ftps-auth-race");
+        let addr = serve(&root, "127.0.0.1:0", |b| b.ftps(resource("ftps-test.crt"), resource("ftps-test.key"))).await;
+        let tls = connector(true);
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let tls = tls.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut failures = 0;
+                for _ in 0..25 {
+                    let tcp = TcpStream::connect(addr).await.unwrap();
+                    let mut r = BufReader::new(tcp);
+                    let mut line = String::new();
+                    r.read_line(&mut line).await.unwrap();
+                    r.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
+                    line.clear();
+                    r.read_line(&mut line).await.unwrap();
+                    assert!(line.starts_with("234"), "{line}");
+                    assert!(r.buffer().is_empty());
+                    match tokio::time::timeout(WAIT, tls.connect(ServerName::try_from("localhost").unwrap(), r.into_inner())).await {
+                        Ok(Ok(mut s)) => {
+                            s.write_all(b"NOOP\r\n").await.unwrap();
+                            let mut buf = [0u8; 3];
+                            s.read_exact(&mut buf).await.unwrap();
+                            assert_eq!(&buf, b"200");
+                        }
+                        _ => failures += 1,
+                    }
+                }
+                failures
+            }));
+        }
+        let mut failures = 0;
+        for t in tasks {
+            failures += t.await.unwrap();
+        }
+        assert_eq!(failures, 0, "handshakes broken out of 800");
+    }
 }

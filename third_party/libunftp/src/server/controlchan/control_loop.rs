@@ -355,38 +355,6 @@ where
                     }
                 }
                 Some(Ok(event)) => {
-                    if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
-                        slog::info!(logger, "Upgrading control channel to TLS");
-
-                        // Get back the original TCP Stream
-                        let io = command_source.into_inner().unsplit(reply_sink.into_inner());
-
-                        // Wrap in TLS Stream
-                        let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
-                            FtpsConfig::On { tls_config } => tls_config.into(),
-                            _ => panic!("Could not create TLS acceptor. Illegal program state"),
-                        };
-                        let accepted = acceptor.accept(io).await;
-                        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
-                            Ok(stream) => {
-                                let s: &ServerConnection = stream.get_ref().1;
-                                if let Some(certs) = s.peer_certificates() {
-                                    let mut session = shared_session.lock().await;
-                                    session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
-                                }
-                                Box::new(stream)
-                            }
-                            Err(err) => {
-                                slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
-                                return;
-                            }
-                        };
-
-                        // Wrap in codec again and get sink + source
-                        let (rd, wr) = tokio::io::split(io);
-                        command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
-                        reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
-                    }
 
                     if let Event::Command(Command::User { username }) = &event {
                         let s: String = String::from_utf8_lossy(username).into();
@@ -396,15 +364,18 @@ where
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
                     let is_command = matches!(event, Event::Command(_));
+                    let is_auth = matches!(event, Event::Command(Command::Auth { .. }));
                     if !is_command {
                         awaiting_reply = false;
                     }
+                    let mut upgrade = false;
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
                         Ok(reply) => {
                             if is_command && matches!(reply, Reply::None) {
                                 awaiting_reply = true;
                             }
+                            upgrade = is_auth && matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. });
                             reply_sink.send(reply).await
                         }
                     };
@@ -412,6 +383,38 @@ where
                     if let Err(chan_err) = handle_result {
                         slog::warn!(logger, "Event handler chain error: {:?}. Closing control connection", chan_err);
                         return;
+                    }
+
+                    // `234` to AUTH TLS: the next bytes from the client are its ClientHello
+                    // (RFC 4217 §4), so the TLS handshake starts here, before anything else is
+                    // read. (It used to wait for an internal message from a spawned task, and
+                    // the loop could read the ClientHello as a command first and answer it in
+                    // clear, which broke the client's handshake.)
+                    if upgrade {
+                        slog::info!(logger, "Upgrading control channel to TLS");
+                        let io = command_source.into_inner().unsplit(reply_sink.into_inner());
+                        let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
+                            FtpsConfig::On { tls_config } => tls_config.into(),
+                            _ => panic!("Could not create TLS acceptor. Illegal program state"),
+                        };
+                        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match acceptor.accept(io).await {
+                            Ok(stream) => {
+                                let s: &ServerConnection = stream.get_ref().1;
+                                let mut session = shared_session.lock().await;
+                                if let Some(certs) = s.peer_certificates() {
+                                    session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+                                }
+                                session.cmd_tls = true;
+                                Box::new(stream)
+                            }
+                            Err(err) => {
+                                slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
+                                return;
+                            }
+                        };
+                        let (rd, wr) = tokio::io::split(io);
+                        command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
+                        reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
                     }
                 }
                 Some(Err(e)) => {
