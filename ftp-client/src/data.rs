@@ -21,11 +21,12 @@ use std::io;
 use std::time::Duration;
 
 use filexfer::datapath::CopyError;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use crate::error::{ClientError, Step};
 use crate::session::Session;
+use crate::tls::DataConn;
 
 /// One transfer over a data connection: its command, its argument and the remote path that
 /// messages name.
@@ -64,7 +65,7 @@ impl<'a> Transfer<'a> {
     /// server answered 1xx (RFC 959 §5.4: 125 or 150). The connection is opened before the
     /// command, as curl does, so that a data port nobody can reach fails as a connect error
     /// (7) before the server starts a transfer.
-    pub async fn start(&self, s: &mut Session) -> Result<TcpStream, ClientError> {
+    pub async fn start(&self, s: &mut Session) -> Result<DataConn, ClientError> {
         let addr = s.passive_address().await?;
         s.trace(|| format!("* data connection to {addr}"));
         let data = match tokio::time::timeout(s.timeout(), TcpStream::connect(addr)).await {
@@ -96,7 +97,8 @@ impl<'a> Transfer<'a> {
         };
         let r = s.command(&line).await?;
         if r.is_preliminary() {
-            return Ok(data);
+            // PROT P: the TLS handshake once the server has answered 1xx (RFC 4217 §9).
+            return s.secure_data(data).await;
         }
         let step = if self.is_upload() {
             Step::Store { path: self.path }
@@ -197,14 +199,14 @@ impl<'a> Transfer<'a> {
 
 /// The transfer on `data` is complete (its end of file seen, or the server's 2xx read after an
 /// upload): a close from now on is an ordinary FIN, no longer the reset that marks an abort.
-pub fn settle(data: &TcpStream) {
-    let _ = socket2::SockRef::from(data).set_linger(None);
+pub fn settle(data: &DataConn) {
+    let _ = socket2::SockRef::from(data.tcp()).set_linger(None);
 }
 
 /// After all the bytes SIZE announced have arrived, whether the data connection ends there:
 /// `Ok(false)` when the server sends more. One byte is read, so an endless stream is never
 /// buffered; nothing moving for `stall` is a [`io::ErrorKind::TimedOut`] error.
-pub async fn ends_here(data: &mut TcpStream, stall: Duration) -> io::Result<bool> {
+pub async fn ends_here(data: &mut (impl AsyncRead + Unpin), stall: Duration) -> io::Result<bool> {
     let mut one = [0u8; 1];
     match tokio::time::timeout(stall, data.read(&mut one)).await {
         Ok(r) => r.map(|n| n == 0),

@@ -183,6 +183,36 @@ pub enum ClientError {
         /// How many files (and, for mirror, directories) there were to bring over.
         total: usize,
     },
+    /// The TLS handshake failed (curl: 35, "SSL connect error").
+    #[error("{host}: TLS handshake failed {what}: {detail}")]
+    TlsConnect {
+        /// The server.
+        host: String,
+        /// On which connection ("on the control connection", "on the data connection").
+        what: String,
+        /// rustls's reason.
+        detail: String,
+    },
+    /// The server's certificate could not be authenticated, or does not match the pin (curl:
+    /// 60, "peer certificate cannot be authenticated").
+    #[error("{host}: the server's certificate cannot be trusted: {reason}")]
+    TlsCertificate {
+        /// The server.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// TLS was required and the server refused it (curl: 64, "requested FTP SSL level
+    /// failed").
+    #[error("{host}: TLS is required but the server refused {command}: {reply}")]
+    TlsRefused {
+        /// The server.
+        host: String,
+        /// `AUTH TLS`, `PBSZ 0` or `PROT P`.
+        command: String,
+        /// The server's reply.
+        reply: String,
+    },
     /// The control connection broke (curl: 56, "failure receiving network data").
     #[error("{host}: connection lost {what}")]
     Network {
@@ -227,6 +257,9 @@ impl ClientError {
             Self::Timeout { .. } => 28,
             Self::Resume { .. } => 36,
             Self::Network { .. } => 56,
+            Self::TlsConnect { .. } => 35,
+            Self::TlsCertificate { .. } => 60,
+            Self::TlsRefused { .. } => 64,
             Self::Login { .. } => 67,
             Self::NotFound { .. } => 78,
         }

@@ -1146,6 +1146,13 @@ fn the_example_config_passes_check_config() {
         "upload",
         "[[guests]]",
         "expires",
+        "tls_cert",
+        "tls_key",
+        "tls_self_signed",
+        "state_dir",
+        "implicit_tls_bind",
+        "require_tls_reuse",
+        "tls ",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(key)),

@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
+use crate::tls::DataConn;
 use filexfer::datapath::{CopyError, Pace, stream_to_writer};
 use filexfer::download::{Download, DownloadError, Output};
 use filexfer::progress::{Progress, Summary};
 use filexfer::text::printable;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::data::{Transfer, ends_here, settle};
@@ -32,7 +32,7 @@ pub(crate) fn local_error(host: &str, path: &str, e: DownloadError) -> ClientErr
 /// Whether the data connection ends right after the `sz` bytes SIZE announced (`at` counts the
 /// resumed prefix too), as the error of this transfer when it does not end or stalls.
 async fn data_end(
-    data: &mut TcpStream,
+    data: &mut DataConn,
     s: &Session,
     t: &Transfer<'_>,
     at: u64,

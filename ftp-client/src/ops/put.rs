@@ -11,17 +11,17 @@ use filexfer::datapath::{Pace, file_to_stream};
 use filexfer::progress::{Progress, Summary};
 use filexfer::text::printable;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::data::{Transfer, settle};
 use crate::error::ClientError;
 use crate::session::{Session, Tracer};
 use crate::target::Remote;
+use crate::tls::DataConn;
 
 /// The data socket as the copy sees it: each byte the socket takes moves the progress bar.
 struct Counted<'a> {
-    inner: &'a mut TcpStream,
+    inner: &'a mut DataConn,
     progress: &'a Progress,
 }
 
@@ -152,7 +152,8 @@ pub(crate) async fn put_on(
         Err(_) => return Err(s.timeout_err("closing the upload".into())),
     }
     // The socket stays open until the reply: its send queue tells whether bytes still move.
-    t.finish(s, offset + sent, Some(len), Some(&data)).await?;
+    t.finish(s, offset + sent, Some(len), Some(data.tcp()))
+        .await?;
     // Only the server's 2xx makes the upload complete; until then (a stall while the last
     // bytes drain, a lost control connection) dropping `data` resets it.
     settle(&data);

@@ -28,7 +28,7 @@ where
     User: UserDetail,
 {
     pub user: Arc<Option<User>>,
-    pub socket: TcpStream,
+    pub socket: DataSocket,
     pub control_msg_tx: Sender<ControlChanMsg>,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
@@ -42,7 +42,51 @@ where
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     // Cancelled when the session's control loop ends.
     pub gone: tokio_util::sync::CancellationToken,
+    // Whether a TLS data connection must resume a session (`ServerBuilder::ftps_require_resumption`).
+    pub require_resumption: bool,
 }
+
+/// A data connection: plain, or TLS once its handshake is done (`PROT P`).
+#[derive(Debug)]
+enum DataSocket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for DataSocket {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for DataSocket {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_flush(cx),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How long a TLS handshake on a data connection may take when no stall limit is set.
+const DATA_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 use std::fmt;
 use std::pin::Pin;
@@ -184,26 +228,81 @@ where
         }
     }
 
+    /// The TLS handshake of a protected data connection (`PROT P`), before any command uses
+    /// it: bounded by the stall limit, and a failed one is a reply, not a panic (a client that
+    /// sends garbage instead of a ClientHello used to panic this task and leave its command
+    /// unanswered). With `require_resumption`, a full handshake is refused as vsftpd's
+    /// `require_ssl_reuse` refuses it.
+    async fn secure(mut self) -> Result<Self, Reply> {
+        let FtpsConfig::On { tls_config } = self.ftps_mode.clone() else {
+            return Ok(self);
+        };
+        let tcp = match self.socket {
+            DataSocket::Plain(tcp) => tcp,
+            tls @ DataSocket::Tls(_) => {
+                self.socket = tls;
+                return Ok(self);
+            }
+        };
+        // No TLS 1.3 session tickets on a data connection: a client that only uploads never
+        // reads them, and closing a socket with unread input resets the connection (RFC 1122
+        // §4.2.2.13), which can destroy the end of the upload before the server has read it.
+        // The tickets of the control connection are the ones a client resumes with. The
+        // session cache and ticket keys are shared (they are `Arc`s in the clone).
+        let mut data_config = (*tls_config).clone();
+        data_config.send_tls13_tickets = 0;
+        let acceptor: TlsAcceptor = Arc::new(data_config).into();
+        let limit = self.stall.unwrap_or(DATA_HANDSHAKE_TIMEOUT);
+        let tls = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                slog::warn!(self.logger, "TLS handshake on the data connection failed: {}", e);
+                return Err(Reply::new(ReplyCode::CantOpenDataConnection, "TLS negotiation on the data connection failed"));
+            }
+            Err(_) => {
+                slog::warn!(self.logger, "TLS handshake on the data connection took over {:?}", limit);
+                return Err(Reply::new(ReplyCode::CantOpenDataConnection, "TLS negotiation on the data connection timed out"));
+            }
+        };
+        if self.require_resumption && tls.get_ref().1.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+            slog::warn!(self.logger, "Refused a TLS data connection that did not resume a session");
+            return Err(Reply::new(
+                ReplyCode::UnsupportedNetworkProtocol,
+                "TLS data connection must resume the control connection's session (session reuse required)",
+            ));
+        }
+        self.socket = DataSocket::Tls(Box::new(tls));
+        Ok(self)
+    }
+
     #[tracing_attributes::instrument]
     async fn execute_command(self, cmd: DataChanCmd, start_pos: u64) {
+        let tx = self.control_msg_tx.clone();
+        let this = match self.secure().await {
+            Ok(this) => this,
+            Err(reply) => {
+                let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
+                return;
+            }
+        };
         match cmd {
             DataChanCmd::Retr { path } => {
-                self.exec_retr(path, start_pos).await;
+                this.exec_retr(path, start_pos).await;
             }
             DataChanCmd::Stor { path } => {
-                self.exec_stor(path, start_pos).await;
+                this.exec_stor(path, start_pos).await;
             }
             DataChanCmd::Appe { path } => {
-                self.exec_appe(path).await;
+                this.exec_appe(path).await;
             }
             DataChanCmd::List { path, .. } => {
-                self.exec_list_variant(path, ListCommand::List).await;
+                this.exec_list_variant(path, ListCommand::List).await;
             }
             DataChanCmd::Nlst { path } => {
-                self.exec_list_variant(path, ListCommand::Nlst).await;
+                this.exec_list_variant(path, ListCommand::Nlst).await;
             }
             DataChanCmd::Mlsd { path } => {
-                self.exec_mlsd(path).await;
+                this.exec_mlsd(path).await;
             }
         }
     }
@@ -212,7 +311,7 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let mut output = Self::writer(self.socket, "retr").await;
 
         let start_time = Instant::now();
         let result = self
@@ -313,7 +412,7 @@ where
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
+                Self::reader(self.socket, "stor").await,
                 path.clone(),
                 start_pos,
             )
@@ -378,7 +477,7 @@ where
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
+                Self::reader(self.socket, "appe").await,
                 path.clone(),
                 start_pos,
             )
@@ -426,7 +525,7 @@ where
         let prefix = nlst_prefix(path.as_deref());
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let mut output = Self::writer(self.socket, command.as_lower_str()).await;
 
         // Held until the listing is sent: it bounds how many listings are in memory at once.
         let _permit = listing_permit(&self.listing_permits).await;
@@ -534,7 +633,7 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let mut output = Self::writer(self.socket, "mlsd").await;
 
         // Held until the listing is sent: it bounds how many listings are in memory at once.
         let _permit = listing_permit(&self.listing_permits).await;
@@ -628,37 +727,13 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
-        match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
-            }
-        }
+    async fn writer(socket: DataSocket, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+        Box::new(MeasuringWriter::new(socket, command))
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
-        match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
-            }
-        }
+    async fn reader(socket: DataSocket, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+        Box::new(MeasuringReader::new(socket, command))
     }
 
     fn resolve_path(&self, path: Option<String>) -> PathBuf {
@@ -758,7 +833,7 @@ where
         let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
         let command_executor = DataCommandExecutor {
             user: session.user.clone(),
-            socket,
+            socket: DataSocket::Plain(socket),
             control_msg_tx,
             storage: Arc::clone(&session.storage),
             cwd: session.cwd.clone(),
@@ -769,6 +844,7 @@ where
             stall: session.data_stall_timeout,
             listing_permits: session.listing_permits.clone(),
             gone: session.gone.clone(),
+            require_resumption: session.ftps_require_resumption,
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

@@ -73,6 +73,31 @@ impl From<&str> for PassiveHost {
     }
 }
 
+/// The option to [ServerBuilder::ftps_required_for](crate::ServerBuilder::ftps_required_for): given
+/// a login name (as sent with `USER`), whether that user must use FTPS, i.e. protect the control
+/// connection before `USER` and every data connection (`PROT P`). It decides per user what
+/// [FtpsRequired] decides for all users or all non-anonymous ones.
+#[derive(Clone)]
+pub struct FtpsRequiredFor(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl FtpsRequiredFor {
+    /// Wraps the decision: `required(name)` says whether user `name` must use FTPS.
+    pub fn new(required: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(required))
+    }
+
+    /// Whether user `name` must use FTPS.
+    pub fn requires(&self, name: &str) -> bool {
+        (self.0)(name)
+    }
+}
+
+impl Debug for FtpsRequiredFor {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str("FtpsRequiredFor(..)")
+    }
+}
+
 /// The option to [ServerBuilder::ftps_required](crate::ServerBuilder::ftps_required). It allows the user to specify whether clients are required
 /// to upgrade a to secure TLS connection i.e. use FTPS.
 #[derive(Debug, PartialEq, Clone, Copy)]
