@@ -26,11 +26,12 @@ fn tree() -> Fixture {
     f
 }
 
-/// Serves `f` with anonymous (`pub`) and alice, plus the top-level keys `extra`.
+/// Serves `f` with anonymous (`pub`) and alice, plus the top-level keys `extra`; dotfiles are
+/// served, since the hostile names include one.
 fn start(f: &Fixture, extra: &str) -> BackgroundServer {
     let phc = ftp_server::hash_password_with_cost(ALICE_PW, 64, 1).expect("hash");
     let text = format!(
-        "{extra}\n[anonymous]\nhome = \"pub\"\n\n[[users]]\nname = \"alice\"\npassword = \"{phc}\"\nhome = \"home/alice\"\nwrite = true\n"
+        "hidden = true\n{extra}\n[anonymous]\nhome = \"pub\"\n\n[[users]]\nname = \"alice\"\npassword = \"{phc}\"\nhome = \"home/alice\"\nwrite = true\n"
     );
     BackgroundServer::start(Config::from_toml_str(&text, f.path()).expect("config"))
         .expect("server")

@@ -32,7 +32,7 @@ fn tree() -> (Fixture, String) {
 fn start(f: &Fixture, extra: &str) -> BackgroundServer {
     let phc = ftp_server::hash_password_with_cost(ALICE_PW, 64, 1).expect("hash");
     let text = format!(
-        "{extra}\n[anonymous]\nhome = \"pub\"\n\n[[users]]\nname = \"alice\"\npassword = \"{phc}\"\nhome = \"home/alice\"\nwrite = true\n"
+        "hidden = true\n{extra}\n[anonymous]\nhome = \"pub\"\n\n[[users]]\nname = \"alice\"\npassword = \"{phc}\"\nhome = \"home/alice\"\nwrite = true\n"
     );
     let cfg = Config::from_toml_str(&text, f.path()).expect("config");
     BackgroundServer::start(cfg).expect("server")

@@ -936,6 +936,8 @@ async fn greeting_help_and_stat_do_not_name_the_software() {
     let (code, stat) = c.cmd("STAT").await;
     assert_eq!(code, 211, "{stat}");
     assert!(stat.contains("offset for REST") && !leaks(&stat), "{stat}");
+}
+
 // --- FTPS (our patches 36-38) -------------------------------------------------------------
 
 mod ftps {
