@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A progress bar on stderr, or nothing. Cleared from the terminal when dropped, so a failed
 /// transfer's error message is not drawn over.
@@ -17,22 +17,9 @@ impl Progress {
         if !show {
             return Self(None);
         }
-        let (bar, template) = match total {
-            Some(t) => (
-                ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ),
-            None => (
-                ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-                "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}",
-            ),
-        };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(label.to_owned());
-        bar.set_position(start);
-        Self(Some(bar))
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+        let template = template_for(total);
+        Self(Some(styled(bar, template, label, start)))
     }
 
     /// No bar at all.
@@ -44,6 +31,95 @@ impl Progress {
     pub fn inc(&self, n: u64) {
         if let Some(b) = &self.0 {
             b.inc(n);
+        }
+    }
+}
+
+/// The bar's look: bytes of a total, or a spinner when the total is unknown.
+fn template_for(total: Option<u64>) -> &'static str {
+    match total {
+        Some(_) => "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        None => "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}",
+    }
+}
+
+fn styled(bar: ProgressBar, template: &str, label: &str, start: u64) -> ProgressBar {
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(label.to_owned());
+    bar.set_position(start);
+    bar
+}
+
+/// Several bars drawn together on stderr (indicatif's [`MultiProgress`]): a total at the top
+/// and one bar per file or segment under it while it moves, each removed when dropped, so
+/// parallel transfers do not overwrite each other's line. Nothing at all unless shown.
+#[derive(Debug, Clone)]
+pub struct Bars {
+    multi: Option<MultiProgress>,
+    total: Option<ProgressBar>,
+}
+
+impl Bars {
+    /// A group whose total bar is labelled `label` and counts towards `total` bytes, starting
+    /// at `start`. Hidden unless `show`.
+    pub fn new(show: bool, label: &str, total: Option<u64>, start: u64) -> Self {
+        if !show {
+            return Self::hidden();
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let bar = multi.add(ProgressBar::with_draw_target(
+            total,
+            ProgressDrawTarget::hidden(),
+        ));
+        let bar = styled(bar, template_for(total), label, start);
+        Self {
+            multi: Some(multi),
+            total: Some(bar),
+        }
+    }
+
+    /// No bars at all.
+    pub fn hidden() -> Self {
+        Self {
+            multi: None,
+            total: None,
+        }
+    }
+
+    /// Whether anything is drawn.
+    pub fn shown(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    /// A bar for one file or segment, under the total; dropping it removes it. `start` is a
+    /// resumed prefix (already counted in the total by its creator).
+    pub fn add(&self, label: &str, total: Option<u64>, start: u64) -> Progress {
+        let Some(multi) = &self.multi else {
+            return Progress::hidden();
+        };
+        let bar = multi.add(ProgressBar::with_draw_target(
+            total,
+            ProgressDrawTarget::hidden(),
+        ));
+        Progress(Some(styled(bar, template_for(total), label, start)))
+    }
+
+    /// Adds `n` bytes to the total.
+    pub fn inc_total(&self, n: u64) {
+        if let Some(b) = &self.total {
+            b.inc(n);
+        }
+    }
+
+    /// Clears every bar from the terminal (also done when the last clone is dropped).
+    pub fn finish(&self) {
+        if let Some(b) = &self.total {
+            b.finish_and_clear();
+        }
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
         }
     }
 }
