@@ -5,7 +5,8 @@
 //! - [`get_glob`]: every file of a directory matching a glob, each through [`get`];
 //! - [`ls`]: list a directory (MLSD or LIST);
 //! - [`mirror`]: a remote tree into a local directory, fetching only what changed;
-//! - [`put`]: upload one file (STOR, or APPE to resume).
+//! - [`put`]: upload one file (STOR, or APPE to resume);
+//! - [`get_segments`]: one file over several sessions at once, a byte range each.
 
 mod get;
 mod glob_get;
@@ -13,6 +14,7 @@ mod ls;
 mod mirror;
 mod put;
 mod reverse;
+mod segments;
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ pub use glob_get::get_glob;
 pub use ls::ls;
 pub use mirror::{MAX_DEPTH, MAX_TOTAL_ENTRIES, listed_time, mirror, unchanged};
 pub use put::put;
+pub use segments::get_segments;
 
 use crate::config::Config;
 use crate::error::ClientError;
