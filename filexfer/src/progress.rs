@@ -8,28 +8,38 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// A progress bar on stderr, or nothing. Cleared from the terminal when dropped, so a failed
 /// transfer's error message is not drawn over.
 #[derive(Debug)]
-pub struct Progress(Option<ProgressBar>);
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    /// The group's total, moved with this bar (see [`Bars::add`]).
+    total: Option<ProgressBar>,
+}
 
 impl Progress {
     /// A bar labelled `label`, counting towards `total` bytes (a spinner when the total is
     /// unknown), starting at `start` (a resumed prefix). Hidden unless `show`.
     pub fn new(show: bool, label: &str, total: Option<u64>, start: u64) -> Self {
         if !show {
-            return Self(None);
+            return Self::hidden();
         }
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
         let template = template_for(total);
-        Self(Some(styled(bar, template, label, start)))
+        Self {
+            bar: Some(styled(bar, template, label, start)),
+            total: None,
+        }
     }
 
     /// No bar at all.
     pub fn hidden() -> Self {
-        Self(None)
+        Self {
+            bar: None,
+            total: None,
+        }
     }
 
-    /// Adds `n` bytes.
+    /// Adds `n` bytes (to the group's total too, for a bar from [`Bars::add`]).
     pub fn inc(&self, n: u64) {
-        if let Some(b) = &self.0 {
+        for b in [&self.bar, &self.total].into_iter().flatten() {
             b.inc(n);
         }
     }
@@ -93,8 +103,9 @@ impl Bars {
         self.multi.is_some()
     }
 
-    /// A bar for one file or segment, under the total; dropping it removes it. `start` is a
-    /// resumed prefix (already counted in the total by its creator).
+    /// A bar for one file or segment, under the total; what it counts is added to the total
+    /// too, and dropping it removes it. `start` is a resumed prefix (not added to the total:
+    /// the group's creator counted it or not).
     pub fn add(&self, label: &str, total: Option<u64>, start: u64) -> Progress {
         let Some(multi) = &self.multi else {
             return Progress::hidden();
@@ -103,13 +114,9 @@ impl Bars {
             total,
             ProgressDrawTarget::hidden(),
         ));
-        Progress(Some(styled(bar, template_for(total), label, start)))
-    }
-
-    /// Adds `n` bytes to the total.
-    pub fn inc_total(&self, n: u64) {
-        if let Some(b) = &self.total {
-            b.inc(n);
+        Progress {
+            bar: Some(styled(bar, template_for(total), label, start)),
+            total: self.total.clone(),
         }
     }
 
@@ -126,7 +133,7 @@ impl Bars {
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
     }
@@ -180,6 +187,24 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bar_of_a_group_moves_the_total() {
+        let bars = Bars::new(true, "all", Some(100), 10);
+        let a = bars.add("a", Some(60), 0);
+        let b = bars.add("b", Some(40), 5);
+        a.inc(30);
+        b.inc(20);
+        let total = bars.total.as_ref().unwrap();
+        assert_eq!(total.position(), 60);
+        assert_eq!(a.bar.as_ref().unwrap().position(), 30);
+        assert_eq!(b.bar.as_ref().unwrap().position(), 25);
+        drop((a, b));
+        bars.finish();
+        let hidden = Bars::hidden();
+        assert!(!hidden.shown());
+        hidden.add("x", None, 0).inc(1);
+    }
 
     #[test]
     fn summary_lines() {

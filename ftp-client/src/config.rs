@@ -257,6 +257,9 @@ pub struct Config {
     pub retries: u32,
     /// Draw a progress bar on stderr (main sets it when stderr is a terminal and not -q).
     pub progress: bool,
+    /// The bars a file's bar goes under when several transfers run at once (mirror's workers);
+    /// `None`: each transfer draws its own when `progress` says so.
+    pub bars: Option<filexfer::progress::Bars>,
     /// No summary line.
     pub quiet: bool,
     /// Print the protocol dialog.
@@ -592,6 +595,7 @@ impl TryFrom<Cli> for Config {
             timeout: Duration::from_secs_f64(c.timeout),
             retries: c.retries.min(100),
             progress: false,
+            bars: None,
             quiet: c.quiet,
             verbose: c.verbose,
             trust_pasv_ip: c.trust_pasv_ip,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use filexfer::datapath::{Pace, stream_to_writer};
 use filexfer::download::{Download, DownloadError, Output};
-use filexfer::progress::{Progress, Summary};
+use filexfer::progress::Summary;
 use filexfer::text::printable;
 
 use crate::config::Config;
@@ -79,7 +79,7 @@ pub(crate) async fn get_on(
     let data = t.start(s).await?;
     // Only now, with the server sending, touch the local file system.
     let writer = dl.open().map_err(local)?;
-    let progress = Progress::new(cfg.progress, &printable(name), size, offset);
+    let progress = super::file_progress(cfg, &printable(name), size, offset);
     let copied = stream_to_writer(data, writer, s.timeout(), Pace::unlimited(), |n| {
         progress.inc(n)
     })

@@ -18,7 +18,7 @@ mod segments;
 
 use std::time::Duration;
 
-use filexfer::progress::Summary;
+use filexfer::progress::{Progress, Summary};
 
 pub use get::get;
 pub use glob_get::get_glob;
@@ -49,6 +49,15 @@ async fn connect(
     s.login(&cfg.user, &pass).await?;
     s.cwd_all(dirs).await?;
     Ok(s)
+}
+
+/// The bar of one transfer: under the run's bars when it has some (mirror), else its own
+/// (shown when `cfg.progress`).
+fn file_progress(cfg: &Config, label: &str, size: Option<u64>, start: u64) -> Progress {
+    match &cfg.bars {
+        Some(bars) => bars.add(label, size, start),
+        None => Progress::new(cfg.progress, label, size, start),
+    }
 }
 
 /// The summary of a `-C` run that found nothing left to send or fetch.

@@ -706,7 +706,6 @@ async fn fetch_range(sh: &Shared, s: &mut Session, i: usize) -> Result<bool, Cli
         })?;
         done += n as u64;
         bar.inc(n as u64);
-        sh.bars.inc_total(n as u64);
         sh.record(i, done, false);
     }
     sh.record(i, done, true);
