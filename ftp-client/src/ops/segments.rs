@@ -549,7 +549,14 @@ fn resume_point(part: &Path, state: &Path, size: u64) -> Result<Option<Resume>, 
     };
     if state.exists() {
         return Ok(match read_state(state) {
-            Some(st) if st.size == size && part_len <= size => Some(Resume::State(st)),
+            // Every byte the state counts must be in the part (not cut short since).
+            Some(st)
+                if st.size == size
+                    && part_len <= size
+                    && st.ranges.iter().all(|r| r.start + r.done <= part_len) =>
+            {
+                Some(Resume::State(st))
+            }
             _ => {
                 tracing::warn!(
                     "{}: does not match the remote file; starting over",
