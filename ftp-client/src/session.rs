@@ -43,6 +43,9 @@ pub struct Session {
     trace: Option<Tracer>,
     trust_pasv_ip: bool,
     epsv_refused: bool,
+    /// The TYPE the server last accepted (`Some(true)` for ASCII), so a session kept from
+    /// file to file (mirror, glob get) sends it once, not once per file.
+    type_ascii: Option<bool>,
 }
 
 /// Runs `fut` under `timeout`, turning expiry into [`ClientError::Timeout`].
@@ -164,6 +167,7 @@ impl Session {
             trace,
             trust_pasv_ip,
             epsv_refused: false,
+            type_ascii: None,
         })
     }
 
@@ -270,13 +274,20 @@ impl Session {
     }
 
     /// `TYPE I` (or `TYPE A`): must precede SIZE, REST and every transfer, since servers start
-    /// in ASCII and some (pyftpdlib) then refuse SIZE and REST.
+    /// in ASCII and some (pyftpdlib) then refuse SIZE and REST. The type stays in force for the
+    /// session (RFC 959 §4.1.2: "until changed"), so it is sent only when it changes: one round
+    /// trip less per file for mirror's workers.
     pub async fn set_type(&mut self, ascii: bool) -> Result<(), ClientError> {
+        if self.type_ascii == Some(ascii) {
+            return Ok(());
+        }
         let cmd = if ascii { "TYPE A" } else { "TYPE I" };
         let r = self.command(cmd).await?;
         if r.is_ok() {
+            self.type_ascii = Some(ascii);
             Ok(())
         } else {
+            self.type_ascii = None;
             Err(self.refused(Step::Command(cmd), &r))
         }
     }
