@@ -528,6 +528,23 @@ fn rest_ignored(host: &str, path: &str, offset: u64, got: u64, left: u64) -> Cli
     }
 }
 
+/// Bytes read from the socket at once.
+const CHUNK: usize = 256 << 10;
+
+/// A write of a chunk at its offset, on the blocking pool; gives the buffer back.
+type Write = tokio::task::JoinHandle<(Vec<u8>, io::Result<()>)>;
+
+/// Waits for a write; returns its buffer for the next read.
+async fn landed(w: Write, part: &Path) -> Result<Vec<u8>, ClientError> {
+    let err = |source| ClientError::LocalWrite {
+        path: part.to_path_buf(),
+        source,
+    };
+    let (buf, r) = w.await.map_err(|e| err(io::Error::other(e)))?;
+    r.map_err(err)?;
+    Ok(buf)
+}
+
 /// How long to wait for the reply after closing a range's data connection early.
 fn reply_wait(s: &Session) -> Duration {
     s.timeout().min(Duration::from_secs(5))
@@ -649,73 +666,91 @@ async fn fetch_range(sh: &Shared, s: &mut Session, i: usize) -> Result<bool, Cli
     let mut data = t.start(s).await?;
     let label = format!("  {}..{}", r.start, r.end);
     let bar = sh.bars.add(&label, Some(r.len()), r.done);
-    let mut done = r.done;
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let want = r.len() - done;
+    // `got`: bytes of the range read from the socket; `done`: of those, written to the part.
+    // One write is in flight while the next chunk is read: a socket left unread while the disk
+    // works stalls the sender.
+    let (mut got, mut done) = (r.done, r.done);
+    let mut spare: Vec<u8> = Vec::new();
+    let mut pending: Option<(Write, u64)> = None;
+    let outcome = loop {
+        let want = r.len() - got;
         if want == 0 && !last {
-            break;
+            break Ok(());
         }
+        let mut buf = std::mem::take(&mut spare);
+        buf.resize(CHUNK, 0);
         // The last range reads on to the end of the data: more than its length means REST was
         // not honoured (or the file grew).
         let cap = if last {
-            buf.len()
+            CHUNK
         } else {
-            buf.len().min(usize::try_from(want).unwrap_or(usize::MAX))
+            CHUNK.min(usize::try_from(want).unwrap_or(usize::MAX))
         };
         let n = match tokio::time::timeout(s.timeout(), data.read(&mut buf[..cap])).await {
-            Ok(Ok(0)) => break,
+            Ok(Ok(0)) => break Ok(()),
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                sh.record(i, done, true);
-                return Err(ClientError::partial(
+                break Err(ClientError::partial(
                     &s.host,
                     path,
-                    r.start + done,
+                    r.start + got,
                     Some(r.end),
                     e.to_string(),
                 ));
             }
             Err(_) => {
-                sh.record(i, done, true);
-                return Err(s.timeout_err(format!(
+                break Err(s.timeout_err(format!(
                     "waiting for data of {path:?} after byte {}",
-                    r.start + done
+                    r.start + got
                 )));
             }
         };
         if n as u64 > want {
-            sh.record(i, done, true);
-            return Err(rest_ignored(
+            break Err(rest_ignored(
                 &s.host,
                 path,
                 from,
-                done - r.done + n as u64,
+                got - r.done + n as u64,
                 r.end - from,
             ));
         }
+        if let Some((w, m)) = pending.take() {
+            match landed(w, &sh.part).await {
+                Ok(b) => {
+                    spare = b;
+                    done += m;
+                    bar.inc(m);
+                    sh.record(i, done, false);
+                }
+                Err(e) => break Err(e),
+            }
+        }
         let f = sh.file.clone();
-        let at = r.start + done;
-        let chunk = std::mem::take(&mut buf);
-        let (chunk, w) = tokio::task::spawn_blocking(move || {
-            let w = f.write_all_at(&chunk[..n], at);
-            (chunk, w)
-        })
-        .await
-        .map_err(|e| ClientError::LocalWrite {
-            path: sh.part.clone(),
-            source: io::Error::other(e),
-        })?;
-        buf = chunk;
-        w.map_err(|source| ClientError::LocalWrite {
-            path: sh.part.clone(),
-            source,
-        })?;
-        done += n as u64;
-        bar.inc(n as u64);
-        sh.record(i, done, false);
+        let at = r.start + got;
+        pending = Some((
+            tokio::task::spawn_blocking(move || {
+                let w = f.write_all_at(&buf[..n], at);
+                (buf, w)
+            }),
+            n as u64,
+        ));
+        got += n as u64;
+    };
+    // The write in flight lands before anything is recorded or reported.
+    if let Some((w, m)) = pending.take() {
+        match landed(w, &sh.part).await {
+            Ok(_) => {
+                done += m;
+                bar.inc(m);
+            }
+            Err(e) => {
+                sh.record(i, done, true);
+                return Err(e);
+            }
+        }
     }
     sh.record(i, done, true);
+    outcome?;
     drop(data);
     if last {
         // Read to the end: the transfer's own reply says whether it completed.
