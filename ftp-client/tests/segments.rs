@@ -1,8 +1,9 @@
 //! `get --segments N` against real servers (our ftp-server in-process, vsftpd, pyftpdlib):
 //! byte-exact for an odd size with N=4 and for N larger than the file; and against a fake
 //! server written here for what real servers do not do on demand: refuse a second session (the
-//! download goes on with one), refuse REST (one stream), ignore REST (detected: exit 36, no
-//! file, no `.part`), and cut a range midway (the `.part` and its state stay; `-C` finishes
+//! download goes on with one), refuse REST (one stream), ignore REST (detected by the probe:
+//! exit 36, no file, no `.part`), ignore it only after the probe (detected by the last range,
+//! the `.part` removed), and cut a range midway (the `.part` and its state stay; `-C` finishes
 //! without fetching again what had arrived).
 
 mod common;
@@ -154,6 +155,8 @@ struct Behaviour {
     no_rest: bool,
     /// `REST` gets `350`, and `RETR` then sends from byte 0 all the same.
     ignore_rest: bool,
+    /// As `ignore_rest`, except for `REST size-1` (the client's probe), which is honoured.
+    ignore_rest_but_the_probe: bool,
     /// `(from, at)`: the first RETR from byte `from` stops at byte `at` with `426`.
     cut: Mutex<Option<(usize, usize)>>,
 }
@@ -267,7 +270,9 @@ fn session(s: TcpStream, sv: &Served) {
                 "350 ok\r\n".into()
             }
             "RETR" if arg == "data.bin" => {
-                let start = if sv.how.ignore_rest { 0 } else { rest };
+                let probe = rest + 1 == sv.file.len();
+                let ignored = sv.how.ignore_rest || (sv.how.ignore_rest_but_the_probe && !probe);
+                let start = if ignored { 0 } else { rest };
                 rest = 0;
                 let _ = w.write_all(b"150 here it comes\r\n");
                 let Some(mut d) = data.take().as_ref().and_then(accept_within) else {
@@ -406,6 +411,33 @@ fn a_server_that_ignores_rest_is_caught_before_any_file_is_written() {
         .filter(|c| c.starts_with("RETR"))
         .count();
     assert_eq!(retrs, 1, "{log}");
+}
+
+#[test]
+fn rest_ignored_after_the_probe_is_caught_by_the_last_range() {
+    let file = pattern_bytes(400_000, 9);
+    let fake = Fake::start(
+        file,
+        Behaviour {
+            ignore_rest_but_the_probe: true,
+            ..Behaviour::default()
+        },
+    );
+    let out = Fixture::empty();
+    let dest = out.path().join("got.bin");
+    std::fs::write(&dest, b"an older file that must survive").unwrap();
+    let (code, log) = get4(&fake, &dest, &[]);
+    assert_eq!(code, 36, "{log}");
+    assert!(log.contains("does not honour REST"), "{log}");
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        b"an older file that must survive"
+    );
+    // The middle ranges wrote bytes from the wrong offsets: the part is removed, not kept.
+    assert!(
+        !part_of(&dest).exists() && !state_of(&dest).exists(),
+        "{log}"
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -206,6 +207,9 @@ struct Shared {
     /// Indexes into the state's ranges, still to fetch.
     queue: Mutex<VecDeque<usize>>,
     bars: Bars,
+    /// Set when a range got more data than it asked for: REST was not honoured, and nothing
+    /// in the part can be trusted.
+    untrusted: AtomicBool,
 }
 
 impl Shared {
@@ -366,6 +370,7 @@ pub async fn get_segments(
         state: Mutex::new((state, Instant::now())),
         queue: Mutex::new(todo),
         bars: bars.clone(),
+        untrusted: AtomicBool::new(false),
     });
     shared.save();
 
@@ -404,8 +409,9 @@ pub async fn get_segments(
         for s in live {
             s.quit().await;
         }
-        if matches!(e, ClientError::Resume { .. }) {
-            // REST was not honoured: what the part holds cannot be trusted.
+        if shared.untrusted.load(Ordering::SeqCst) {
+            // REST was not honoured: what the part holds cannot be trusted. (A REST refused
+            // by a later session is also a Resume error, but the part is good: it stays.)
             let _ = std::fs::remove_file(&part);
             let _ = std::fs::remove_file(&state_path);
         } else if state.done() == 0 {
@@ -706,6 +712,7 @@ async fn fetch_range(sh: &Shared, s: &mut Session, i: usize) -> Result<bool, Cli
             }
         };
         if n as u64 > want {
+            sh.untrusted.store(true, Ordering::SeqCst);
             break Err(rest_ignored(
                 &s.host,
                 path,
