@@ -274,6 +274,37 @@ impl Download {
     }
 }
 
+impl Download {
+    /// Length of the file being written (`<file>.part`, or a device's reported length), for a
+    /// check of the final length before [`commit`](Download::commit); `None` for standard
+    /// output and devices, whose length means nothing.
+    pub fn local_len(&self) -> Result<Option<u64>, DownloadError> {
+        match &self.dest {
+            Dest::File { part, .. } if self.opened => std::fs::metadata(part)
+                .map(|m| Some(m.len()))
+                .map_err(write_err(part)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Gives up on this transfer *and* on what it wrote: the destination is cut back to the
+    /// [`offset`](Download::offset) it had before [`open`](Download::open), then dropped as any
+    /// failure is (an empty `.part` removed, an adopted file given its name back). For bytes
+    /// that cannot be trusted, e.g. more than the server announced, or a server that accepted a
+    /// resume offset and then sent from byte 0: kept, they would make the next resume produce a
+    /// corrupt file. Standard output and devices cannot be cut back.
+    pub fn discard_new_bytes(self) -> Result<(), DownloadError> {
+        if let (true, Dest::File { part, .. }) = (self.opened, &self.dest) {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(part)
+                .map_err(write_err(part))?;
+            file.set_len(self.offset).map_err(write_err(part))?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Download {
     fn drop(&mut self) {
         if self.done || !self.opened {
@@ -426,6 +457,32 @@ mod tests {
         d.open().unwrap().write_all(b"de").unwrap();
         drop(d);
         assert_eq!(std::fs::read(&target).unwrap(), b"abcde");
+        assert!(!part_path(&target).exists());
+    }
+
+    #[test]
+    fn discarded_bytes_leave_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f");
+        // A fresh download: nothing left at all.
+        let mut d = Download::plan(out(&target), false).unwrap();
+        d.open().unwrap().write_all(b"too many").unwrap();
+        assert_eq!(d.local_len().unwrap(), Some(8));
+        d.discard_new_bytes().unwrap();
+        assert!(!target.exists() && !part_path(&target).exists());
+        // A resumed .part: cut back to its old prefix.
+        std::fs::write(part_path(&target), b"0123").unwrap();
+        let mut d = Download::plan(out(&target), true).unwrap();
+        d.open().unwrap().write_all(b"0123456789").unwrap();
+        d.discard_new_bytes().unwrap();
+        assert_eq!(std::fs::read(part_path(&target)).unwrap(), b"0123");
+        std::fs::remove_file(part_path(&target)).unwrap();
+        // An adopted final file: its old bytes, under its own name.
+        std::fs::write(&target, b"abc").unwrap();
+        let mut d = Download::plan(out(&target), true).unwrap();
+        d.open().unwrap().write_all(b"abcdef").unwrap();
+        d.discard_new_bytes().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"abc");
         assert!(!part_path(&target).exists());
     }
 

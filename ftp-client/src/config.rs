@@ -15,13 +15,16 @@ use crate::error::ClientError;
 use crate::names::{self, Glob};
 use crate::netrc;
 use crate::target::{self, Remote};
+use crate::tls::{TlsMode, Trust};
 
 /// Retrieve, list and upload files on any RFC 959 FTP server.
 ///
 /// A remote file is named by HOST, DIR and FILE (as in `get ftp.acc.umu.se Public/EFLIB/ README`)
 /// or by an RFC 1738 URL (`ftp://[USER[:PASS]@]HOST[:PORT]/DIR/FILE[;type=a|i]`). Exit codes
 /// follow curl's: 6 resolve, 7 connect, 9 CWD refused, 18 partial transfer, 23 local write,
-/// 28 timeout, 36 resume impossible, 67 login refused, 78 remote file not found, 2 usage.
+/// 28 timeout, 35 TLS handshake failed, 36 resume impossible, 60 server certificate not
+/// trusted, 64 TLS refused by the server, 67 login refused, 78 remote file not found, 2 usage.
+/// FTPS: `--tls` (explicit) or an `ftps://` URL (implicit); see `--cacert`, `--pin-sha256`.
 #[derive(Debug, Parser)]
 #[command(name = "ftp-client", version, about, long_about)]
 pub struct Cli {
@@ -112,7 +115,7 @@ pub struct Common {
     #[arg(long, global = true, value_name = "PORT")]
     pub port: Option<u16>,
     /// USER or USER:PASS (default: anonymous). Without PASS the password comes from
-    /// FTP_PASSWORD, then netrc, then a prompt when a terminal is there.
+    /// FTP_PASSWORD, then netrc, then a prompt when a terminal is there (else exit 2).
     #[arg(short = 'u', long = "user", global = true, value_name = "USER[:PASS]")]
     pub user: Option<String>,
     /// Password for the user (prefer FTP_PASSWORD or netrc: a flag shows in `ps`).
@@ -149,6 +152,46 @@ pub struct Common {
     /// Connect to the address a PASV reply names instead of the control connection's peer.
     #[arg(long, global = true)]
     pub trust_pasv_ip: bool,
+    /// Explicit FTPS (RFC 4217): AUTH TLS, PBSZ 0, PROT P. `--tls` or `--tls=required` fails
+    /// (exit 64) when the server refuses; `--tls=optional` then goes on in clear, with a
+    /// warning. (`ftps://` URLs use implicit TLS.)
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "required"
+    )]
+    pub tls: Option<TlsWhen>,
+    /// The same as `--tls=required`.
+    #[arg(long, global = true)]
+    pub tls_required: bool,
+    /// Trust the CA certificates of this PEM file instead of the system's.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Accept only the server certificate with this SHA-256 fingerprint (as ftp-server prints
+    /// it: AB:CD:...), whoever signed it: for a self-signed server.
+    #[arg(long, global = true, value_name = "HASH", conflicts_with = "cacert")]
+    pub pin_sha256: Option<String>,
+    /// Do not check the server's certificate at all (a warning says so): anyone on the path
+    /// could read and change the session.
+    #[arg(
+        long,
+        short = 'k',
+        global = true,
+        conflicts_with_all = ["cacert", "pin_sha256"]
+    )]
+    pub insecure: bool,
+}
+
+/// `--tls=WHEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsWhen {
+    /// Fail when the server cannot do TLS.
+    Required,
+    /// Go on in clear, with a warning, when the server refuses AUTH TLS.
+    Optional,
 }
 
 /// The checked operation.
@@ -266,6 +309,10 @@ pub struct Config {
     pub verbose: bool,
     /// Use the PASV reply's address.
     pub trust_pasv_ip: bool,
+    /// FTPS: explicit, implicit, or off.
+    pub tls: TlsMode,
+    /// Which server certificates are trusted (when `tls` is not off).
+    pub trust: Trust,
 }
 
 impl std::fmt::Debug for Config {
@@ -585,6 +632,37 @@ impl TryFrom<Cli> for Config {
             }
         }
 
+        let tls = match (remote.implicit_tls, c.tls, c.tls_required) {
+            (true, Some(TlsWhen::Optional), _) => {
+                return usage(
+                    "an ftps:// URL is TLS from the first byte: --tls=optional cannot apply",
+                );
+            }
+            (true, _, _) => TlsMode::Implicit,
+            (false, _, true) | (false, Some(TlsWhen::Required), _) => {
+                TlsMode::Explicit { required: true }
+            }
+            (false, Some(TlsWhen::Optional), false) => TlsMode::Explicit { required: false },
+            (false, None, false) => TlsMode::Off,
+        };
+        let trust = match (&c.cacert, &c.pin_sha256, c.insecure) {
+            (_, _, true) => Trust::Insecure,
+            (_, Some(pin), _) => {
+                Trust::Pin(crate::tls::parse_pin(pin).map_err(ClientError::Usage)?)
+            }
+            (Some(ca), _, _) => Trust::CaFile(ca.clone()),
+            (None, None, false) => Trust::System,
+        };
+        if tls == TlsMode::Off && (c.cacert.is_some() || c.pin_sha256.is_some() || c.insecure) {
+            return usage("--cacert, --pin-sha256 and --insecure need --tls or an ftps:// URL");
+        }
+        let port = if remote.implicit_tls && c.port.is_none() && remote.port.is_none() {
+            // The registered port of implicit FTPS (ftps, 990).
+            990
+        } else {
+            port
+        };
+
         Ok(Config {
             op,
             host: remote.host.clone(),
@@ -599,6 +677,8 @@ impl TryFrom<Cli> for Config {
             quiet: c.quiet,
             verbose: c.verbose,
             trust_pasv_ip: c.trust_pasv_ip,
+            tls,
+            trust,
         })
     }
 }

@@ -8,16 +8,25 @@
 //! for `--timeout`, in either direction; a slow transfer that keeps moving is never cut. The
 //! copies run under [`filexfer::datapath::Watchdog`]; after an upload, the wait for the
 //! completion reply does not count while the kernel is still sending what was written.
+//!
+//! Every data connection is opened *armed* to be reset: `SO_LINGER` 0 from the moment it
+//! connects, so that closing it sends an RST, not a FIN, until the transfer is known to be
+//! complete ([`settle`]). In stream mode the close of the data connection *is* the end of file
+//! (RFC 959 §3.4.1): a FIN after an upload cut by a stall, a local error, a dropped future
+//! (Ctrl-C drops the operation) or a killed process (the kernel closes its sockets with the
+//! same option) would tell the server the file is complete. With an RST the server reads ECONNRESET and knows it is not.
 
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 
 use filexfer::datapath::CopyError;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use crate::error::{ClientError, Step};
 use crate::session::Session;
+use crate::tls::DataConn;
 
 /// One transfer over a data connection: its command, its argument and the remote path that
 /// messages name.
@@ -56,7 +65,7 @@ impl<'a> Transfer<'a> {
     /// server answered 1xx (RFC 959 §5.4: 125 or 150). The connection is opened before the
     /// command, as curl does, so that a data port nobody can reach fails as a connect error
     /// (7) before the server starts a transfer.
-    pub async fn start(&self, s: &mut Session) -> Result<TcpStream, ClientError> {
+    pub async fn start(&self, s: &mut Session) -> Result<DataConn, ClientError> {
         let addr = s.passive_address().await?;
         s.trace(|| format!("* data connection to {addr}"));
         let data = match tokio::time::timeout(s.timeout(), TcpStream::connect(addr)).await {
@@ -70,6 +79,8 @@ impl<'a> Transfer<'a> {
             }
             Err(_) => return Err(s.timeout_err(format!("connecting to the data port {addr}"))),
         };
+        // Armed: any close from now until `settle` is a reset (see the module docs).
+        let _ = data.set_zero_linger();
         if let Some(offset) = self.rest {
             let r = s.command(&format!("REST {offset}")).await?;
             if r.code != 350 {
@@ -86,7 +97,8 @@ impl<'a> Transfer<'a> {
         };
         let r = s.command(&line).await?;
         if r.is_preliminary() {
-            return Ok(data);
+            // PROT P: the TLS handshake once the server has answered 1xx (RFC 4217 §9).
+            return s.secure_data(data).await;
         }
         let step = if self.is_upload() {
             Step::Store { path: self.path }
@@ -182,6 +194,23 @@ impl<'a> Transfer<'a> {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// The transfer on `data` is complete (its end of file seen, or the server's 2xx read after an
+/// upload): a close from now on is an ordinary FIN, no longer the reset that marks an abort.
+pub fn settle(data: &DataConn) {
+    let _ = socket2::SockRef::from(data.tcp()).set_linger(None);
+}
+
+/// After all the bytes SIZE announced have arrived, whether the data connection ends there:
+/// `Ok(false)` when the server sends more. One byte is read, so an endless stream is never
+/// buffered; nothing moving for `stall` is a [`io::ErrorKind::TimedOut`] error.
+pub async fn ends_here(data: &mut (impl AsyncRead + Unpin), stall: Duration) -> io::Result<bool> {
+    let mut one = [0u8; 1];
+    match tokio::time::timeout(stall, data.read(&mut one)).await {
+        Ok(r) => r.map(|n| n == 0),
+        Err(_) => Err(filexfer::datapath::stalled(stall)),
     }
 }
 

@@ -92,6 +92,18 @@ pub enum ClientError {
         /// The server's reply or the socket error.
         detail: String,
     },
+    /// More bytes arrived than SIZE announced (curl: 18, as a transfer that did not match its
+    /// size): the file changed while it was sent, or the server cannot be trusted. The client
+    /// stops reading at the first byte too many, and what this transfer wrote is discarded.
+    #[error("{host}: {path:?}: the server sent more than the {expected} bytes SIZE announced")]
+    TooLong {
+        /// The server.
+        host: String,
+        /// The remote path.
+        path: String,
+        /// The size SIZE announced.
+        expected: u64,
+    },
     /// Writing the local file failed (curl: 23).
     #[error("cannot write {}", path.display())]
     LocalWrite {
@@ -171,6 +183,36 @@ pub enum ClientError {
         /// How many files (and, for mirror, directories) there were to bring over.
         total: usize,
     },
+    /// The TLS handshake failed (curl: 35, "SSL connect error").
+    #[error("{host}: TLS handshake failed {what}: {detail}")]
+    TlsConnect {
+        /// The server.
+        host: String,
+        /// On which connection ("on the control connection", "on the data connection").
+        what: String,
+        /// rustls's reason.
+        detail: String,
+    },
+    /// The server's certificate could not be authenticated, or does not match the pin (curl:
+    /// 60, "peer certificate cannot be authenticated").
+    #[error("{host}: the server's certificate cannot be trusted: {reason}")]
+    TlsCertificate {
+        /// The server.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// TLS was required and the server refused it (curl: 64, "requested FTP SSL level
+    /// failed").
+    #[error("{host}: TLS is required but the server refused {command}: {reply}")]
+    TlsRefused {
+        /// The server.
+        host: String,
+        /// `AUTH TLS`, `PBSZ 0` or `PROT P`.
+        command: String,
+        /// The server's reply.
+        reply: String,
+    },
     /// The control connection broke (curl: 56, "failure receiving network data").
     #[error("{host}: connection lost {what}")]
     Network {
@@ -207,7 +249,7 @@ impl ClientError {
             Self::Protocol { .. } => 8,
             Self::Cwd { .. } => 9,
             Self::Passive { .. } => 13,
-            Self::Partial { .. } | Self::SomeFailed { .. } => 18,
+            Self::Partial { .. } | Self::TooLong { .. } | Self::SomeFailed { .. } => 18,
             Self::Refused { .. } => 19,
             Self::LocalWrite { .. } => 23,
             Self::Upload { .. } => 25,
@@ -215,6 +257,9 @@ impl ClientError {
             Self::Timeout { .. } => 28,
             Self::Resume { .. } => 36,
             Self::Network { .. } => 56,
+            Self::TlsConnect { .. } => 35,
+            Self::TlsCertificate { .. } => 60,
+            Self::TlsRefused { .. } => 64,
             Self::Login { .. } => 67,
             Self::NotFound { .. } => 78,
         }
@@ -227,6 +272,7 @@ impl ClientError {
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::Partial { .. }
+            | Self::TooLong { .. }
             | Self::Network { .. } => true,
             Self::Protocol { transient, .. } => *transient,
             _ => false,

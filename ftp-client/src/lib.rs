@@ -15,6 +15,7 @@ pub mod ops;
 pub mod reply;
 pub mod session;
 pub mod target;
+pub mod tls;
 
 use std::io::Write;
 use std::time::Duration;

@@ -21,18 +21,24 @@ fn main() -> ExitCode {
     };
     if config.password.is_none() {
         // A named user without a password: ask, without echo, when someone is there to answer.
+        // With nobody to ask, fail before connecting: an empty password sent instead would be
+        // a failed login that counts toward the account's lockout on the server.
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "ftp-client: no password for {:?}, and standard input is not a terminal to ask \
+                 on: give one with -u USER:PASS, --password, FTP_PASSWORD or --netrc",
+                config.user
+            );
+            return ExitCode::from(2);
+        }
         let prompt = format!("Password for {}@{}: ", config.user, config.host);
-        config.password = Some(if std::io::stdin().is_terminal() {
-            match rpassword::prompt_password(prompt) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("ftp-client: cannot read the password: {e}");
-                    return ExitCode::from(2);
-                }
+        config.password = match rpassword::prompt_password(prompt) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("ftp-client: cannot read the password: {e}");
+                return ExitCode::from(2);
             }
-        } else {
-            String::new()
-        });
+        };
     }
     config.progress = !config.quiet && std::io::stderr().is_terminal();
     match run(&config) {
@@ -53,18 +59,31 @@ fn run(config: &Config) -> anyhow::Result<ExitCode> {
         .verbose
         .then(|| Arc::new(|l: &str| eprintln!("{l}")) as Tracer);
     let mut stdout = std::io::stdout();
-    let result = rt.block_on(ftp_client::run(config, &mut stdout, trace));
+    // Ctrl-C or SIGTERM drops the operation rather than killing the process mid-way: the
+    // download's drop puts an adopted file back under its name, and the data connection,
+    // dropped before its end, is reset (crate::data) so the server knows it was not complete.
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = ftp_client::run(config, &mut stdout, trace) => Some(r),
+            () = filexfer::shutdown::signal() => None,
+        }
+    });
     // A resolver call abandoned at --timeout runs on a blocking thread that dropping the
     // runtime would wait for without limit; every other blocking task was awaited already.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(match result {
-        Ok(report) => {
+        None => {
+            eprintln!("ftp-client: interrupted");
+            // 128 + SIGINT, what a shell reports for a process Ctrl-C ended.
+            ExitCode::from(130)
+        }
+        Some(Ok(report)) => {
             if !config.quiet {
                 eprintln!("{}", report.line());
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Some(Err(e)) => {
             let code = e.exit_code();
             // `{:#}` prints the message and each cause under it, once each, on one line.
             eprintln!("ftp-client: {:#}", anyhow::Error::from(e));

@@ -1,11 +1,15 @@
-//! The one I/O adapter of the control connection: suppaftp's [`AsyncFtpStream`] underneath,
-//! with what it lacks added here (docs/ftp-client.md, "How it works", says why each matters):
+//! The one I/O adapter of the control connection: suppaftp's [`AsyncRustlsFtpStream`] (plain
+//! or TLS) underneath, with what it lacks added here (docs/ftp-client.md, "How it works", says
+//! why each matters):
 //!
 //! - every wait runs under `--timeout` (suppaftp only times the connect);
 //! - our own protocol trace, with the PASS argument masked (suppaftp's `log` output prints it);
 //! - `TYPE I` is sent by the caller before SIZE/REST/RETR (suppaftp never sends it);
 //! - EPSV first, PASV when EPSV is refused, and the PASV address replaced by the control
 //!   connection's peer unless `--trust-pasv-ip` (suppaftp has no fallback and trusts PASV);
+//! - FTPS (RFC 4217, [`crate::tls`]): `AUTH TLS` through suppaftp's `into_secure` (which sends
+//!   `PBSZ 0` and `PROT P` after it) or implicit TLS; the trace shows the TLS version and
+//!   cipher; a refusal is exit 64 unless `--tls=optional`, which reconnects in clear, saying so;
 //! - data connections are opened and read by [`crate::data`], not through suppaftp's
 //!   `TransferStream`, whose `finish()` reports success after a short read: we count bytes
 //!   ourselves.
@@ -22,20 +26,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use suppaftp::FtpError;
-use suppaftp::tokio::AsyncFtpStream;
+use suppaftp::tokio::AsyncRustlsFtpStream;
 use tokio::net::TcpStream;
 
 use filexfer::text::printable;
 
 use crate::error::{ClientError, Step};
 use crate::reply::{Reply, mask_command, parse_epsv, parse_pasv};
+use crate::tls::{ClientTls, DataConn, TlsMode, Trust};
+
+/// Why securing a session failed: a refusal `--tls=optional` may excuse, or anything else.
+enum Refusal {
+    /// The server answered AUTH TLS with this refusal.
+    Refused(String),
+    /// Any other failure.
+    Failed(ClientError),
+}
 
 /// Receives each line of the protocol dialog (`> ` for what we send, `< ` for replies).
 pub type Tracer = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A logged-in (or about to be) control connection.
 pub struct Session {
-    ftp: AsyncFtpStream,
+    ftp: AsyncRustlsFtpStream,
     /// The server name as the user gave it, for messages.
     pub host: String,
     peer: SocketAddr,
@@ -46,6 +59,9 @@ pub struct Session {
     /// The TYPE the server last accepted (`Some(true)` for ASCII), so a session kept from
     /// file to file (mirror, glob get) sends it once, not once per file.
     type_ascii: Option<bool>,
+    /// The TLS of the session, when it has one; data connections are then protected
+    /// (`PROT P`) with it.
+    tls: Option<ClientTls>,
 }
 
 /// Runs `fut` under `timeout`, turning expiry into [`ClientError::Timeout`].
@@ -66,25 +82,276 @@ pub async fn timed<T>(
 }
 
 impl Session {
-    /// Resolves `host`, connects (trying each address), reads the greeting.
+    /// Resolves `host`, connects (trying each address), reads the greeting, and secures the
+    /// session as `tls` says (RFC 4217: `AUTH TLS`, `PBSZ 0`, `PROT P`; or implicit TLS).
     pub async fn connect(
         host: &str,
         port: u16,
         timeout: Duration,
         trace: Option<Tracer>,
         trust_pasv_ip: bool,
+        tls: (TlsMode, &Trust),
     ) -> Result<Self, ClientError> {
-        let addrs: Vec<SocketAddr> =
-            timed(host, timeout, || "resolving the host name".into(), async {
-                tokio::net::lookup_host((host, port))
-                    .await
-                    .map(Iterator::collect)
-                    .map_err(|source| ClientError::Resolve {
+        let (mode, trust) = tls;
+        if mode == TlsMode::Off {
+            return Self::connect_plain(host, port, timeout, trace, trust_pasv_ip).await;
+        }
+        let tls = ClientTls::new(host, trust)?;
+        if *trust == Trust::Insecure {
+            tracing::warn!(
+                "--insecure: the server's certificate is not checked; anyone on the path can read and change this session"
+            );
+        }
+        if mode == TlsMode::Implicit {
+            return Self::connect_implicit(host, port, timeout, trace, trust_pasv_ip, tls).await;
+        }
+        let required = mode == (TlsMode::Explicit { required: true });
+        let plain = Self::connect_plain(host, port, timeout, trace.clone(), trust_pasv_ip).await?;
+        match plain.secure(tls).await {
+            Ok(s) => Ok(s),
+            Err(Refusal::Refused(reply)) if !required => {
+                tracing::warn!(
+                    "{host}: the server refused AUTH TLS ({reply}); going on WITHOUT TLS as --tls=optional allows: the password and data cross the network in clear"
+                );
+                let s =
+                    Self::connect_plain(host, port, timeout, trace.clone(), trust_pasv_ip).await?;
+                s.trace(|| "* continuing without TLS (--tls=optional)".to_string());
+                Ok(s)
+            }
+            Err(Refusal::Refused(reply)) => Err(ClientError::TlsRefused {
+                host: host.to_string(),
+                command: "AUTH TLS".into(),
+                reply,
+            }),
+            Err(Refusal::Failed(e)) => Err(e),
+        }
+    }
+
+    /// `AUTH TLS` on a plain session: suppaftp's `into_secure` sends it, runs the handshake,
+    /// then sends `PBSZ 0` and `PROT P` (RFC 4217 §§4, 8, 9).
+    async fn secure(self, tls: ClientTls) -> Result<Self, Refusal> {
+        let Self {
+            ftp,
+            host,
+            peer,
+            timeout,
+            trace,
+            trust_pasv_ip,
+            epsv_refused,
+            tls: _,
+            type_ascii: _,
+        } = self;
+        let say = |l: &str| {
+            if let Some(t) = &trace {
+                t(l);
+            }
+        };
+        say("> AUTH TLS");
+        let secured = tokio::time::timeout(
+            timeout,
+            ftp.into_secure(tls.control_connector(), tls.domain()),
+        )
+        .await;
+        let ftp = match secured {
+            Ok(Ok(ftp)) => ftp,
+            Ok(Err(FtpError::UnexpectedResponse(resp))) => {
+                let reply = Reply::from_bytes(&resp.body);
+                say(&format!("< {}", printable(&reply.one_line())));
+                // Refused after the handshake: PBSZ or PROT, which --tls=optional does not
+                // excuse either.
+                if tls.established().is_some() {
+                    return Err(Refusal::Failed(ClientError::TlsRefused {
+                        host,
+                        command: "PBSZ 0 / PROT P".into(),
+                        reply: reply.one_line(),
+                    }));
+                }
+                return Err(Refusal::Refused(reply.one_line()));
+            }
+            Ok(Err(FtpError::SecureError(detail))) => {
+                return Err(Refusal::Failed(tls.handshake_error(
+                    &host,
+                    "on the control connection",
+                    detail,
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(Refusal::Failed(ClientError::from_ftp_error(
+                    &host, "AUTH TLS", e,
+                )));
+            }
+            Err(_) => {
+                return Err(Refusal::Failed(ClientError::Timeout {
+                    host,
+                    what: "securing the control connection (AUTH TLS)".into(),
+                    secs: timeout.as_secs_f64(),
+                }));
+            }
+        };
+        let s = Self {
+            ftp,
+            host,
+            peer,
+            timeout,
+            trace,
+            trust_pasv_ip,
+            epsv_refused,
+            tls: Some(tls),
+            // Set again after the upgrade: nothing sent in clear is assumed to carry over.
+            type_ascii: None,
+        };
+        s.trace_tls("control connection");
+        s.trace(|| "> PBSZ 0\n> PROT P\n* (sent by suppaftp after AUTH TLS; both accepted)".into());
+        Ok(s)
+    }
+
+    /// Implicit FTPS: TLS from the first byte, then the greeting; `PBSZ 0` and `PROT P` are
+    /// sent anyway (servers protect data by default on implicit connections, not all do).
+    async fn connect_implicit(
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        trace: Option<Tracer>,
+        trust_pasv_ip: bool,
+        tls: ClientTls,
+    ) -> Result<Self, ClientError> {
+        let addrs = Self::resolve(host, port, timeout).await?;
+        let mut last = None;
+        for addr in &addrs {
+            if let Some(t) = &trace {
+                t(&format!("* connecting to {addr} (implicit TLS)"));
+            }
+            let attempt = tokio::time::timeout(
+                timeout,
+                AsyncRustlsFtpStream::connect_secure_implicit(
+                    *addr,
+                    tls.control_connector(),
+                    tls.domain(),
+                ),
+            )
+            .await;
+            let ftp = match attempt {
+                Ok(Ok(ftp)) => ftp,
+                Ok(Err(FtpError::ConnectionError(e))) => {
+                    last = Some(ClientError::Connect {
+                        what: "server",
+                        addr: addr.to_string(),
+                        source: e,
+                    });
+                    continue;
+                }
+                Ok(Err(FtpError::SecureError(detail))) => {
+                    return Err(tls.handshake_error(host, "on the control connection", detail));
+                }
+                Ok(Err(e)) => return Err(ClientError::from_ftp_error(host, "(greeting)", e)),
+                Err(_) => {
+                    last = Some(ClientError::Timeout {
                         host: host.to_string(),
-                        source,
-                    })
-            })
-            .await?;
+                        what: format!("connecting to {addr} (implicit TLS)"),
+                        secs: timeout.as_secs_f64(),
+                    });
+                    continue;
+                }
+            };
+            let _ = ftp.get_ref().await.set_nodelay(true);
+            let mut s = Self {
+                ftp,
+                host: host.to_string(),
+                peer: *addr,
+                timeout,
+                trace,
+                trust_pasv_ip,
+                epsv_refused: false,
+                tls: Some(tls),
+                type_ascii: None,
+            };
+            s.trace_tls("control connection");
+            if let Some(w) = s.ftp.get_welcome_msg() {
+                for l in w.lines() {
+                    s.trace(|| format!("< {}", printable(l)));
+                }
+            }
+            for cmd in ["PBSZ 0", "PROT P"] {
+                let r = s.command(cmd).await?;
+                if !r.is_ok() {
+                    return Err(ClientError::TlsRefused {
+                        host: host.to_string(),
+                        command: cmd.into(),
+                        reply: r.one_line(),
+                    });
+                }
+            }
+            return Ok(s);
+        }
+        Err(last.unwrap_or_else(|| ClientError::Resolve {
+            host: host.to_string(),
+            source: std::io::Error::other("no address"),
+        }))
+    }
+
+    /// Traces the TLS version and cipher of the last handshake, and how the certificate was
+    /// checked.
+    fn trace_tls(&self, on: &str) {
+        let Some(tls) = &self.tls else { return };
+        let how = match &tls.trust {
+            Trust::System => "the system's root certificates".to_string(),
+            Trust::CaFile(p) => format!("the CA file {}", p.display()),
+            Trust::Pin(_) => "the pinned SHA-256 fingerprint".to_string(),
+            Trust::Insecure => "nothing (--insecure)".to_string(),
+        };
+        let what = tls.established().unwrap_or_else(|| "?".into());
+        self.trace(|| format!("* TLS on the {on}: {what}; certificate checked against {how}"));
+    }
+
+    /// Whether data connections are protected (`PROT P`).
+    pub fn data_protected(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Protects a data connection after its command was accepted (RFC 4217 §9: the client
+    /// starts the handshake once the server answered 1xx), resuming this session's TLS session.
+    pub async fn secure_data(&self, tcp: TcpStream) -> Result<DataConn, ClientError> {
+        let Some(tls) = &self.tls else {
+            return Ok(DataConn::Plain(tcp));
+        };
+        match tokio::time::timeout(self.timeout, tls.secure_data(tcp)).await {
+            Ok(Ok(d)) => {
+                self.trace_tls("data connection");
+                Ok(d)
+            }
+            Ok(Err(e)) => {
+                Err(tls.handshake_error(&self.host, "on the data connection", e.to_string()))
+            }
+            Err(_) => Err(self.timeout_err("securing the data connection".into())),
+        }
+    }
+
+    async fn resolve(
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Vec<SocketAddr>, ClientError> {
+        timed(host, timeout, || "resolving the host name".into(), async {
+            tokio::net::lookup_host((host, port))
+                .await
+                .map(Iterator::collect)
+                .map_err(|source| ClientError::Resolve {
+                    host: host.to_string(),
+                    source,
+                })
+        })
+        .await
+    }
+
+    /// Connects without TLS and reads the greeting.
+    async fn connect_plain(
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        trace: Option<Tracer>,
+        trust_pasv_ip: bool,
+    ) -> Result<Self, ClientError> {
+        let addrs = Self::resolve(host, port, timeout).await?;
         let mut last = None;
         let mut stream = None;
         for addr in &addrs {
@@ -131,7 +398,7 @@ impl Session {
             timeout,
             || "waiting for the server's greeting".into(),
             async {
-                AsyncFtpStream::connect_with_stream(stream)
+                AsyncRustlsFtpStream::connect_with_stream(stream)
                     .await
                     .map_err(|e| ClientError::from_ftp_error(&host_s, "(greeting)", e))
             },
@@ -168,6 +435,7 @@ impl Session {
             trust_pasv_ip,
             epsv_refused: false,
             type_ascii: None,
+            tls: None,
         })
     }
 

@@ -33,6 +33,8 @@ pub struct Remote {
     pub file: Option<String>,
     /// The `;type=` code, if given.
     pub type_code: Option<TypeCode>,
+    /// An `ftps://` URL: implicit TLS, from the first byte.
+    pub implicit_tls: bool,
 }
 
 impl fmt::Debug for Remote {
@@ -192,8 +194,11 @@ pub fn parse_url(s: &str) -> Result<Remote, TargetError> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return err(format!("{s:?} is not a URL"));
     };
-    if !scheme.eq_ignore_ascii_case("ftp") {
-        return err(format!("only ftp:// URLs are supported, not {scheme}://"));
+    let implicit_tls = scheme.eq_ignore_ascii_case("ftps");
+    if !scheme.eq_ignore_ascii_case("ftp") && !implicit_tls {
+        return err(format!(
+            "only ftp:// and ftps:// URLs are supported, not {scheme}://"
+        ));
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -266,6 +271,7 @@ pub fn parse_url(s: &str) -> Result<Remote, TargetError> {
         dirs,
         file,
         type_code,
+        implicit_tls,
     })
 }
 
@@ -306,6 +312,7 @@ pub fn from_parts(host: &str, dir: &str, file: Option<&str>) -> Result<Remote, T
         dirs,
         file,
         type_code: None,
+        implicit_tls: false,
     })
 }
 

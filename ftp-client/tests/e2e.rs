@@ -380,6 +380,8 @@ struct Script {
     stall: bool,
     /// The reply after the data connection closes.
     done: &'static str,
+    /// Told when a held (`stall`) upload's first bytes have arrived: the client is mid-upload.
+    uploading: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Script {
@@ -392,6 +394,7 @@ impl Script {
             pace: (usize::MAX, Duration::ZERO),
             stall: false,
             done,
+            uploading: None,
         }
     }
 }
@@ -403,6 +406,9 @@ struct Served {
     data_connected: bool,
     /// What STOR/APPE received.
     stored: Vec<u8>,
+    /// With `stall`: how the held data connection ended once the client had hung up, read to
+    /// its end (`None`: a plain end of file, the FIN of a complete transfer).
+    held_end: Option<std::io::ErrorKind>,
 }
 
 /// Accepts one connection on `l`, giving up after 10 s so a client that never comes cannot
@@ -503,6 +509,12 @@ fn scripted(s: TcpStream, sc: Script) -> Served {
                 } else if !sc.stall {
                     served.stored = receive_paced(&mut d, sc.pace);
                 }
+                if let (true, Some(tell)) = (sc.stall, &sc.uploading) {
+                    let mut first = [0u8; 4096];
+                    if d.read(&mut first).unwrap_or(0) > 0 {
+                        let _ = tell.send(());
+                    }
+                }
                 if sc.stall {
                     // The next read_line ends when the client, having timed out, hangs up.
                     _held = Some(d);
@@ -520,6 +532,16 @@ fn scripted(s: TcpStream, sc: Script) -> Served {
         if w.write_all(reply.as_bytes()).is_err() {
             break;
         }
+    }
+    if let Some(mut d) = _held {
+        let mut buf = vec![0u8; 1 << 20];
+        served.held_end = loop {
+            match d.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(_) => {}
+                Err(e) => break Some(e.kind()),
+            }
+        };
     }
     served
 }
@@ -709,6 +731,90 @@ fn interrupted_get_never_damages_an_existing_file() {
     assert!(!out.path().join("f.part").exists());
 }
 
+#[test]
+fn more_bytes_than_size_fail_and_keep_the_old_file() {
+    let out = Fixture::empty();
+    let old = b"the previous, complete version of f\n".to_vec();
+    let dest = out.write("f", &old);
+    let d = path_str(&dest).to_string();
+    let part = out.path().join("f.part");
+
+    // SIZE says 100 000, the server sends one byte more, closes and says 226: 18, the old file
+    // as it was, and no .part (bytes beyond SIZE make the whole transfer untrustworthy).
+    let (addr, h) = serve(Script::new(
+        Some(100_000),
+        pattern_bytes(100_001, 20),
+        "226 done",
+    ));
+    let r = get_from(addr, &[], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 18, "{r:?}");
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("more than the 100000 bytes SIZE announced"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), old, "old content unchanged");
+    assert!(!part.exists(), "nothing left to resume from");
+
+    // An endless stream after SIZE's 1000 bytes: the client stops at the first byte too many
+    // (the fake's writes then fail on the reset data connection) rather than buffer it.
+    let (addr, h) = serve(Script::new(
+        Some(1000),
+        pattern_bytes(64 << 20, 21),
+        "226 done",
+    ));
+    let r = get_from(addr, &[], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 18, "{r:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), old);
+    assert!(!part.exists());
+}
+
+#[test]
+fn a_server_that_ignores_rest_never_produces_a_corrupt_file() {
+    // The fake answers 350 to REST and then sends the file from byte 0 anyway.
+    let file = pattern_bytes(300_000, 22);
+    let out = Fixture::empty();
+    let dest = out.path().join("f");
+    let part = out.path().join("f.part");
+    let d = path_str(&dest).to_string();
+
+    // A .part holding the first 100 000 bytes: -C asks REST 100000 and gets 300 000 bytes,
+    // more than the 200 000 left: 36, no final file, the .part cut back to its good prefix.
+    std::fs::write(&part, &file[..100_000]).unwrap();
+    let (addr, h) = serve(Script::new(Some(300_000), file.clone(), "226 done"));
+    let r = get_from(addr, &["-C"], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 36, "{r:?}");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("REST offset"), "{msg}");
+    assert!(!dest.exists(), "no final file");
+    assert_eq!(std::fs::read(&part).unwrap(), &file[..100_000]);
+
+    // The same with the prefix under the final name (adopted by -C): it keeps its name and
+    // exactly its old bytes.
+    std::fs::rename(&part, &dest).unwrap();
+    let (addr, h) = serve(Script::new(Some(300_000), file.clone(), "226 done"));
+    let r = get_from(addr, &["-C"], &d);
+    h.join().unwrap();
+    assert_eq!(exit_code(&r), 36, "{r:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), &file[..100_000]);
+    assert!(!part.exists());
+
+    // A server that honours REST completes the same file.
+    std::fs::rename(&dest, &part).unwrap();
+    let (addr, h) = serve(Script::new(
+        Some(300_000),
+        file[100_000..].to_vec(),
+        "226 done",
+    ));
+    let r = get_from(addr, &["-C"], &d);
+    h.join().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), file);
+}
+
 /// `--timeout 1` means "no byte moved for 1 s" (docs/ftp-client.md), not "each 1 MiB buffer
 /// within 1 s": every piece of these transfers arrives well within the second, and the whole
 /// takes several.
@@ -784,7 +890,11 @@ fn stalled_data_connection_times_out_with_28_both_ways() {
         start.elapsed()
     );
     assert!(!dest.exists());
-    h.join().unwrap();
+    // The client read all that came, so only SO_LINGER 0 makes its close a reset.
+    assert_eq!(
+        h.join().unwrap().held_end,
+        Some(std::io::ErrorKind::ConnectionReset)
+    );
 
     // Upload: the server takes the data connection and never reads it.
     let local = Fixture::empty();
@@ -801,7 +911,81 @@ fn stalled_data_connection_times_out_with_28_both_ways() {
         "{:?}",
         start.elapsed()
     );
+    // The abandoned upload was reset, not closed: a FIN would read as a complete file.
+    let served = h.join().unwrap();
+    assert_eq!(
+        served.held_end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the server saw the upload end with a reset"
+    );
+}
+
+#[test]
+fn an_interrupted_upload_is_reset_not_closed() {
+    // The binary uploads 64 MiB to a fake that reads the first bytes, then stops reading; the
+    // client is then interrupted (SIGINT, as Ctrl-C sends) while it waits for the socket. The
+    // server must see a reset, which says "not complete", and not the FIN of a finished file.
+    let local = Fixture::empty();
+    let src = local.write("up.bin", &pattern_bytes(64 << 20, 15));
+    let (tell, uploading) = std::sync::mpsc::channel();
+    let (addr, h) = serve(Script {
+        stall: true,
+        uploading: Some(tell),
+        ..Script::new(None, Vec::new(), "226 stored")
+    });
+    let port = addr.port().to_string();
+    let mut cmd = bin(&["put", "-q", "--timeout", "60", "--port", &port]);
+    cmd.args([path_str(&src), "127.0.0.1", "d"]);
+    let mut child = test_kit::ChildGuard::spawn(cmd, "ftp-client");
+    uploading
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the upload started");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with the pid of our own child, which has not been reaped (the guard
+    // waits for it below), so the pid cannot belong to another process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = child.child().wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {}", child.stderr());
+    let served = h.join().unwrap();
+    assert_eq!(
+        served.held_end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the server saw the upload end with a reset"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_resumed_get_gives_the_file_back_its_name() {
+    // -C adopts the shorter file under the final name (moved to f.part while it grows); Ctrl-C
+    // must not leave it under the .part name: the binary stops the operation, which moves it
+    // back, what arrived appended.
+    let out = Fixture::empty();
+    let old = pattern_bytes(1000, 16);
+    let dest = out.write("f", &old);
+    let part = out.path().join("f.part");
+    let (addr, h) = serve(Script {
+        stall: true,
+        ..Script::new(Some(1_000_000), pattern_bytes(5000, 17), "226 done")
+    });
+    let port = addr.port().to_string();
+    let mut cmd = bin(&["get", "-q", "-C", "--timeout", "60", "--port", &port]);
+    cmd.args(["-o", path_str(&dest), "127.0.0.1", "d", "f"]);
+    let mut child = test_kit::ChildGuard::spawn(cmd, "ftp-client");
+    // The transfer is under way once the file has moved to f.part (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !part.exists() {
+        assert!(Instant::now() < deadline, "the download never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with the pid of our own child, not reaped yet (waited for below).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = child.child().wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {}", child.stderr());
     h.join().unwrap();
+    assert!(!part.exists(), "the adopted file is not left as f.part");
+    let now = std::fs::read(&dest).unwrap();
+    assert_eq!(&now[..old.len()], &old[..], "its old bytes kept in place");
 }
 
 #[test]
@@ -936,6 +1120,88 @@ fn bin(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
     c.env_remove("FTP_PASSWORD").args(args);
     c
+}
+
+#[test]
+fn retry_messages_are_log_lines_without_colour() {
+    // First connection: a 421 whose text tries to colour the terminal; the retry is served.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    let h = std::thread::spawn(move || {
+        let mut first = accept_within(&l).expect("first connection");
+        let _ = first.write_all(b"421 \x1b[31mbusy\x1b[0m, try later\r\n");
+        drop(first);
+        let second = accept_within(&l).expect("the retry");
+        scripted(second, Script::new(Some(5), b"hello".to_vec(), "226 done"))
+    });
+    let o = run(
+        bin(&["get", "--retries", "1", "--timeout", "5", "-o", "-"]).args([
+            "--port",
+            &port,
+            "127.0.0.1",
+            "d",
+            "f",
+        ]),
+    );
+    o.expect_code(0);
+    assert!(h.join().unwrap().data_connected);
+    assert_eq!(o.output.stdout, b"hello");
+    let err = o.stderr();
+    // stderr is a pipe here: the retry line is a plain log line, its level in clear text and
+    // the server's escape sequence shown escaped, never a raw ESC.
+    assert!(!err.contains('\u{1b}'), "{}", o.describe());
+    let retry = err
+        .lines()
+        .find(|l| l.contains("retrying in 1s"))
+        .unwrap_or_else(|| panic!("no retry line: {}", o.describe()));
+    assert!(retry.trim_start().starts_with("WARN"), "{retry}");
+    assert!(retry.contains("421 \\x1b[31mbusy"), "{retry}");
+}
+
+#[test]
+fn a_user_without_a_password_and_no_terminal_fails_before_connecting() {
+    // A listener nobody should reach: an empty password sent in a script would be a failed
+    // login counted toward the account's lockout.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    for user_args in [&["-u", "dave"][..], &[]] {
+        let url = if user_args.is_empty() {
+            "ftp://dave@127.0.0.1/d/f"
+        } else {
+            "ftp://127.0.0.1/d/f"
+        };
+        // `run` gives the binary a closed stdin, not a terminal; `bin` drops FTP_PASSWORD.
+        let o =
+            run(bin(&["get", "--timeout", "5", "--port", &port, "-o", "-", url]).args(user_args));
+        o.expect_code(2);
+        let err = o.stderr();
+        assert!(
+            err.contains("FTP_PASSWORD") && err.contains("--password") && err.contains("\"dave\""),
+            "{}",
+            o.describe()
+        );
+        assert_eq!(err.lines().count(), 1, "{}", o.describe());
+    }
+    assert_eq!(
+        l.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nobody connected"
+    );
+    // With FTP_PASSWORD it does connect (and the fake's greeting never comes: 28).
+    let o = run(bin(&[
+        "ls",
+        "--timeout",
+        "1",
+        "-u",
+        "dave",
+        "--port",
+        &port,
+        "127.0.0.1",
+    ])
+    .env("FTP_PASSWORD", "pw"));
+    o.expect_code(28);
+    assert!(l.accept().is_ok(), "connected once a password was given");
 }
 
 #[test]

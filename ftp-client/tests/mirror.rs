@@ -147,7 +147,8 @@ fn mirror_from_our_ftp_server() {
     let root = Fixture::empty();
     std::fs::create_dir(root.path().join("pub")).unwrap();
     let cfg = ftp_server::Config::from_toml_str(
-        "root = \".\"\n\n[anonymous]\nhome = \"pub\"\n",
+        // The hostile names include a dotfile: served only with `hidden`.
+        "root = \".\"\nhidden = true\n\n[anonymous]\nhome = \"pub\"\n",
         root.path(),
     )
     .expect("anonymous config");
@@ -254,7 +255,7 @@ fn mirror_reverse_to_our_ftp_server() {
     // Low argon2 cost: tests run unoptimised builds.
     let hash = ftp_server::hash_password_with_cost("s3cret", 64, 1).expect("hash");
     let text = format!(
-        "root = \".\"\n\n[[users]]\nname = \"alice\"\npassword = \"{hash}\"\nhome = \"home/alice\"\nwrite = true\n"
+        "root = \".\"\nhidden = true\n\n[[users]]\nname = \"alice\"\npassword = \"{hash}\"\nhome = \"home/alice\"\nwrite = true\n"
     );
     let cfg = ftp_server::Config::from_toml_str(&text, root.path()).expect("config");
     let srv = ftp_server::BackgroundServer::start(cfg).expect("start ftp-server");

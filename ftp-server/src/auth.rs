@@ -29,7 +29,7 @@ use unftp_core::auth::{
 };
 
 use crate::account::{Access, Class, FtpUser};
-use crate::config::{Config, LoginPolicy};
+use crate::config::{Config, LoginPolicy, TlsPolicy};
 
 /// Hashes a password with argon2id and the argon2 crate's default cost (19 MiB, 2 passes),
 /// returning the PHC string that goes into the config.
@@ -241,6 +241,9 @@ pub enum LoginRefusal {
     /// The password check itself could not run.
     #[error("password verification unavailable")]
     VerifierUnavailable,
+    /// A login over TLS for a class whose `tls` is `off`.
+    #[error("TLS is off for this account class")]
+    TlsOff,
 }
 
 #[derive(Debug)]
@@ -251,6 +254,7 @@ struct Account {
     home: PathBuf,
     expires: Option<OffsetDateTime>,
     max_rate: u64,
+    tls: TlsPolicy,
 }
 
 /// The accounts of a configuration plus the shared lockout state. One per server.
@@ -261,6 +265,11 @@ pub struct Accounts {
     named: HashMap<String, Account>,
     lockout: Lockout,
     dummy_hash: OnceLock<String>,
+    /// The anonymous class's TLS policy.
+    anonymous_tls: TlsPolicy,
+    /// The TLS policy of a name no account has: the strictest of the named classes', so that
+    /// the reply to `USER` does not tell which names exist.
+    unknown_tls: TlsPolicy,
     /// Bounds the argon2 verifications running at once. Each one allocates the hash's memory
     /// cost (19 MiB by default), so `max_connections` sessions sending PASS together would
     /// otherwise need `max_connections` x 19 MiB and as many blocking threads.
@@ -289,6 +298,7 @@ impl Accounts {
                     home: u.home.clone(),
                     expires: None,
                     max_rate: u.max_rate,
+                    tls: cfg.tls_policy(Class::Real, u.tls),
                 },
             );
         }
@@ -305,11 +315,23 @@ impl Accounts {
                         home: area.home.clone(),
                         expires: g.expires,
                         max_rate: area.max_rate,
+                        tls: cfg.tls_policy(Class::Guest, area.tls),
                     },
                 );
             }
         }
+        let unknown_tls = if named
+            .values()
+            .any(|a: &Account| a.tls == TlsPolicy::Required)
+        {
+            TlsPolicy::Required
+        } else {
+            TlsPolicy::Optional
+        };
         Self {
+            anonymous_tls: cfg
+                .tls_policy(Class::Anonymous, cfg.anonymous.as_ref().and_then(|a| a.tls)),
+            unknown_tls,
             root: cfg.root.clone(),
             anonymous: cfg.anonymous.clone(),
             named,
@@ -317,6 +339,17 @@ impl Accounts {
             dummy_hash: OnceLock::new(),
             verify_slots: tokio::sync::Semaphore::new(verify_parallelism()),
         }
+    }
+
+    /// The TLS policy for the login name `name` as sent with `USER`: its class's, or for a
+    /// name no account has, the strictest of the named classes' (the same reply whether the
+    /// name exists or not).
+    pub fn tls_policy(&self, name: &str) -> TlsPolicy {
+        let lower = name.to_ascii_lowercase();
+        if (lower == "anonymous" || lower == "ftp") && self.anonymous.is_some() {
+            return self.anonymous_tls;
+        }
+        self.named.get(name).map_or(self.unknown_tls, |a| a.tls)
     }
 
     /// The shared per-IP lockout.
@@ -460,7 +493,18 @@ impl Authenticator for SessionAuth {
     ) -> Result<Principal, AuthenticationError> {
         let password = creds.password.as_deref().unwrap_or("");
         let ip = creds.source_ip;
-        match self.accounts.check(username, password, ip).await {
+        // A class with `tls = "off"` logs in without TLS only (`required` is enforced by
+        // libunftp before USER, patch 36).
+        let over_tls = matches!(
+            creds.command_channel_security,
+            unftp_core::auth::ChannelEncryptionState::Tls
+        );
+        let checked = if over_tls && self.accounts.tls_policy(username) == TlsPolicy::Off {
+            Err(LoginRefusal::TlsOff)
+        } else {
+            self.accounts.check(username, password, ip).await
+        };
+        match checked {
             Ok(user) => {
                 match &user.anon_email {
                     Some(email) => tracing::info!(
@@ -644,6 +688,7 @@ mod tests {
             home: PathBuf::new(),
             write: false,
             max_rate: 0,
+            tls: None,
         });
         let accounts = Arc::new(Accounts::new(&cfg));
         let (max_gap, took) = rt.block_on(async {
@@ -696,6 +741,7 @@ mod tests {
             home: PathBuf::new(),
             write: false,
             max_rate: 0,
+            tls: None,
         });
         let accounts = Arc::new(Accounts::new(&cfg));
         let ip: IpAddr = [10, 0, 0, 9].into();

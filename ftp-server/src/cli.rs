@@ -41,9 +41,52 @@ pub struct Cli {
     #[arg(long)]
     pub passive_only: bool,
 
+    /// List and serve dotfiles (`.git`, `.env`, ...), which are hidden and refused by default.
+    #[arg(long)]
+    pub hidden: bool,
+
     /// Connections served at once (default 200).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// FTPS: the certificate chain (PEM, leaf first); needs --tls-key. Real and guest accounts
+    /// then require TLS unless their `tls` key says otherwise (docs/ftp-server.md, "TLS").
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FTP_SERVER_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// FTPS: the certificate's private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FTP_SERVER_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// FTPS with a self-signed certificate, made on first start and kept in the state
+    /// directory, so its fingerprint (printed at start-up) stays the same across restarts.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+
+    /// Where --tls-self-signed keeps its certificate (default `$XDG_STATE_HOME/ftp-server`,
+    /// else `~/.local/state/ftp-server`).
+    #[arg(long, value_name = "DIR", env = "FTP_SERVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Also serve implicit FTPS (`ftps://`, TLS from the first byte) on this address (port 990
+    /// by convention); needs a certificate.
+    #[arg(long, value_name = "ADDR:PORT", env = "FTP_SERVER_IMPLICIT_TLS_BIND")]
+    pub implicit_tls_bind: Option<String>,
+
+    /// Refuse TLS data connections that do not resume the control connection's TLS session
+    /// (vsftpd's `require_ssl_reuse`; Python's ftplib cannot do it).
+    #[arg(long)]
+    pub require_tls_reuse: bool,
 
     /// What to do instead of serving.
     #[command(subcommand)]

@@ -76,6 +76,71 @@ impl Default for LoginPolicy {
     }
 }
 
+/// Whether an account class uses FTPS (RFC 4217), as the `tls` key of its table says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// The class logs in without TLS: a login over a TLS control connection is refused (`530`),
+    /// as vsftpd's `allow_anon_ssl = NO` does for anonymous users.
+    Off,
+    /// With or without TLS, as the client chooses.
+    Optional,
+    /// TLS only: `USER` before `AUTH TLS` gets `534` (before any password is sent), and every
+    /// transfer without `PROT P` gets `521` (RFC 4217 §9, §11).
+    Required,
+}
+
+impl TlsPolicy {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "optional" => Ok(Self::Optional),
+            "required" => Ok(Self::Required),
+            other => Err(format!(
+                "{other:?} is not a TLS policy: \"off\", \"optional\" or \"required\""
+            )),
+        }
+    }
+
+    /// The word used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// Where the server's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// PEM files given by the administrator (`tls_cert`, `tls_key`).
+    Files {
+        /// The certificate chain, leaf first.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
+    /// A self-signed certificate made on first use and kept in `state_dir`, so that its
+    /// fingerprint survives restarts (`tls_self_signed`).
+    SelfSigned {
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+}
+
+/// FTPS settings (docs/ftp-server.md, "TLS").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate.
+    pub source: CertSource,
+    /// A second listener for implicit FTPS (`ftps://`, TLS from the first byte).
+    pub implicit_bind: Option<SocketAddr>,
+    /// Refuse TLS data connections that do not resume a TLS session (vsftpd's
+    /// `require_ssl_reuse`).
+    pub require_reuse: bool,
+}
+
 /// The anonymous class (`anonymous` or `ftp`, any non-empty password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnonymousConfig {
@@ -90,6 +155,8 @@ pub struct AnonymousConfig {
     /// Allows `home` to contain a real user's home (refused by default: anonymous users could
     /// read it).
     pub expose_real_homes: bool,
+    /// Its `tls` key; `None`: the default (optional with a certificate, off without).
+    pub tls: Option<TlsPolicy>,
 }
 
 /// A real account: full rights in its home (or read-only).
@@ -105,6 +172,8 @@ pub struct RealUser {
     pub write: bool,
     /// Most bytes per second each of its transfers moves (0: no limit).
     pub max_rate: u64,
+    /// Its `tls` key; `None`: the default (required with a certificate, off without).
+    pub tls: Option<TlsPolicy>,
 }
 
 /// The shared area every guest is confined to.
@@ -118,6 +187,8 @@ pub struct GuestArea {
     pub max_rate: u64,
     /// Allows `home` to contain a real user's home (refused by default).
     pub expose_real_homes: bool,
+    /// Its `tls` key; `None`: the default (required with a certificate, off without).
+    pub tls: Option<TlsPolicy>,
 }
 
 /// A temporary guest login.
@@ -166,6 +237,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Also write transfers in the classic xferlog format to this file.
     pub xferlog: Option<PathBuf>,
+    /// Whether dotfiles (`.git`, `.env`, any path with a component starting with `.`) are
+    /// listed and served. `false` (the default) leaves them out of listings and refuses every
+    /// command on them with `550`, uploads of such names included.
+    pub hidden: bool,
     /// The anonymous class, if enabled.
     pub anonymous: Option<AnonymousConfig>,
     /// Real accounts.
@@ -174,6 +249,8 @@ pub struct Config {
     pub guest_area: Option<GuestArea>,
     /// Guest logins.
     pub guests: Vec<Guest>,
+    /// FTPS, when a certificate is configured.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Config {
@@ -193,15 +270,18 @@ impl Config {
             login_policy: LoginPolicy::default(),
             shutdown_grace: Duration::from_secs(10),
             xferlog: None,
+            hidden: false,
             anonymous: Some(AnonymousConfig {
                 home: PathBuf::new(),
                 upload_dir: None,
                 max_rate: 0,
                 expose_real_homes: false,
+                tls: None,
             }),
             users: Vec::new(),
             guest_area: None,
             guests: Vec::new(),
+            tls: None,
         }
     }
 
@@ -316,6 +396,9 @@ impl Config {
         if let Some(s) = &raw.shutdown_grace_secs {
             cfg.shutdown_grace = Duration::from_secs(*s.get_ref());
         }
+        if let Some(h) = &raw.hidden {
+            cfg.hidden = *h.get_ref();
+        }
         if let Some(x) = &raw.xferlog {
             let p = Path::new(x.get_ref());
             cfg.xferlog = Some(if p.is_absolute() {
@@ -324,6 +407,81 @@ impl Config {
                 base.join(p)
             });
         }
+        let path_of = |v: &Spanned<String>| {
+            let p = Path::new(v.get_ref());
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let source = match (&raw.tls_cert, &raw.tls_key, &raw.tls_self_signed) {
+            (Some(c), _, Some(s)) if *s.get_ref() => {
+                return Err(ctx.err(
+                    c.span(),
+                    "tls_cert",
+                    "give either tls_cert and tls_key, or tls_self_signed = true, not both".into(),
+                ));
+            }
+            (Some(c), Some(k), _) => Some(CertSource::Files {
+                cert: path_of(c),
+                key: path_of(k),
+            }),
+            (Some(c), None, _) => {
+                return Err(ctx.err(c.span(), "tls_key", "tls_cert needs tls_key".into()));
+            }
+            (None, Some(k), _) => {
+                return Err(ctx.err(k.span(), "tls_cert", "tls_key needs tls_cert".into()));
+            }
+            (None, None, Some(s)) if *s.get_ref() => Some(CertSource::SelfSigned {
+                state_dir: match &raw.state_dir {
+                    Some(d) => path_of(d),
+                    None => crate::tls::default_state_dir().ok_or_else(|| {
+                        ctx.err(
+                            s.span(),
+                            "state_dir",
+                            "neither XDG_STATE_HOME nor HOME is set: give state_dir".into(),
+                        )
+                    })?,
+                },
+            }),
+            (None, None, _) => None,
+        };
+        let implicit_bind = match &raw.implicit_tls_bind {
+            Some(b) => Some(
+                parse_bind(b.get_ref()).map_err(|m| ctx.err(b.span(), "implicit_tls_bind", m))?,
+            ),
+            None => None,
+        };
+        let require_reuse = raw.require_tls_reuse.as_ref().is_some_and(|r| *r.get_ref());
+        cfg.tls = match source {
+            Some(source) => Some(TlsSettings {
+                source,
+                implicit_bind,
+                require_reuse,
+            }),
+            None => {
+                let needs = [
+                    (
+                        "implicit_tls_bind",
+                        raw.implicit_tls_bind.as_ref().map(|b| b.span()),
+                    ),
+                    (
+                        "require_tls_reuse",
+                        raw.require_tls_reuse.as_ref().map(|r| r.span()),
+                    ),
+                ];
+                if let Some((key, Some(span))) = needs.into_iter().find(|(_, s)| s.is_some()) {
+                    return Err(ctx.err(
+                        span,
+                        key,
+                        "needs a certificate: tls_cert and tls_key, or tls_self_signed = true"
+                            .into(),
+                    ));
+                }
+                None
+            }
+        };
 
         let mut names: HashSet<String> = HashSet::new();
         for (i, u) in raw.users.iter().enumerate() {
@@ -340,6 +498,7 @@ impl Config {
                 home,
                 write: u.write,
                 max_rate: u.max_rate.unwrap_or(0),
+                tls: tls_key(&ctx, u.tls.as_ref(), &key("tls"))?,
             });
         }
         if let Some(g) = &raw.guest {
@@ -351,6 +510,7 @@ impl Config {
                 upload: g.upload,
                 max_rate: g.max_rate.unwrap_or(0),
                 expose_real_homes: g.expose_real_homes,
+                tls: tls_key(&ctx, g.tls.as_ref(), "guest.tls")?,
             });
         }
         for (i, g) in raw.guests.iter().enumerate() {
@@ -398,6 +558,7 @@ impl Config {
                 upload_dir: None,
                 max_rate: 0,
                 expose_real_homes: false,
+                tls: None,
             }),
             None => None,
             Some(a) if !a.get_ref().enabled => None,
@@ -428,6 +589,7 @@ impl Config {
                     upload_dir,
                     max_rate: a.max_rate.unwrap_or(0),
                     expose_real_homes: a.expose_real_homes,
+                    tls: tls_key(&ctx, a.tls.as_ref(), "anonymous.tls")?,
                 })
             }
         };
@@ -438,6 +600,39 @@ impl Config {
                 "no account class is enabled: enable [anonymous] or add [[users]] / [[guests]]"
                     .into(),
             ));
+        }
+        if cfg.tls.is_none() {
+            let asked = [
+                (
+                    "anonymous.tls".to_string(),
+                    raw.anonymous
+                        .as_ref()
+                        .and_then(|a| a.get_ref().tls.as_ref()),
+                ),
+                (
+                    "guest.tls".to_string(),
+                    raw.guest.as_ref().and_then(|g| g.get_ref().tls.as_ref()),
+                ),
+            ]
+            .into_iter()
+            .chain(
+                raw.users
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| (format!("users[{i}].tls"), u.tls.as_ref())),
+            );
+            for (key, v) in asked {
+                if let Some(v) = v
+                    && v.get_ref() != "off"
+                {
+                    return Err(ctx.err(
+                        v.span(),
+                        &key,
+                        "needs a certificate: tls_cert and tls_key, or tls_self_signed = true"
+                            .into(),
+                    ));
+                }
+            }
         }
         let config_file = (file != Path::new("<config>")).then_some(file);
         if let Err((key, message)) = cfg.check_exposure(config_file) {
@@ -524,6 +719,49 @@ impl Config {
         Ok(())
     }
 
+    /// The TLS policy of a class: its `tls` key, or the default, which is `required` for real
+    /// and guest accounts and `optional` for anonymous as soon as a certificate is configured,
+    /// and `off` without one. `tls` is the class's key.
+    pub fn tls_policy(&self, class: crate::account::Class, tls: Option<TlsPolicy>) -> TlsPolicy {
+        use crate::account::Class;
+        match (&self.tls, tls) {
+            (None, _) => TlsPolicy::Off,
+            (Some(_), Some(p)) => p,
+            (Some(_), None) if class == Class::Anonymous => TlsPolicy::Optional,
+            (Some(_), None) => TlsPolicy::Required,
+        }
+    }
+
+    /// The TLS policy of each class that is on, for the start-up banner: e.g.
+    /// `anonymous optional, real required, guest required`; `None` without a certificate.
+    pub fn tls_summary(&self) -> Option<String> {
+        use crate::account::Class;
+        self.tls.as_ref()?;
+        let mut parts = Vec::new();
+        if let Some(a) = &self.anonymous {
+            parts.push(format!(
+                "anonymous {}",
+                self.tls_policy(Class::Anonymous, a.tls).as_str()
+            ));
+        }
+        let mut real: Vec<&str> = self
+            .users
+            .iter()
+            .map(|u| self.tls_policy(Class::Real, u.tls).as_str())
+            .collect();
+        real.dedup();
+        if !real.is_empty() {
+            parts.push(format!("real {}", real.join("/")));
+        }
+        if let (Some(g), false) = (&self.guest_area, self.guests.is_empty()) {
+            parts.push(format!(
+                "guest {}",
+                self.tls_policy(Class::Guest, g.tls).as_str()
+            ));
+        }
+        Some(parts.join(", "))
+    }
+
     /// The account classes that are on, for the start-up banner: e.g.
     /// `anonymous (read-only), 2 real, 1 guest`.
     pub fn classes_summary(&self) -> String {
@@ -603,6 +841,9 @@ impl TryFrom<Cli> for Config {
         if let Some(x) = &cli.xferlog {
             cfg.xferlog = Some(x.clone());
         }
+        if cli.hidden {
+            cfg.hidden = true;
+        }
         if cli.passive_only {
             cfg.active = false;
         }
@@ -615,6 +856,7 @@ impl TryFrom<Cli> for Config {
             }
             cfg.max_connections = n;
         }
+        cfg.apply_tls_flags(&cli)?;
         // The flags may have moved the root or the xferlog: check again what anonymous and guest
         // users can read.
         if cli.root.is_some() || cli.xferlog.is_some() {
@@ -633,6 +875,75 @@ impl TryFrom<Cli> for Config {
 }
 
 impl Config {
+    /// The TLS flags over the file's keys.
+    fn apply_tls_flags(&mut self, cli: &Cli) -> Result<(), ConfigError> {
+        let no_cert = |flag| ConfigError::Flag {
+            flag,
+            message: "needs a certificate: --tls-cert and --tls-key, or --tls-self-signed".into(),
+        };
+        let source = match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => Some(CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (Some(_), None) => return Err(no_cert("--tls-key")),
+            (None, Some(_)) => return Err(no_cert("--tls-cert")),
+            (None, None) if cli.tls_self_signed => Some(CertSource::SelfSigned {
+                state_dir: match &cli.state_dir {
+                    Some(d) => d.clone(),
+                    None => match self.tls.as_ref().map(|t| &t.source) {
+                        Some(CertSource::SelfSigned { state_dir }) => state_dir.clone(),
+                        _ => crate::tls::default_state_dir().ok_or(ConfigError::Flag {
+                            flag: "--state-dir",
+                            message: "neither XDG_STATE_HOME nor HOME is set: give --state-dir"
+                                .into(),
+                        })?,
+                    },
+                },
+            }),
+            (None, None) => None,
+        };
+        if let Some(source) = source {
+            match &mut self.tls {
+                Some(t) => t.source = source,
+                None => {
+                    self.tls = Some(TlsSettings {
+                        source,
+                        implicit_bind: None,
+                        require_reuse: false,
+                    })
+                }
+            }
+        }
+        if let (
+            Some(d),
+            Some(TlsSettings {
+                source: CertSource::SelfSigned { state_dir },
+                ..
+            }),
+        ) = (&cli.state_dir, &mut self.tls)
+        {
+            *state_dir = d.clone();
+        }
+        if let Some(b) = &cli.implicit_tls_bind {
+            let addr = parse_bind(b).map_err(|message| ConfigError::Flag {
+                flag: "--implicit-tls-bind",
+                message,
+            })?;
+            self.tls
+                .as_mut()
+                .ok_or_else(|| no_cert("--implicit-tls-bind"))?
+                .implicit_bind = Some(addr);
+        }
+        if cli.require_tls_reuse {
+            self.tls
+                .as_mut()
+                .ok_or_else(|| no_cert("--require-tls-reuse"))?
+                .require_reuse = true;
+        }
+        Ok(())
+    }
+
     fn homes(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = self.users.iter().map(|u| u.home.clone()).collect();
         if let Some(a) = &self.anonymous {
@@ -697,6 +1008,13 @@ struct RawFile {
     login_lockout_secs: Option<Spanned<u64>>,
     shutdown_grace_secs: Option<Spanned<u64>>,
     xferlog: Option<Spanned<String>>,
+    hidden: Option<Spanned<bool>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    tls_self_signed: Option<Spanned<bool>>,
+    state_dir: Option<Spanned<String>>,
+    implicit_tls_bind: Option<Spanned<String>>,
+    require_tls_reuse: Option<Spanned<bool>>,
     anonymous: Option<Spanned<RawAnonymous>>,
     #[serde(default)]
     users: Vec<RawUser>,
@@ -715,6 +1033,7 @@ struct RawAnonymous {
     max_rate: Option<u64>,
     #[serde(default)]
     expose_real_homes: bool,
+    tls: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -730,6 +1049,7 @@ struct RawUser {
     #[serde(default)]
     write: bool,
     max_rate: Option<u64>,
+    tls: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -741,6 +1061,7 @@ struct RawGuestArea {
     max_rate: Option<u64>,
     #[serde(default)]
     expose_real_homes: bool,
+    tls: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -749,6 +1070,16 @@ struct RawGuest {
     name: Spanned<String>,
     password: Spanned<String>,
     expires: Option<Spanned<String>>,
+}
+
+/// A class's `tls` key.
+fn tls_key(
+    ctx: &Ctx<'_>,
+    v: Option<&Spanned<String>>,
+    key: &str,
+) -> Result<Option<TlsPolicy>, ConfigError> {
+    v.map(|v| TlsPolicy::parse(v.get_ref()).map_err(|m| ctx.err(v.span(), key, m)))
+        .transpose()
 }
 
 fn check_root(p: &Path) -> Result<PathBuf, String> {
@@ -905,6 +1236,7 @@ passive_ports = "50000-50100"
 max_connections = 20
 max_connections_per_ip = 4
 idle_timeout_secs = 30
+hidden = true
 
 [anonymous]
 enabled = true
@@ -930,6 +1262,7 @@ expires = "2026-12-31T23:59:59Z"
         let c = Config::from_toml_str(&text, d.path()).expect("valid");
         assert_eq!(c.passive_ports, 50000..=50100);
         assert_eq!(c.max_connections_per_ip, 4);
+        assert!(c.hidden);
         let a = c.anonymous.expect("anonymous on");
         assert_eq!(a.home, Path::new("pub"));
         assert_eq!(a.upload_dir.as_deref(), Some(Path::new("incoming")));

@@ -16,20 +16,29 @@
 //!
 //! Modules, one job each: [`config`] (file and flags → [`Config`]), [`cli`] (the flags),
 //! [`account`] (classes, access, the permission table), [`auth`] (logins: passwords, lockout),
-//! [`storage`] (the libunftp storage adapter), [`transfer`] (the data path: copies, atomic
-//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
+//! [`storage`] (the libunftp storage adapter), [`listing`] (what a path is: metadata, listings,
+//! globs), [`names`] (names on the wire, dotfiles), [`transfer`] (the data path: copies, atomic
+//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown),
+//! [`preflight`] (what a transfer command is refused before its `150`),
+//! [`tls`] (FTPS: the certificate, self-signed or from files, and its fingerprint).
 
 pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod listing;
+pub mod names;
 pub mod path;
+pub mod preflight;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod transfer;
 pub mod xferlog;
 
 pub use auth::{hash_password, hash_password_with_cost};
 pub use cli::{Cli, Command};
 pub use config::{Config, ConfigError};
-pub use server::{BackgroundServer, DESCRIPTORS_PER_SESSION, ServerError, run};
+pub use server::{
+    BackgroundServer, DESCRIPTORS_PER_SESSION, Prepared, ServerError, run, run_prepared,
+};

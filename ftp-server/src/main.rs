@@ -79,25 +79,48 @@ fn hash_password() -> anyhow::Result<()> {
 
 fn serve(cfg: Config) -> anyhow::Result<()> {
     filexfer::fdlimit::ensure_for(cfg.max_connections, ftp_server::DESCRIPTORS_PER_SESSION);
+    // Before any socket: directory, xferlog and certificate errors are start-up errors.
+    let prepared = ftp_server::Prepared::new(cfg).context("cannot start")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        let cfg = prepared.config();
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.bind))?;
         let local = listener.local_addr()?;
+        let implicit = match cfg.tls.as_ref().and_then(|t| t.implicit_bind) {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} (--implicit-tls-bind)"))?,
+            ),
+            None => None,
+        };
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "Serving {}", cfg.root.display())?;
             for addr in filexfer::banner::reachable_addresses(local) {
                 writeln!(out, "  {}", filexfer::banner::url("ftp", addr))?;
             }
+            if let Some(l) = &implicit {
+                for addr in filexfer::banner::reachable_addresses(l.local_addr()?) {
+                    writeln!(out, "  {}", filexfer::banner::url("ftps", addr))?;
+                }
+            }
+            if let Some(fp) = prepared.tls_fingerprint() {
+                // What a client pins a self-signed certificate with (ftp-client --pin-sha256).
+                writeln!(out, "TLS certificate SHA-256 fingerprint: {fp}")?;
+            }
+            if let Some(t) = cfg.tls_summary() {
+                writeln!(out, "TLS: {t}")?;
+            }
             writeln!(out, "Accounts: {}", cfg.classes_summary())?;
             out.flush()?;
         }
-        ftp_server::run(listener, cfg, filexfer::shutdown::signal())
+        ftp_server::run_prepared(listener, implicit, prepared, filexfer::shutdown::signal())
             .await
             .context("server failed")
     })

@@ -79,6 +79,9 @@ pub enum ServerError {
     /// Binding or configuring the listening socket failed.
     #[error("listening socket")]
     Listen(#[source] std::io::Error),
+    /// The TLS certificate or key is not usable (the message names the file and the cause).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Most directory listings (LIST, NLST, MLSD, STAT of a directory) produced at once, for all
@@ -211,13 +214,32 @@ impl Limits {
 }
 
 /// A configuration checked against the file system, with the state every session shares built
-/// from it: done once per server (the in-process [`BackgroundServer`] does it in the caller's
-/// thread, so configuration errors surface there).
+/// from it: done once per server, before any socket is bound (the in-process
+/// [`BackgroundServer`] does it in the caller's thread, so configuration errors surface there;
+/// the binary does it before its banner, which shows the TLS fingerprint).
 #[derive(Debug)]
-struct Prepared {
+pub struct Prepared {
     config: Config,
     accounts: Arc<Accounts>,
     shared: Arc<StorageShared>,
+    tls: Option<crate::tls::TlsMaterial>,
+}
+
+impl Prepared {
+    /// Checks the directories, opens the xferlog, loads (or makes) the TLS certificate.
+    pub fn new(config: Config) -> Result<Self, ServerError> {
+        prepare(config)
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate, when FTPS is on.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.fingerprint.as_str())
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
 }
 
 /// Checks what only exists at run time (the directories), opens the xferlog and builds the
@@ -251,9 +273,16 @@ fn prepare(mut config: Config) -> Result<Prepared, ServerError> {
         None => None,
     };
     config.root = root.clone();
+    let mut shared = StorageShared::new(root, config.data_timeout, xferlog);
+    shared.hidden = config.hidden;
+    let tls = match &config.tls {
+        Some(t) => Some(crate::tls::load(&t.source)?),
+        None => None,
+    };
     Ok(Prepared {
+        tls,
         accounts: Arc::new(Accounts::new(&config)),
-        shared: Arc::new(StorageShared::new(root, config.data_timeout, xferlog)),
+        shared: Arc::new(shared),
         config,
     })
 }
@@ -266,11 +295,31 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    serve(listener, prepare(config)?, shutdown).await
+    serve(listener, None, prepare(config)?, shutdown).await
+}
+
+/// Serves a [`Prepared`] configuration on `listener` and, for implicit FTPS (TLS from the first
+/// byte, `ftps://`), on `implicit`, until `shutdown` completes (as [`run`]).
+pub async fn run_prepared(
+    listener: TcpListener,
+    implicit: Option<TcpListener>,
+    prepared: Prepared,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    serve(listener, implicit, prepared, shutdown).await
+}
+
+/// Accepts on `l`, or waits for ever when there is no such listener.
+async fn accept_on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn serve(
     listener: TcpListener,
+    implicit_listener: Option<TcpListener>,
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
@@ -278,7 +327,22 @@ async fn serve(
         config,
         accounts,
         shared,
+        tls,
     } = prepared;
+    if implicit_listener.is_some() && tls.is_none() {
+        return Err(ServerError::Listen(std::io::Error::other(
+            "implicit FTPS needs a TLS certificate",
+        )));
+    }
+    // USER and transfers of the accounts whose class requires TLS are refused until the
+    // session is protected (libunftp patch 36; RFC 4217 §9, §11).
+    let tls_required = {
+        let accounts = accounts.clone();
+        libunftp::options::FtpsRequiredFor::new(move |name| {
+            accounts.tls_policy(name) == crate::config::TlsPolicy::Required
+        })
+    };
+    let require_reuse = config.tls.as_ref().is_some_and(|t| t.require_reuse);
     let stop = CancellationToken::new();
     let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
     let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
@@ -288,9 +352,10 @@ async fn serve(
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let (accepted, implicit) = tokio::select! {
             () = &mut shutdown => break,
-            a = listener.accept() => a,
+            a = listener.accept() => (a, false),
+            a = accept_on(implicit_listener.as_ref()) => (a, true),
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -330,30 +395,40 @@ async fn serve(
         };
         let auth = Arc::new(SessionAuth::new(accounts.clone()));
         let storage_shared = shared.clone();
-        let server = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
+        let mut builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
             Box::new(move || FtpStorage::new(storage_shared.clone(), peer)),
             auth.clone(),
-        )
-        .authenticator(auth)
-        .greeting(GREETING)
-        .passive_ports(config.passive_ports.clone())
-        .passive_host(config.passive_host.clone())
-        .idle_session_timeout(config.idle_timeout.as_secs())
-        .login_timeout(config.login_timeout)
-        // A listing the client does not read ends after the data timeout, as RETR and STOR do
-        // (libunftp patch 17): it cannot hold the listing and its task for longer.
-        .data_stall_timeout(config.data_timeout)
-        .listing_permits(listings.clone())
-        .sitemd5(SiteMd5::None)
-        // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
-        // any connection (RFC 2577; our libunftp patches 6 and 7).
-        .active_passive_mode(if config.active {
-            ActivePassiveMode::ActiveAndPassive
-        } else {
-            ActivePassiveMode::PassiveOnly
-        })
-        .build()
-        .map_err(ServerError::Engine)?;
+        );
+        if let Some(t) = &tls {
+            // One rustls configuration for every session: its session cache and ticket keys
+            // let data connections resume the control connection's TLS session.
+            builder = builder
+                .ftps_manual::<std::path::PathBuf>(t.server_config.clone())
+                .ftps_required_for(tls_required.clone())
+                .ftps_require_resumption(require_reuse)
+                .ftps_implicit(implicit);
+        }
+        let server = builder
+            .authenticator(auth)
+            .greeting(GREETING)
+            .passive_ports(config.passive_ports.clone())
+            .passive_host(config.passive_host.clone())
+            .idle_session_timeout(config.idle_timeout.as_secs())
+            .login_timeout(config.login_timeout)
+            // A listing the client does not read ends after the data timeout, as RETR and STOR do
+            // (libunftp patch 17): it cannot hold the listing and its task for longer.
+            .data_stall_timeout(config.data_timeout)
+            .listing_permits(listings.clone())
+            .sitemd5(SiteMd5::None)
+            // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
+            // any connection (RFC 2577; our libunftp patches 6 and 7).
+            .active_passive_mode(if config.active {
+                ActivePassiveMode::ActiveAndPassive
+            } else {
+                ActivePassiveMode::PassiveOnly
+            })
+            .build()
+            .map_err(ServerError::Engine)?;
         let controls = controls.clone();
         let stop = stop.clone();
         sessions.spawn(async move {
@@ -375,6 +450,7 @@ async fn serve(
     }
     stop.cancel();
     drop(listener);
+    drop(implicit_listener);
     let grace = config.shutdown_grace;
     shared.transfers.close();
     let running = shared.transfers.len();
@@ -472,6 +548,8 @@ async fn linger(mut s: TcpStream, stop: &CancellationToken) {
 #[derive(Debug)]
 pub struct BackgroundServer {
     addr: SocketAddr,
+    implicit_addr: Option<SocketAddr>,
+    fingerprint: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
 }
@@ -486,11 +564,22 @@ impl BackgroundServer {
     pub fn start_on(addr: SocketAddr, config: Config) -> Result<Self, ServerError> {
         // Here, in the caller's thread, so that configuration errors surface here; once.
         let prepared = prepare(config)?;
-        let std_listener = std::net::TcpListener::bind(addr).map_err(ServerError::Listen)?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(ServerError::Listen)?;
+        let bind = |addr: SocketAddr| -> Result<std::net::TcpListener, ServerError> {
+            let l = std::net::TcpListener::bind(addr).map_err(ServerError::Listen)?;
+            l.set_nonblocking(true).map_err(ServerError::Listen)?;
+            Ok(l)
+        };
+        let std_listener = bind(addr)?;
         let addr = std_listener.local_addr().map_err(ServerError::Listen)?;
+        let implicit = match prepared.config.tls.as_ref().and_then(|t| t.implicit_bind) {
+            Some(a) => Some(bind(a)?),
+            None => None,
+        };
+        let implicit_addr = match &implicit {
+            Some(l) => Some(l.local_addr().map_err(ServerError::Listen)?),
+            None => None,
+        };
+        let fingerprint = prepared.tls_fingerprint().map(str::to_string);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("ftp-server {addr}"))
@@ -503,7 +592,11 @@ impl BackgroundServer {
                 rt.block_on(async move {
                     let listener =
                         TcpListener::from_std(std_listener).map_err(ServerError::Listen)?;
-                    serve(listener, prepared, async {
+                    let implicit = implicit
+                        .map(TcpListener::from_std)
+                        .transpose()
+                        .map_err(ServerError::Listen)?;
+                    serve(listener, implicit, prepared, async {
                         let _ = rx.await;
                     })
                     .await
@@ -512,6 +605,8 @@ impl BackgroundServer {
             .map_err(ServerError::Listen)?;
         Ok(Self {
             addr,
+            implicit_addr,
+            fingerprint,
             stop: Some(tx),
             thread: Some(thread),
         })
@@ -519,6 +614,16 @@ impl BackgroundServer {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The implicit FTPS listener's address, when the configuration has one.
+    pub fn implicit_addr(&self) -> Option<SocketAddr> {
+        self.implicit_addr
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate, when FTPS is on.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
     }
 
     /// Stops the server gracefully and waits for it.

@@ -3,8 +3,13 @@
 //!
 //! - `enter()` is forwarded, so every user is chrooted to its home (unftp-sbe-rooter and
 //!   -restrict do not forward it). Our own cap-std handle on the home is opened in `enter()` too.
-//! - Every path goes through [`crate::path::confine`]; `..` above the home is refused, and
-//!   cap-std refuses symlinks that lead out of it when a file is opened.
+//! - Every path is read back from its wire form ([`crate::names`]: names that are not UTF-8)
+//!   and goes through [`crate::path::confine`]; `..` above the home is refused, and cap-std
+//!   refuses symlinks that lead out of it when a file is opened. Dotfiles are refused unless the
+//!   server shows them (`hidden`).
+//! - `metadata` and `list` are ours ([`crate::listing`]): a symlink inside the home is described
+//!   as its target, one that leads out is refused and not listed, FIFOs, sockets and devices
+//!   are refused and not listed; LIST/NLST/STAT take a file or a glob as well as a directory.
 //! - Every operation is checked against [`crate::account::permits`] first.
 //! - Each transfer is logged (tracing and the optional xferlog) and holds a token of the
 //!   server's transfer tracker, which graceful shutdown waits for.
@@ -21,10 +26,13 @@ use cap_std::fs::Dir;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
-use unftp_sbe_fs::{Filesystem, Meta};
+use unftp_sbe_fs::Filesystem;
 
 use crate::account::{FtpUser, Op, permits};
+use crate::listing::{self, Kind, ListError, Meta, Skip};
+use crate::names;
 use crate::path::{as_fs_path, confine};
+use crate::preflight;
 use crate::transfer::{self, Failed, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
 use filexfer::datapath::Pace;
@@ -40,6 +48,8 @@ pub struct StorageShared {
     pub xferlog: Option<XferLog>,
     /// Running transfers: graceful shutdown closes it and waits for them.
     pub transfers: TaskTracker,
+    /// Whether dotfiles are listed and served (`--hidden`); refused by default.
+    pub hidden: bool,
 }
 
 impl StorageShared {
@@ -50,6 +60,7 @@ impl StorageShared {
             data_timeout,
             xferlog,
             transfers: TaskTracker::new(),
+            hidden: false,
         }
     }
 }
@@ -97,15 +108,35 @@ impl FtpStorage {
 
     /// Confines `path` and checks `op` on it; returns the path relative to the home.
     fn check(&self, user: &FtpUser, op: Op, path: &Path) -> Result<PathBuf> {
-        let rel = confine(path).ok_or_else(|| {
+        let rel = self.resolve(user, path)?;
+        self.permit(user, op, &rel)?;
+        Ok(rel)
+    }
+
+    /// Reads `path` back from its wire form ([`names::decode_path`]), confines it to the home
+    /// and refuses dotfiles unless they are shown; returns the path relative to the home.
+    fn resolve(&self, user: &FtpUser, path: &Path) -> Result<PathBuf> {
+        let Some(bytes) = names::decode_path(path) else {
+            tracing::info!(peer = %self.peer, user = %user.name, path = %filexfer::text::printable(&path.to_string_lossy()), "refused: not a name as listings write it");
+            return Err(Error::from(ErrorKind::PermanentFileNotAvailable));
+        };
+        let rel = confine(&bytes).ok_or_else(|| {
             tracing::info!(peer = %self.peer, user = %user.name, path = %path.display(), "refused: path leaves the home");
             denied()
         })?;
-        permits(&user.access, op, &rel).map_err(|kind| {
+        if !self.shared.hidden && names::is_hidden(&rel) {
+            tracing::info!(peer = %self.peer, user = %user.name, path = %path.display(), "refused: a dotfile (see --hidden)");
+            return Err(Error::from(ErrorKind::PermanentFileNotAvailable));
+        }
+        Ok(rel)
+    }
+
+    /// Checks `op` on an already resolved path.
+    fn permit(&self, user: &FtpUser, op: Op, rel: &Path) -> Result<()> {
+        permits(&user.access, op, rel).map_err(|kind| {
             tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), ?op, "refused by the account class");
             Error::from(kind)
-        })?;
-        Ok(rel)
+        })
     }
 
     fn log_transfer(
@@ -182,38 +213,78 @@ impl StorageBackend<FtpUser> for FtpStorage {
         unftp_core::storage::FEATURE_RESTART
     }
 
+    /// SIZE, MDTM, MLST, RNFR: what RETR would find. A symlink inside the home is its target;
+    /// one that leads out, and a FIFO, socket or device, are refused with 550.
     async fn metadata<P: AsRef<Path> + Send + Debug>(
         &self,
         user: &FtpUser,
         path: P,
     ) -> Result<Meta> {
         let rel = self.check(user, Op::Stat, path.as_ref())?;
-        self.inner()?.metadata(user, as_fs_path(&rel)).await
+        let home = self.home()?;
+        let r = rel.clone();
+        let meta = transfer::blocking(move || listing::describe(&home, &r))
+            .await
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), "refused: a symlink that leads out of the home");
+                }
+                Error::from(e)
+            })?;
+        if meta.kind() == Kind::Special {
+            tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), "refused: a FIFO, socket or device");
+            return Err(Error::from(ErrorKind::PermanentFileNotAvailable));
+        }
+        Ok(meta)
     }
 
+    /// LIST, NLST, MLSD and STAT: a directory's entries, a file's own line, or the matches of
+    /// a glob in the last segment ([`listing::list`]).
     async fn list<P>(&self, user: &FtpUser, path: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>>
     where
         P: AsRef<Path> + Send + Debug,
     {
         let rel = self.check(user, Op::List, path.as_ref())?;
-        let mut entries = self.inner()?.list(user, as_fs_path(&rel)).await?;
-        // A name with CR or LF cannot be written in a line-based listing (LIST, NLST, MLSD):
-        // sent raw it would forge extra lines. No FTP command can name such a file either (a
-        // command ends at LF), so it is left out, with a log line saying so.
-        entries.retain(|e| {
-            let name = e.path.as_os_str().as_encoded_bytes();
-            let clean = !name.contains(&b'\r') && !name.contains(&b'\n');
-            if !clean {
+        let home = self.home()?;
+        let hidden = self.shared.hidden;
+        let r = rel.clone();
+        let listed = transfer::blocking(move || {
+            listing::list(&home, &r, hidden).map_err(|e| match e {
+                ListError::Io(e) => e,
+                other => io::Error::new(io::ErrorKind::InvalidInput, other),
+            })
+        })
+        .await;
+        let listed = match listed {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), error = %e, "refused a listing");
+                return Err(Error::new(ErrorKind::PermanentFileNotAvailable, e));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for (name, why) in &listed.skipped {
+            // A name with CR or LF cannot be written in a line-based listing (LIST, NLST,
+            // MLSD): sent raw it would forge extra lines, and no FTP command can name such a
+            // file either (a command ends at LF). The others RETR would refuse.
+            if *why != Skip::Hidden {
                 tracing::info!(
                     peer = %self.peer,
                     dir = %rel.display(),
-                    name = %filexfer::text::printable(&e.path.to_string_lossy()),
-                    "left a name with CR or LF out of a listing"
+                    name = %filexfer::text::printable(&name.to_string_lossy()),
+                    why = why.as_str(),
+                    "left out of a listing"
                 );
             }
-            clean
-        });
-        Ok(entries)
+        }
+        Ok(listed
+            .entries
+            .into_iter()
+            .map(|(name, metadata)| Fileinfo {
+                path: PathBuf::from(name),
+                metadata,
+            })
+            .collect())
     }
 
     async fn get_into<'a, P, W: ?Sized>(
@@ -266,7 +337,7 @@ impl StorageBackend<FtpUser> for FtpStorage {
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
-        let rel = confine(path.as_ref()).ok_or_else(denied)?;
+        let rel = self.resolve(user, path.as_ref())?;
         if rel.file_name().is_none() {
             return Err(Error::from(ErrorKind::FileNameNotAllowedError));
         }
@@ -276,7 +347,7 @@ impl StorageBackend<FtpUser> for FtpStorage {
             (false, true) => Op::Overwrite,
             (false, false) => Op::StoreNew,
         };
-        let rel = self.check(user, op, &rel)?;
+        self.permit(user, op, &rel)?;
         let may_replace = permits(&user.access, Op::Overwrite, &rel).is_ok();
         let home = self.home()?;
         let stall = self.shared.data_timeout;
@@ -323,8 +394,82 @@ impl StorageBackend<FtpUser> for FtpStorage {
         self.inner()?.rmd(user, as_fs_path(&rel)).await
     }
 
+    /// CWD: to a directory, or a symlink to one inside the home, as listings show it (unftp-sbe-fs
+    /// would list the whole directory just to answer).
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         let rel = self.check(user, Op::Cwd, path.as_ref())?;
-        self.inner()?.cwd(user, as_fs_path(&rel)).await
+        let home = self.home()?;
+        let meta = transfer::blocking(move || listing::describe(&home, &rel)).await?;
+        if meta.kind() == Kind::Dir {
+            Ok(())
+        } else {
+            Err(Error::from(ErrorKind::PermanentDirectoryNotAvailable))
+        }
+    }
+
+    // The preflight checks libunftp makes before its 150 reply (crate::preflight): the same
+    // rules as get_into, put and list above, so that what they would refuse is refused first.
+
+    async fn check_get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> Result<()> {
+        let rel = self.check(user, Op::Read, path.as_ref())?;
+        preflight::retrievable(self.home()?, &rel, start_pos)
+            .await
+            .inspect_err(|e| self.log_refusal(user, "RETR", &rel, e))
+    }
+
+    async fn check_put<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+        append: bool,
+    ) -> Result<()> {
+        let rel = confine(path.as_ref()).ok_or_else(denied)?;
+        if rel.file_name().is_none() {
+            return Err(Error::from(ErrorKind::FileNameNotAllowedError));
+        }
+        // APPE: libunftp's data channel calls put() at the offset metadata() reports, 0 when
+        // that fails; put() picks the operation from that offset.
+        let offset = if append {
+            self.metadata(user, path.as_ref())
+                .await
+                .map_or(0, |m| unftp_core::storage::Metadata::len(&m))
+        } else {
+            start_pos
+        };
+        let exists = self.exists(&rel).await?;
+        let rel = self.check(user, preflight::store_op(offset, exists), &rel)?;
+        preflight::storable(self.home()?, &rel, start_pos)
+            .await
+            .inspect_err(|e| self.log_refusal(user, if append { "APPE" } else { "STOR" }, &rel, e))
+    }
+
+    async fn check_list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> Result<()> {
+        let rel = self.check(user, Op::List, path.as_ref())?;
+        preflight::listable(self.home()?, &rel)
+            .await
+            .inspect_err(|e| self.log_refusal(user, "listing", &rel, e))
+    }
+}
+
+impl FtpStorage {
+    /// A transfer refused by a preflight check: one log line, as a failed transfer had before
+    /// the checks moved the refusal ahead of it (the account class's refusals log their own).
+    fn log_refusal(&self, user: &FtpUser, command: &str, rel: &Path, error: &Error) {
+        tracing::info!(
+            peer = %self.peer, user = %user.name, path = %rel.display(), command,
+            error = %error,
+            cause = error.get_io_error().map(|io| io.to_string()).unwrap_or_default(),
+            "refused before the transfer"
+        );
     }
 }

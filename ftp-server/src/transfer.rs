@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, OpenOptionsExt};
 use filexfer::datapath::{CopyError, Pace, file_to_stream, stream_to_writer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use unftp_core::storage::{Error, ErrorKind};
@@ -75,22 +75,64 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))?
 }
 
-/// Opens `rel` below `home` for reading from `start_pos` (RFC 959 REST). A directory is refused
-/// here, before any byte is sent.
+/// Opens `rel` below `home` for reading from `start_pos` (RFC 959 REST). Only a regular file
+/// (or a symlink to one inside the home) is opened: a directory, FIFO, socket or device is
+/// refused here, before any byte is sent and without blocking (`550`).
+///
+/// A FIFO's `open()` for reading blocks until a writer appears, holding a blocking-pool thread
+/// and, through the transfer tracker, the server's shutdown; a device's `open()` can have side
+/// effects. So the path is described first and anything but a regular file is refused without
+/// being opened; and since it could be swapped for a FIFO between that look and the open, the
+/// open itself is non-blocking (`O_NONBLOCK`, which makes `open()` of a FIFO return at once),
+/// the opened file is checked again with `fstat`, and only then is `O_NONBLOCK` cleared.
 pub async fn open_read(home: Arc<Dir>, rel: &Path, start_pos: u64) -> io::Result<std::fs::File> {
     let p = as_fs_path(rel).to_path_buf();
     blocking(move || {
-        let f = home.open(&p)?;
-        if f.metadata()?.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::EISDIR));
-        }
+        regular(&home.metadata(&p)?)?;
+        let mut oo = cap_std::fs::OpenOptions::new();
+        oo.read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+        let f = home.open_with(&p, &oo)?;
+        regular(&f.metadata()?)?;
         let mut f = f.into_std();
+        clear_nonblocking(&f)?;
         if start_pos > 0 {
             f.seek(io::SeekFrom::Start(start_pos))?;
         }
         Ok(f)
     })
     .await
+}
+
+/// Refuses anything but a regular file: `EISDIR` for a directory, `ENODEV` for the rest (both
+/// `550`, "File not found", in libunftp's reply table).
+fn regular(m: &cap_std::fs::Metadata) -> io::Result<()> {
+    if m.is_file() {
+        Ok(())
+    } else if m.is_dir() {
+        Err(io::Error::from_raw_os_error(libc::EISDIR))
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "not a regular file (a FIFO, socket or device)",
+        ))
+    }
+}
+
+/// Clears `O_NONBLOCK` on an opened regular file, so reads behave as usual.
+fn clear_nonblocking(f: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; F_GETFL/F_SETFL take and return plain ints.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// RETR: sends `rel` from `start_pos` to `output`.

@@ -379,7 +379,11 @@ fn curl_lists_downloads_and_uploads_hostile_names() {
     let curl = require_tool("curl");
     let f = tree();
     let xferlog = f.path().join("xfer.log");
-    let srv = start(&f, &format!("xferlog = {:?}", xferlog.to_string_lossy()));
+    // `hidden = true`: the hostile names include a dotfile, served only when asked for.
+    let srv = start(
+        &f,
+        &format!("hidden = true\nxferlog = {:?}", xferlog.to_string_lossy()),
+    );
     let addr = srv.addr();
 
     let out = run_ok(Command::new(&curl).args(["-sS", "--max-time", "20", &url(addr, "")]));
@@ -476,7 +480,8 @@ fn wget_downloads() {
 fn lftp_mirrors_a_tree() {
     let lftp = require_tool("lftp");
     let f = tree();
-    let srv = start(&f, "");
+    // The hostile names include a dotfile, served only when asked for.
+    let srv = start(&f, "hidden = true");
     let dest = tempfile::tempdir().expect("tempdir");
     let script = format!(
         "set net:max-retries 1; set net:timeout 10; set xfer:clobber on; \
@@ -1141,6 +1146,13 @@ fn the_example_config_passes_check_config() {
         "upload",
         "[[guests]]",
         "expires",
+        "tls_cert",
+        "tls_key",
+        "tls_self_signed",
+        "state_dir",
+        "implicit_tls_bind",
+        "require_tls_reuse",
+        "tls ",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(key)),
@@ -1885,4 +1897,423 @@ fn a_client_that_stops_reading_a_listing_is_freed_after_the_data_timeout() {
     data.read_to_string(&mut got).expect("listing");
     assert_eq!(got.lines().count(), 25_000);
     assert_eq!(c.reply().0, 226);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and special files (issue 11): files are what they are, dotfiles, names that are not
+// UTF-8, globs, STAT of a file.
+
+/// A listing command (LIST, NLST, MLSD) over EPSV: the lines, or the refusal's code.
+fn listing(c: &mut Ftp, line: &str) -> Result<Vec<String>, u16> {
+    let mut data = c.epsv();
+    let (code, _) = c.cmd(line);
+    if code != 150 && code != 125 {
+        return Err(code);
+    }
+    let mut buf = Vec::new();
+    let _ = data.read_to_end(&mut buf);
+    let (code, _) = c.reply();
+    if code != 226 {
+        return Err(code);
+    }
+    let text = String::from_utf8(buf).expect("listings are UTF-8");
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// The LIST line of `name` (the name is its last field), if listed.
+fn list_line<'a>(lines: &'a [String], name: &str) -> Option<&'a String> {
+    lines.iter().find(|l| l.ends_with(&format!(" {name}")))
+}
+
+/// `tree()` plus a symlink to a file inside the home (two levels), a FIFO, dotfiles and a name
+/// with byte 0xFF.
+fn special_tree() -> Fixture {
+    let f = tree();
+    let p = f.path();
+    f.write("pub/target.bin", &pattern_bytes(123_457, 41));
+    std::os::unix::fs::symlink("target.bin", p.join("pub/link.bin")).expect("symlink");
+    std::os::unix::fs::symlink("../target.bin", p.join("pub/sub dir/up.bin")).expect("symlink");
+    std::os::unix::fs::symlink("sub dir", p.join("pub/dir link")).expect("symlink");
+    let fifo = std::ffi::CString::new(p.join("pub/pipe").into_os_string().into_encoded_bytes())
+        .expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    f.write("pub/.git/config", b"[core]");
+    f.write("pub/.env", b"SECRET=1");
+    f.write("home/alice/.ssh/id", b"key");
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(
+        p.join("pub")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9 \xff.bin")),
+        pattern_bytes(4321, 42),
+    )
+    .expect("non-UTF-8 name");
+    f
+}
+
+/// How the server writes `caf\xe9 \xff.bin` (docs/ftp-server.md, "Names and special files").
+const LATIN1_NAME: &str = "caf\u{F7E9} \u{F7FF}.bin";
+
+#[test]
+fn a_symlink_inside_the_home_is_its_target_and_one_leading_out_is_refused() {
+    let f = special_tree();
+    let srv = start(&f, "");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let target = std::fs::read(f.path().join("pub/target.bin")).expect("fixture");
+    for link in ["link.bin", "sub dir/up.bin"] {
+        let (code, text) = c.cmd(&format!("SIZE {link}"));
+        assert_eq!((code, text.trim()), (213, "213 123457"), "SIZE {link}");
+        assert_eq!(c.retr(link).expect(link), target, "RETR {link}");
+    }
+    let lines = listing(&mut c, "LIST").expect("LIST");
+    let line = list_line(&lines, "link.bin").expect("link.bin listed");
+    assert!(
+        line.starts_with('-') && line.contains(" 123457 "),
+        "described as its target: {line}"
+    );
+    let mlsd = listing(&mut c, "MLSD").expect("MLSD");
+    assert!(
+        mlsd.iter()
+            .any(|l| l.ends_with(" link.bin") && l.contains("type=file;size=123457;")),
+        "{mlsd:?}"
+    );
+    // A link to a directory inside the home is a directory.
+    assert!(
+        list_line(&lines, "dir link").is_some_and(|l| l.starts_with('d')),
+        "{lines:?}"
+    );
+    assert_eq!(c.code("CWD dir link"), 250);
+    assert_eq!(c.retr("up.bin").expect("through the link"), target);
+    assert_eq!(c.code("CWD /"), 250);
+    assert_eq!(c.code("CWD with space.txt"), 550, "CWD to a file");
+    // leak.txt -> ../secret.txt leads out: not listed, not described, not served.
+    assert!(list_line(&lines, "leak.txt").is_none(), "{lines:?}");
+    let nlst = listing(&mut c, "NLST").expect("NLST");
+    assert!(!nlst.iter().any(|l| l == "leak.txt"), "{nlst:?}");
+    for verb in ["SIZE", "MDTM"] {
+        assert_eq!(c.code(&format!("{verb} leak.txt")), 550, "{verb}");
+    }
+    assert_eq!(c.retr("leak.txt"), Err(550));
+    c.assert_alive();
+}
+
+#[test]
+#[cfg_attr(
+    not(peer_curl),
+    ignore = "needs curl (under CI=true this fails instead)"
+)]
+fn curl_gets_a_symlinked_file_whole_and_a_directory_or_link_out_as_not_found() {
+    let curl = require_tool("curl");
+    let f = special_tree();
+    let srv = start(&f, "");
+    let addr = srv.addr();
+    let dl = tempfile::tempdir().expect("tempdir");
+    for link in ["link.bin", "sub dir/up.bin"] {
+        let dest = dl.path().join("out");
+        run_ok(
+            Command::new(&curl)
+                .args(["-sS", "--max-time", "20", "-o"])
+                .arg(&dest)
+                .arg(url(addr, &enc(link))),
+        );
+        assert_eq!(
+            sha256_file(&dest),
+            sha256_file(&f.path().join("pub/target.bin")),
+            "{link}"
+        );
+    }
+    // RETR of a directory, a link leading out and a FIFO: 550, which curl reports as "remote
+    // file not found" (78), never a partial transfer (18).
+    for path in ["sub%20dir", "leak.txt", "pipe"] {
+        let out = run(Command::new(&curl)
+            .args(["-sS", "--max-time", "20", "-o"])
+            .arg(dl.path().join("x"))
+            .arg(url(addr, path)));
+        assert_eq!(out.code(), Some(78), "{path}: {}", out.describe());
+    }
+}
+
+#[test]
+fn a_fifo_is_refused_at_once_not_listed_and_does_not_hold_up_shutdown() {
+    let f = special_tree();
+    let srv = start(&f, "");
+    let mut sessions = Vec::new();
+    // More sessions than the runtime has worker threads: a blocking open() in each would
+    // have held every one of them.
+    for _ in 0..4 {
+        let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+        assert_eq!(c.retr("pipe"), Err(550), "RETR of a FIFO");
+        for verb in ["SIZE", "MDTM"] {
+            assert_eq!(c.code(&format!("{verb} pipe")), 550, "{verb}");
+        }
+        assert_eq!(c.code("CWD pipe"), 550);
+        c.assert_alive();
+        sessions.push(c);
+    }
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let lines = listing(&mut c, "LIST").expect("LIST");
+    assert!(list_line(&lines, "pipe").is_none(), "{lines:?}");
+    assert_eq!(listing(&mut c, "LIST pipe"), Err(550));
+    // RETR of a directory is a plain refusal too.
+    assert_eq!(c.retr("sub dir"), Err(550));
+    // stop() returns: no thread is left blocked in open(). Bounded by the test harness's own
+    // wait below rather than by a timing claim.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(srv.stop().is_ok()));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)),
+        Ok(true),
+        "the server did not stop"
+    );
+    drop(sessions);
+}
+
+#[test]
+fn dotfiles_are_hidden_and_refused_unless_the_server_shows_them() {
+    let f = special_tree();
+    let srv = start(&f, "");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    for cmd in ["LIST", "NLST", "MLSD", "LIST -la", "NLST *", "LIST .git/.."] {
+        let lines = listing(&mut c, cmd).expect(cmd);
+        for hidden in [".dotfile", ".git", ".env"] {
+            assert!(
+                !lines.iter().any(|l| l.ends_with(hidden)),
+                "{cmd} shows {hidden}: {lines:?}"
+            );
+        }
+        assert!(
+            lines.iter().any(|l| l.ends_with("with space.txt")),
+            "{cmd}: {lines:?}"
+        );
+    }
+    assert_eq!(listing(&mut c, "LIST .git"), Err(550));
+    assert_eq!(listing(&mut c, "NLST .e*"), Err(550));
+    assert_eq!(c.retr(".env"), Err(550));
+    assert_eq!(c.retr(".git/config"), Err(550));
+    assert_eq!(c.retr("sub dir/../.env"), Err(550));
+    for cmd in ["SIZE .env", "MDTM .env", "CWD .git", "STAT .env"] {
+        assert_eq!(c.code(cmd), 550, "{cmd}");
+    }
+    // `.` and `..` are navigation, not dotfiles.
+    assert_eq!(c.code("CWD ./sub dir/.."), 250);
+    assert_eq!(c.code("SIZE ./with space.txt"), 213);
+    drop(c);
+
+    // A user with write access cannot create, change or remove one either.
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    assert_eq!(a.stor(".htaccess", b"x"), 550, "STOR of a dotfile");
+    assert!(!f.path().join("home/alice/.htaccess").exists());
+    assert_eq!(a.upload("APPE", ".ssh/id", b"x"), 550);
+    for cmd in ["DELE .ssh/id", "MKD .new", "RMD .ssh", "RNFR .ssh"] {
+        assert_eq!(a.code(cmd), 550, "{cmd}");
+    }
+    assert_eq!(a.code("RNFR doc.txt"), 350);
+    assert_eq!(a.code("RNTO .doc.txt"), 550, "RNTO to a dotfile");
+    assert!(f.path().join("home/alice/doc.txt").exists());
+    assert_eq!(
+        std::fs::read(f.path().join("home/alice/.ssh/id")).unwrap(),
+        b"key"
+    );
+    a.assert_alive();
+    drop(a);
+    drop(srv);
+
+    // hidden = true: listed and served like any other name.
+    let srv = start(&f, "hidden = true");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let lines = listing(&mut c, "NLST").expect("NLST");
+    for shown in [".dotfile", ".git", ".env"] {
+        assert!(lines.iter().any(|l| l == shown), "{shown}: {lines:?}");
+    }
+    assert_eq!(c.retr(".git/config").expect("served"), b"[core]");
+    assert_eq!(listing(&mut c, "NLST .e*").expect("glob"), [".env"]);
+    // A wildcard still does not match a leading dot, as in the shell.
+    assert!(
+        !listing(&mut c, "NLST *")
+            .expect("NLST *")
+            .iter()
+            .any(|l| l.starts_with('.'))
+    );
+}
+
+#[test]
+fn the_hidden_flag_shows_dotfiles() {
+    let cli = <ftp_server::Cli as clap::Parser>::try_parse_from([
+        "ftp-server",
+        "--hidden",
+        "--root",
+        ".",
+    ])
+    .expect("parse");
+    assert!(Config::try_from(cli).expect("config").hidden);
+    let cli = <ftp_server::Cli as clap::Parser>::try_parse_from(["ftp-server", "--root", "."])
+        .expect("parse");
+    assert!(!Config::try_from(cli).expect("config").hidden);
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_listed_and_fetched_byte_for_byte() {
+    let f = special_tree();
+    let srv = start(&f, "");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    let nlst = listing(&mut c, "NLST").expect("NLST");
+    assert!(nlst.iter().any(|l| l == LATIN1_NAME), "{nlst:?}");
+    let lines = listing(&mut c, "LIST").expect("LIST");
+    let line = list_line(&lines, LATIN1_NAME).expect("listed");
+    assert!(line.contains(" 4321 "), "{line}");
+    let want = pattern_bytes(4321, 42);
+    assert_eq!(c.retr(LATIN1_NAME).expect("RETR"), want);
+    assert_eq!(c.cmd(&format!("SIZE {LATIN1_NAME}")).0, 213);
+    // A second spelling of the same bytes (the escapes of valid UTF-8) is not a name.
+    f.write("pub/é.txt", b"e");
+    assert_eq!(c.retr("\u{F7C3}\u{F7A9}.txt"), Err(550));
+    assert_eq!(c.retr("é.txt").expect("the UTF-8 name"), b"e");
+    c.assert_alive();
+    drop(c);
+
+    // Uploaded back under the listed name, it is the same bytes on disk.
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    assert_eq!(a.stor("\u{F7FF}up", b"up"), 226);
+    use std::os::unix::ffi::OsStrExt;
+    assert_eq!(
+        std::fs::read(
+            f.path()
+                .join("home/alice")
+                .join(std::ffi::OsStr::from_bytes(b"\xffup"))
+        )
+        .expect("stored as byte 0xFF"),
+        b"up"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(peer_curl),
+    ignore = "needs curl (under CI=true this fails instead)"
+)]
+fn curl_fetches_a_name_that_is_not_utf8_by_its_listed_name() {
+    let curl = require_tool("curl");
+    let f = special_tree();
+    let srv = start(&f, "");
+    let addr = srv.addr();
+    let out = run_ok(Command::new(&curl).args(["-sS", "--max-time", "20", "-l", &url(addr, "")]));
+    let names = String::from_utf8(out.stdout).expect("UTF-8 listing");
+    assert!(names.lines().any(|l| l == LATIN1_NAME), "{names}");
+    let dest = tempfile::tempdir().expect("tempdir");
+    run_ok(
+        Command::new(&curl)
+            .args(["-sS", "--max-time", "20", "-o"])
+            .arg(dest.path().join("x"))
+            .arg(url(addr, &enc(LATIN1_NAME))),
+    );
+    assert_eq!(
+        std::fs::read(dest.path().join("x")).unwrap(),
+        pattern_bytes(4321, 42)
+    );
+}
+
+/// Python's ftplib: `nlst` of a glob, of a file, and a download by a name that is not UTF-8,
+/// with the encoding RFC 2640 clients use (`FTP.encoding = 'utf-8'`, the default since 3.9).
+#[test]
+#[cfg_attr(
+    not(peer_python3),
+    ignore = "needs python3 (under CI=true this fails instead)"
+)]
+fn python_ftplib_globs_nlsts_a_file_and_fetches_a_non_utf8_name() {
+    require_tool("python3");
+    let f = special_tree();
+    f.write("pub/sub dir/a.txt", b"a");
+    f.write("pub/sub dir/b.txt", b"b");
+    let srv = start(&f, "");
+    let out_file = f.path().join("py-out.bin");
+    let script = r#"
+import ftplib, sys
+host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ftp = ftplib.FTP(timeout=20, encoding='utf-8')
+ftp.connect(host, port)
+ftp.login()
+print(sorted(ftp.nlst('*.txt')))
+print(ftp.nlst('with space.txt'))
+print(sorted(ftp.nlst('[wp]*')))
+print(sorted(ftp.nlst('sub dir/*.txt')))
+ftp.cwd('sub dir')
+print(sorted(ftp.nlst('*.txt')))
+ftp.cwd('/')
+name = [n for n in ftp.nlst() if n.startswith('caf')][0]
+with open(out, 'wb') as f:
+    ftp.retrbinary('RETR ' + name, f.write)
+ftp.quit()
+"#;
+    let out = run_ok(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(srv.addr().ip().to_string())
+            .arg(srv.addr().port().to_string())
+            .arg(&out_file),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"['-leading-dash.txt', 'percent%20name.txt', 'quote\'and"semi;colon$(x).txt', 'with space.txt']"#,
+            "['with space.txt']",
+            "['percent%20name.txt', 'with space.txt']",
+            "['sub dir/a.txt', 'sub dir/b.txt']",
+            "['a.txt', 'b.txt']",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(&out_file).unwrap(), pattern_bytes(4321, 42));
+}
+
+#[test]
+fn nlst_list_and_stat_take_a_file_or_a_glob() {
+    let f = special_tree();
+    f.write("pub/sub dir/a.txt", b"a");
+    f.write("pub/sub dir/b.txt", b"bb");
+    let srv = start(&f, "");
+    let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    assert_eq!(
+        listing(&mut c, "NLST with space.txt").expect("a file"),
+        ["with space.txt"]
+    );
+    // Matches in another directory keep the client's directory part, so that each line can be
+    // fetched as it is (libunftp patch 30); a directory's entries are relative to it.
+    let mut got = listing(&mut c, "NLST sub dir/*.txt").expect("a glob");
+    got.sort();
+    assert_eq!(got, ["sub dir/a.txt", "sub dir/b.txt"]);
+    assert_eq!(
+        listing(&mut c, "NLST /sub dir/a.txt").expect("a file"),
+        ["/sub dir/a.txt"]
+    );
+    let got = listing(&mut c, "NLST sub dir").expect("a directory");
+    assert!(got.iter().any(|l| l == "a.txt"), "{got:?}");
+    let got = listing(&mut c, "LIST -la sub dir/?.txt").expect("LIST with flags");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(list_line(&got, "b.txt").is_some_and(|l| l.contains(" 2 ")));
+    assert_eq!(
+        listing(&mut c, "NLST *.none").expect("no match"),
+        Vec::<String>::new()
+    );
+    assert_eq!(listing(&mut c, "NLST nothing-here"), Err(550));
+    // A bad pattern, or one longer than a name can be: refused, the session goes on.
+    assert_eq!(listing(&mut c, "NLST [z-a]"), Err(550));
+    assert_eq!(
+        listing(&mut c, &format!("NLST {}", "*".repeat(300))),
+        Err(550)
+    );
+    // STAT of a file: the LIST line, over the control connection (RFC 959 §4.1.3).
+    let (code, text) = c.cmd("STAT with space.txt");
+    assert_eq!(code, 213, "{text}");
+    let lines = listing(&mut c, "LIST with space.txt").expect("LIST of a file");
+    assert_eq!(lines.len(), 1);
+    assert!(text.contains(&lines[0]), "{text} vs {lines:?}");
+    // Relative to the working directory, as LIST (libunftp patch 28).
+    assert_eq!(c.code("CWD sub dir"), 250);
+    let (code, text) = c.cmd("STAT *.txt");
+    assert_eq!(code, 213, "{text}");
+    assert!(text.contains(" a.txt") && text.contains(" b.txt"), "{text}");
+    assert_eq!(c.code("STAT missing"), 550);
+    c.assert_alive();
 }

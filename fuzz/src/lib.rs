@@ -70,6 +70,7 @@ pub fn tcp_frames(data: &[u8]) {
                             kind: h.kind,
                             name: n,
                             offset: h.offset,
+                            escaped: h.escaped,
                         };
                         let enc = tfs::encode_request(&req).expect("a decoded request encodes");
                         assert_eq!(enc, rest[..used], "re-encoding differs");

@@ -1,6 +1,7 @@
 //! The command line (`serve`, `get`, `ls`) as clap parses it: raw flags only. What the values
 //! mean, and whether they can be used, is decided in [`crate::config`].
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -59,6 +60,10 @@ pub struct ServeArgs {
     /// Seconds running transfers may go on after Ctrl-C or SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub grace: u64,
+    /// Also list and serve dotfiles and dot-directories (`.git`, `.env`, `.ssh`), which are
+    /// hidden and refused by default.
+    #[arg(long)]
+    pub hidden: bool,
 }
 
 /// Flags of `tcp-fileserv get`.
@@ -67,8 +72,9 @@ pub struct GetArgs {
     /// The server, as HOST:PORT (the port defaults to 7070).
     #[arg(value_name = "ADDR:PORT")]
     pub addr: String,
-    /// The file to download, relative to the server's root (`dir/file.txt`).
-    pub name: String,
+    /// The file to download, relative to the server's root (`dir/file.txt`). A name that is not
+    /// UTF-8 (`ls` shows its bytes as `\xNN`) is given as those bytes, e.g. `$'bad\xffname'`.
+    pub name: OsString,
     /// Where to save it: a path, or `-` for standard output. Default: `./<basename of NAME>`.
     #[arg(short, long, value_name = "PATH|-", allow_hyphen_values = true)]
     pub output: Option<PathBuf>,
@@ -91,7 +97,7 @@ pub struct LsArgs {
     pub addr: String,
     /// Directory to list, relative to the server's root; its root by default.
     #[arg(default_value = ".")]
-    pub dir: String,
+    pub dir: OsString,
     /// Seconds to wait for the server at each step.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,

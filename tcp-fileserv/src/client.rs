@@ -110,6 +110,41 @@ impl ClientError {
     }
 }
 
+/// A remote name as it travels: UTF-8 text, which is the escaped form of the name when the name
+/// on the server's disk is not UTF-8 (as [`Entry::escaped`] says of a listed name; see
+/// [`crate::paths::escape_name`]). A `&str` is a plain name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name<'a> {
+    /// The text sent.
+    pub text: &'a str,
+    /// Whether `text` is escaped.
+    pub escaped: bool,
+}
+
+impl<'a> From<&'a str> for Name<'a> {
+    fn from(text: &'a str) -> Self {
+        Self {
+            text,
+            escaped: false,
+        }
+    }
+}
+
+impl<'a> From<&'a String> for Name<'a> {
+    fn from(text: &'a String) -> Self {
+        Self::from(text.as_str())
+    }
+}
+
+impl<'a> From<&'a Entry> for Name<'a> {
+    fn from(e: &'a Entry) -> Self {
+        Self {
+            text: &e.name,
+            escaped: e.escaped,
+        }
+    }
+}
+
 /// A connection to a tcp-fileserv server.
 #[derive(Debug)]
 pub struct Client {
@@ -173,11 +208,21 @@ impl Client {
 
     /// Sends a request and reads the reply header. On success returns the announced body length
     /// (the body is still to be read); an error reply becomes [`ClientError::Refused`].
-    pub fn request(&mut self, kind: Kind, name: &str, offset: u64) -> Result<u64, ClientError> {
+    pub fn request<'n>(
+        &mut self,
+        kind: Kind,
+        name: impl Into<Name<'n>>,
+        offset: u64,
+    ) -> Result<u64, ClientError> {
+        let Name {
+            text: name,
+            escaped,
+        } = name.into();
         let req = Request {
             kind,
             name: name.to_owned(),
             offset,
+            escaped,
         };
         let bytes = protocol::encode_request(&req).map_err(|source| ClientError::BadName {
             name: name.to_owned(),
@@ -251,8 +296,10 @@ impl Client {
     }
 
     /// Lists directory `dir` on the server (`.` for its root).
-    pub fn list(&mut self, dir: &str) -> Result<Vec<Entry>, ClientError> {
+    pub fn list<'n>(&mut self, dir: impl Into<Name<'n>>) -> Result<Vec<Entry>, ClientError> {
+        let dir = dir.into();
         let length = self.request(Kind::List, dir, 0)?;
+        let dir = dir.text;
         if length > protocol::MAX_LISTING_LEN {
             return Err(self.protocol_err(format!(
                 "listing of {length} bytes is larger than the maximum accepted"
@@ -279,30 +326,34 @@ pub struct GetOptions {
 /// touched until the server has accepted the request, the file gets its final name only once
 /// every announced byte has arrived, and on any failure the old file stays as it was (a
 /// non-empty `.part` stays for `--continue`).
-pub fn download(
+pub fn download<'n>(
     client: &mut Client,
-    name: &str,
+    name: impl Into<Name<'n>>,
     opts: &GetOptions,
 ) -> Result<Summary, ClientError> {
+    let wire = name.into();
+    let name = wire.text;
     let mut target = Download::plan(opts.output.clone(), opts.resume)?;
     let offset = target.offset();
     let start = Instant::now();
-    let length = client.request(Kind::Get, name, offset)?;
+    let length = client.request(Kind::Get, wire, offset)?;
     let remote = offset
         .checked_add(length)
         .ok_or_else(|| client.protocol_err(format!("announced length {length} overflows")))?;
-    let summary = |verb, bytes, saved_to| Summary {
+    // The local name may come from the remote one, control characters and all: the summary
+    // line shows it escaped.
+    let summary = |verb, bytes, saved_to: String| Summary {
         verb,
         bytes,
         resumed_from: offset,
         elapsed: start.elapsed(),
-        saved_to: Some(saved_to),
+        saved_to: Some(printable(&saved_to)),
     };
     if target.is_complete(remote)? {
         return Ok(summary("already complete:", 0, target.commit()?));
     }
     let progress = Progress::new(opts.progress, &printable(name), Some(remote), offset);
-    let writing = target.writing_to().display().to_string();
+    let writing = printable(&target.writing_to().display().to_string());
     let mut sink = target.open()?;
     let bytes = client.read_body(name, length, &mut sink, &writing, &mut |n| progress.inc(n))?;
     sink.flush().map_err(|source| ClientError::LocalWrite {

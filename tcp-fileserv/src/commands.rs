@@ -8,7 +8,7 @@ use filexfer::banner::reachable_addresses;
 use filexfer::text::printable;
 use thiserror::Error;
 
-use crate::client::{self, Client, ClientError, GetOptions};
+use crate::client::{self, Client, ClientError, GetOptions, Name};
 use crate::config::{ConfigError, GetConfig, LsConfig, ServeConfig};
 use crate::exit_codes::ExitCode;
 use crate::protocol::{Entry, EntryKind};
@@ -81,7 +81,11 @@ pub fn get(cfg: GetConfig) -> Result<(), Error> {
         resume: cfg.resume,
         progress: !cfg.quiet && io::stderr().is_terminal(),
     };
-    let summary = client::download(&mut conn, &cfg.name, &opts)?;
+    let name = Name {
+        text: &cfg.name,
+        escaped: cfg.escaped,
+    };
+    let summary = client::download(&mut conn, name, &opts)?;
     if !cfg.quiet {
         eprintln!("{}", summary.line());
     }
@@ -91,7 +95,10 @@ pub fn get(cfg: GetConfig) -> Result<(), Error> {
 /// `tcp-fileserv ls`: one line per entry on stdout (see [`listing_line`]).
 pub fn ls(cfg: LsConfig) -> Result<(), Error> {
     let mut conn = Client::connect(&cfg.remote.addr, cfg.remote.timeout)?;
-    let entries = conn.list(&cfg.dir)?;
+    let entries = conn.list(Name {
+        text: &cfg.dir,
+        escaped: cfg.escaped,
+    })?;
     let mut out = io::stdout().lock();
     for e in &entries {
         // A closed pipe (`| head`) just ends the listing.
@@ -105,6 +112,8 @@ pub fn ls(cfg: LsConfig) -> Result<(), Error> {
 /// One line of `ls`: the size right-aligned (`-` for a directory), two spaces, the name
 /// (directories end in `/`). The name comes from the server, so its control characters are
 /// escaped: a hostile name cannot move the cursor, recolour the terminal or fake extra lines.
+/// A name that is not UTF-8 arrives escaped already (its other bytes as `\xNN`, backslashes
+/// doubled), which is how bash's `$'...'` quoting writes the same bytes for `get`.
 pub fn listing_line(e: &Entry) -> String {
     let name = printable(&e.name);
     match e.kind {
@@ -122,6 +131,7 @@ mod tests {
             kind,
             size,
             name: name.into(),
+            escaped: false,
         }
     }
 

@@ -3,8 +3,10 @@
 //! [`SocketAddr`] or [`HostPort`], an absolute path, a download [`Output`]), so that a bad flag
 //! fails before any socket opens, with a message that names the flag.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use filexfer::download::{Output, safe_file_name};
 use thiserror::Error;
 
 use crate::cli::{GetArgs, LsArgs, ServeArgs};
+use crate::paths::wire_name;
 use crate::server::{DEFAULT_PORT, ServerConfig};
 
 /// A flag whose value cannot be used.
@@ -173,6 +176,7 @@ impl TryFrom<&ServeArgs> for ServeConfig {
                 idle_timeout: seconds("--idle-timeout", a.idle_timeout)?,
                 io_timeout: seconds("--io-timeout", a.io_timeout)?,
                 grace: seconds("--grace", a.grace)?,
+                hidden: a.hidden,
             },
         })
     }
@@ -183,8 +187,10 @@ impl TryFrom<&ServeArgs> for ServeConfig {
 pub struct GetConfig {
     /// The server and the wait limit.
     pub remote: Remote,
-    /// The remote name.
+    /// The remote name, as it travels (see [`crate::paths::wire_name`]).
     pub name: String,
+    /// `name` is escaped: the name given is not UTF-8.
+    pub escaped: bool,
     /// Where the bytes go: the path named with `-o`, standard output for `-o -`, else the last
     /// component of the remote name in the current directory.
     pub output: Output,
@@ -201,6 +207,7 @@ impl TryFrom<&GetArgs> for GetConfig {
         if a.name.is_empty() {
             return Err(invalid("NAME", "", "empty file name"));
         }
+        let (name, escaped) = wire_name(&a.name);
         let output = match &a.output {
             Some(p) if p.as_os_str() == "-" => Output::Stdout,
             Some(p) if p.as_os_str().is_empty() => {
@@ -210,15 +217,18 @@ impl TryFrom<&GetArgs> for GetConfig {
             // Never a path from the remote name: `a/../../x` must not write outside the
             // current directory.
             None => {
-                let last = a.name.rsplit('/').next().unwrap_or_default();
-                let local = safe_file_name(last).ok_or_else(|| {
-                    invalid(
+                let bytes = a.name.as_bytes();
+                let last = bytes.rsplit(|b| *b == b'/').next().unwrap_or_default();
+                // The rules look at ASCII only (`.`, `..`, `/`, `\`, NUL), which a lossy
+                // decoding keeps: a name that is not UTF-8 is judged the same way.
+                if safe_file_name(&String::from_utf8_lossy(last)).is_none() {
+                    return Err(invalid(
                         "NAME",
-                        &a.name,
+                        &name,
                         "cannot derive a local file name from it: name one with -o",
-                    )
-                })?;
-                Output::Path(PathBuf::from(local))
+                    ));
+                }
+                Output::Path(PathBuf::from(OsStr::from_bytes(last)))
             }
         };
         if a.resume && output == Output::Stdout {
@@ -230,7 +240,8 @@ impl TryFrom<&GetArgs> for GetConfig {
         }
         Ok(Self {
             remote: Remote::from_flags(&a.addr, a.timeout)?,
-            name: a.name.clone(),
+            name,
+            escaped,
             output,
             resume: a.resume,
             quiet: a.quiet,
@@ -243,8 +254,10 @@ impl TryFrom<&GetArgs> for GetConfig {
 pub struct LsConfig {
     /// The server and the wait limit.
     pub remote: Remote,
-    /// The directory to list (`.` for the root).
+    /// The directory to list (`.` for the root), as it travels.
     pub dir: String,
+    /// `dir` is escaped: the name given is not UTF-8.
+    pub escaped: bool,
 }
 
 impl TryFrom<&LsArgs> for LsConfig {
@@ -258,9 +271,11 @@ impl TryFrom<&LsArgs> for LsConfig {
                 "empty directory name (use . for the root)",
             ));
         }
+        let (dir, escaped) = wire_name(&a.dir);
         Ok(Self {
             remote: Remote::from_flags(&a.addr, a.timeout)?,
-            dir: a.dir.clone(),
+            dir,
+            escaped,
         })
     }
 }
@@ -296,6 +311,35 @@ mod tests {
             panic!("not ls")
         };
         LsConfig::try_from(&a)
+    }
+
+    #[test]
+    fn dotfiles_are_served_only_with_hidden() {
+        assert!(!serve(&["serve"]).unwrap().server.hidden);
+        assert!(serve(&["serve", "--hidden"]).unwrap().server.hidden);
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_travels_escaped() {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = std::ffi::OsStr::from_bytes(b"dir/caf\xe9");
+        let Command::Get(a) = Cli::try_parse_from([
+            std::ffi::OsStr::new("t"),
+            "get".as_ref(),
+            "h:1".as_ref(),
+            raw,
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not get")
+        };
+        let c = GetConfig::try_from(&a).unwrap();
+        assert_eq!((c.name.as_str(), c.escaped), ("dir/caf\\xe9", true));
+        let want = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        assert_eq!(c.output, Output::Path(PathBuf::from(want)));
+        let c = get(&["get", "h:1", "back\\slash/ok"]).unwrap();
+        assert_eq!((c.name.as_str(), c.escaped), ("back\\slash/ok", false));
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl Connection {
                         kind: header.kind,
                         name,
                         offset: header.offset,
+                        escaped: header.escaped,
                     }),
                     Err(error) => Incoming::BadName {
                         shown: String::from_utf8_lossy(name).into_owned(),
@@ -223,6 +224,7 @@ mod tests {
             kind: Kind::Get,
             name: name.into(),
             offset: 3,
+            escaped: false,
         }
     }
 

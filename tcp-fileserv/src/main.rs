@@ -33,8 +33,10 @@ fn main() -> std::process::ExitCode {
         Ok(()) => ExitCode::Success.into(),
         Err(e) => {
             let code = e.exit_code();
-            // `{:#}` prints the chain of causes, each once.
-            eprintln!("tcp-fileserv: {:#}", anyhow::Error::new(e));
+            // `{:#}` prints the chain of causes, each once, on one line. Escaped as a whole: a
+            // local path in it may come from a remote name (ESC, BEL, CR and all).
+            let line = format!("{:#}", anyhow::Error::new(e));
+            eprintln!("tcp-fileserv: {}", filexfer::text::printable(&line));
             code.into()
         }
     }

@@ -6,7 +6,7 @@
 //! diagram.
 //!
 //! ```text
-//! request:  "TFS" | version u8 | kind u8 | flags u8 (0) | name_len u16 | offset u64 | name bytes
+//! request:  "TFS" | version u8 | kind u8 | flags u8 | name_len u16 | offset u64 | name bytes
 //! reply:    "TFS" | version u8 | status u8 | 0 u8       | msg_len u16  | length u64 | body
 //! ```
 //!
@@ -26,6 +26,9 @@ pub const HEADER_LEN: usize = 16;
 pub const MAX_NAME_LEN: usize = 4096;
 /// Longest error message a reply may carry.
 pub const MAX_MESSAGE_LEN: usize = 1024;
+/// Request flag: the name is escaped ([`crate::paths::escape_name`]): it stands for a file name
+/// that is not UTF-8. The other flag bits are reserved and must be 0.
+pub const FLAG_ESCAPED_NAME: u8 = 0x01;
 /// Largest listing body a client accepts (a listing is held in memory).
 pub const MAX_LISTING_LEN: u64 = 64 << 20;
 
@@ -47,6 +50,8 @@ pub struct RequestHeader {
     pub name_len: u16,
     /// Where to start in the file (for resuming); 0 for a whole file.
     pub offset: u64,
+    /// The name is escaped ([`FLAG_ESCAPED_NAME`]).
+    pub escaped: bool,
 }
 
 /// A whole request.
@@ -58,6 +63,8 @@ pub struct Request {
     pub name: String,
     /// Start offset for [`Kind::Get`].
     pub offset: u64,
+    /// `name` is escaped: it stands for a name that is not UTF-8 ([`FLAG_ESCAPED_NAME`]).
+    pub escaped: bool,
 }
 
 /// The outcome a reply announces.
@@ -180,7 +187,7 @@ pub fn decode_request_header(buf: &[u8]) -> Result<Option<RequestHeader>, Decode
         2 => Kind::List,
         k => return Err(DecodeError::UnknownKind(k)),
     };
-    if buf[5] != 0 {
+    if buf[5] & !FLAG_ESCAPED_NAME != 0 {
         return Err(DecodeError::Reserved(buf[5]));
     }
     let name_len = u16_at(buf, 6);
@@ -194,6 +201,7 @@ pub fn decode_request_header(buf: &[u8]) -> Result<Option<RequestHeader>, Decode
         kind,
         name_len,
         offset: u64_at(buf, 8),
+        escaped: buf[5] & FLAG_ESCAPED_NAME != 0,
     }))
 }
 
@@ -231,6 +239,7 @@ pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, DecodeErro
             kind: h.kind,
             name: decode_name(name)?,
             offset: h.offset,
+            escaped: h.escaped,
         },
         HEADER_LEN + name.len(),
     )))
@@ -250,7 +259,7 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, DecodeError> {
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(req.kind as u8);
-    out.push(0);
+    out.push(if req.escaped { FLAG_ESCAPED_NAME } else { 0 });
     out.extend_from_slice(&(name.len() as u16).to_be_bytes());
     out.extend_from_slice(&req.offset.to_be_bytes());
     out.extend_from_slice(name);
@@ -339,9 +348,13 @@ pub struct Entry {
     pub size: u64,
     /// The entry's name (one path component).
     pub name: String,
+    /// `name` is escaped ([`crate::paths::escape_name`]): the name on disk is not UTF-8.
+    /// Send it back with [`FLAG_ESCAPED_NAME`] to fetch it.
+    pub escaped: bool,
 }
 
-/// Encodes a listing body: per entry `kind u8 ('f' | 'd') | size u64 | name_len u16 | name`.
+/// Encodes a listing body: per entry `kind u8 ('f' | 'd') | size u64 | name_len u16 | name`;
+/// the kind is upper case (`'F'`, `'D'`) when the name is escaped.
 /// Entries whose name exceeds [`MAX_NAME_LEN`] are left out (nobody could request them).
 pub fn encode_listing(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -368,9 +381,14 @@ fn sendable(entries: &[Entry]) -> impl Iterator<Item = &Entry> {
 
 fn encode_listing_into(out: &mut Vec<u8>, entries: &[Entry]) {
     for e in sendable(entries) {
-        out.push(match e.kind {
+        let kind = match e.kind {
             EntryKind::File => b'f',
             EntryKind::Dir => b'd',
+        };
+        out.push(if e.escaped {
+            kind.to_ascii_uppercase()
+        } else {
+            kind
         });
         out.extend_from_slice(&e.size.to_be_bytes());
         out.extend_from_slice(&(e.name.len() as u16).to_be_bytes());
@@ -385,11 +403,12 @@ pub fn decode_listing(mut buf: &[u8]) -> Result<Vec<Entry>, DecodeError> {
         if buf.len() < 11 {
             return Err(DecodeError::BadListing("truncated entry header"));
         }
-        let kind = match buf[0] {
+        let kind = match buf[0].to_ascii_lowercase() {
             b'f' => EntryKind::File,
             b'd' => EntryKind::Dir,
             _ => return Err(DecodeError::BadListing("unknown entry kind")),
         };
+        let escaped = buf[0].is_ascii_uppercase();
         let size = u64_at(buf, 1);
         let len = u16_at(buf, 9) as usize;
         if len > MAX_NAME_LEN {
@@ -402,7 +421,12 @@ pub fn decode_listing(mut buf: &[u8]) -> Result<Vec<Entry>, DecodeError> {
         let name = std::str::from_utf8(&rest[..len])
             .map_err(|_| DecodeError::BadListing("entry name is not UTF-8"))?
             .to_owned();
-        out.push(Entry { kind, size, name });
+        out.push(Entry {
+            kind,
+            size,
+            name,
+            escaped,
+        });
         buf = &rest[len..];
     }
     Ok(out)
@@ -417,6 +441,7 @@ mod tests {
             kind: Kind::Get,
             name: name.into(),
             offset,
+            escaped: false,
         }
     }
 
@@ -478,8 +503,11 @@ mod tests {
         k[4] = 77;
         assert_eq!(decode_request(&k), Err(DecodeError::UnknownKind(77)));
         let mut r = good.clone();
-        r[5] = 1;
-        assert_eq!(decode_request(&r), Err(DecodeError::Reserved(1)));
+        r[5] = 2;
+        assert_eq!(decode_request(&r), Err(DecodeError::Reserved(2)));
+        // Bit 0 is the escaped-name flag, not a reserved bit.
+        r[5] = FLAG_ESCAPED_NAME;
+        assert!(decode_request(&r).unwrap().unwrap().0.escaped);
         let mut z = good;
         z[6..8].copy_from_slice(&[0, 0]);
         assert_eq!(decode_request(&z), Err(DecodeError::EmptyName));
@@ -559,19 +587,29 @@ mod tests {
                 kind: EntryKind::File,
                 size: 42,
                 name: "-dash .txt".into(),
+                escaped: false,
             },
             Entry {
                 kind: EntryKind::Dir,
                 size: 0,
                 name: "文件".into(),
+                escaped: false,
+            },
+            Entry {
+                kind: EntryKind::File,
+                size: 3,
+                name: "bad\\xffname".into(),
+                escaped: true,
             },
         ];
         let bytes = encode_listing(&entries);
+        assert_eq!(bytes[11 + "-dash .txt".len() + 11 + "文件".len()], b'F');
         assert_eq!(decode_listing(&bytes).unwrap(), entries);
         for cut in 1..bytes.len() {
             let r = decode_listing(&bytes[..cut]);
             // A cut exactly between two entries is a valid shorter listing.
-            if cut != 11 + "-dash .txt".len() {
+            let first = 11 + "-dash .txt".len();
+            if cut != first && cut != first + 11 + "文件".len() {
                 assert!(r.is_err(), "cut at {cut} accepted");
             }
         }
@@ -585,11 +623,13 @@ mod tests {
                 kind: EntryKind::File,
                 size: 7,
                 name: "a".into(),
+                escaped: false,
             },
             Entry {
                 kind: EntryKind::File,
                 size: 1,
                 name: "x".repeat(MAX_NAME_LEN + 1),
+                escaped: false,
             },
         ];
         let body = encode_listing(&entries);
@@ -615,8 +655,14 @@ mod properties {
                 .prop_map(|cs| cs.into_iter().collect::<String>())
                 .prop_filter("fits the name limit", |n| n.len() <= MAX_NAME_LEN),
             any::<u64>(),
+            any::<bool>(),
         )
-            .prop_map(|(kind, name, offset)| Request { kind, name, offset })
+            .prop_map(|(kind, name, offset, escaped)| Request {
+                kind,
+                name,
+                offset,
+                escaped,
+            })
     }
 
     proptest! {

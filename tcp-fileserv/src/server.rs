@@ -18,7 +18,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Connection, ConnectionError, Incoming};
-use crate::protocol::{self, HEADER_LEN, Kind, Status};
+use crate::protocol::{self, HEADER_LEN, Kind, Request, Status};
 use crate::store::{Refusal, Root};
 
 /// Default TCP port of `tcp-fileserv serve`.
@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub io_timeout: Duration,
     /// How long running transfers may go on after shutdown was asked for.
     pub grace: Duration,
+    /// Serve dotfiles (`.git`, `.env`, `.ssh`) too; by default they are neither listed nor
+    /// served (see [`crate::store`]).
+    pub hidden: bool,
 }
 
 impl ServerConfig {
@@ -63,6 +66,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(30),
             grace: Duration::from_secs(10),
+            hidden: false,
         }
     }
 }
@@ -110,10 +114,12 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future,
 ) -> Result<(), ServerError> {
-    let root = Root::open(&config.root).map_err(|source| ServerError::Root {
-        path: config.root.clone(),
-        source,
-    })?;
+    let root = Root::open(&config.root)
+        .map_err(|source| ServerError::Root {
+            path: config.root.clone(),
+            source,
+        })?
+        .hidden(config.hidden);
     let shared = Arc::new(Shared {
         root,
         config,
@@ -200,8 +206,8 @@ async fn serve_connection(
     let ended = loop {
         let served = match conn.read_request(&cancel).await {
             Ok(Some(Incoming::Request(req))) => match req.kind {
-                Kind::Get => serve_get(&mut conn, peer, &shared, &req.name, req.offset).await,
-                Kind::List => serve_list(&mut conn, peer, &shared, &req.name).await,
+                Kind::Get => serve_get(&mut conn, peer, &shared, &req).await,
+                Kind::List => serve_list(&mut conn, peer, &shared, &req).await,
             },
             // The frame was whole: answer, and the connection stays usable.
             Ok(Some(Incoming::BadName { shown, error })) => {
@@ -266,16 +272,12 @@ enum Prepared {
 }
 
 /// Opens (and, if small, reads) `name` off the async runtime: file-system calls block.
-async fn prepare_get(
-    shared: &Arc<Shared>,
-    name: &str,
-    offset: u64,
-) -> Result<(Prepared, u64), Refusal> {
+async fn prepare_get(shared: &Arc<Shared>, req: &Request) -> Result<(Prepared, u64), Refusal> {
     let shared = shared.clone();
-    let name = name.to_owned();
+    let (name, offset, escaped) = (req.name.clone(), req.offset, req.escaped);
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
-        let (file, size) = shared.root.open_file(&name)?;
+        let (file, size) = shared.root.open_file(&name, escaped)?;
         if offset > size {
             return Err(Refusal {
                 status: Status::BadOffset,
@@ -305,11 +307,11 @@ async fn serve_get(
     conn: &mut Connection,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-    name: &str,
-    offset: u64,
+    req: &Request,
 ) -> Result<(), Broken> {
+    let (name, offset) = (req.name.as_str(), req.offset);
     let start = Instant::now();
-    let (prepared, length) = match prepare_get(shared, name, offset).await {
+    let (prepared, length) = match prepare_get(shared, req).await {
         Ok(p) => p,
         Err(r) => return refuse(conn, peer, name, start, r).await,
     };
@@ -334,8 +336,9 @@ async fn serve_list(
     conn: &mut Connection,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-    name: &str,
+    req: &Request,
 ) -> Result<(), Broken> {
+    let name = req.name.as_str();
     let start = Instant::now();
     // Held until the listing is written (or the client is dropped for stalling).
     let Ok(_slot) = shared.listings.acquire().await else {
@@ -343,12 +346,12 @@ async fn serve_list(
     };
     let listed = {
         let shared = shared.clone();
-        let name = name.to_owned();
+        let (name, escaped) = (name.to_owned(), req.escaped);
         // The entries are freed as soon as the reply is encoded: only the reply is held.
         tokio::task::spawn_blocking(move || {
             shared
                 .root
-                .list(&name)
+                .list(&name, escaped)
                 .map(|entries| protocol::encode_listing_reply(&entries))
         })
         .await

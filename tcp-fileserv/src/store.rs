@@ -1,14 +1,22 @@
 //! The served directory: every open and listing goes through a cap-std [`Dir`] opened once at
 //! start, so names resolve beneath the root only (`openat`-style), and symlinks that lead out of
 //! it are refused by the kernel-facing layer rather than by string checks alone.
+//!
+//! Dotfiles and everything inside dot-directories (`.git`, `.env`, `.ssh`) are neither listed
+//! nor served unless the root is opened with [`Root::hidden`], as miniserve does: a directory
+//! shared in a hurry often holds a repository's history or a secret. Asking for one gets the
+//! same "not found" as a name that does not exist. Names on disk that are not UTF-8 are listed
+//! escaped ([`crate::paths::escape_name`]) and served when asked for with the escaped flag.
 
+use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 
-use crate::paths::relative_path;
+use crate::paths::{escape_name, is_hidden, relative_path, relative_path_bytes, unescape_name};
 use crate::protocol::{Entry, EntryKind, Status};
 
 /// Most entries a listing returns; a directory with more is cut (and says so in the log).
@@ -34,6 +42,7 @@ impl Refusal {
 pub struct Root {
     dir: Dir,
     path: PathBuf,
+    hidden: bool,
 }
 
 fn refuse_io(name: &str, e: &io::Error) -> Refusal {
@@ -63,7 +72,38 @@ impl Root {
     pub fn open(path: &Path) -> io::Result<Self> {
         let path = path.canonicalize()?;
         let dir = Dir::open_ambient_dir(&path, ambient_authority())?;
-        Ok(Self { dir, path })
+        Ok(Self {
+            dir,
+            path,
+            hidden: false,
+        })
+    }
+
+    /// Serves dotfiles too (`--hidden`): they are hidden and refused by default.
+    pub fn hidden(self, serve_them: bool) -> Self {
+        Self {
+            hidden: serve_them,
+            ..self
+        }
+    }
+
+    /// The path below the root that the wire name `name` stands for (`escaped`: it is the
+    /// escaped form of a name that is not UTF-8); a hidden one is "not found" unless served.
+    fn resolve(&self, name: &str, escaped: bool) -> Result<PathBuf, Refusal> {
+        let bad = |e: crate::paths::PathError| Refusal::new(Status::BadRequest, e.to_string());
+        let rel = if escaped {
+            relative_path_bytes(&unescape_name(name).map_err(bad)?)
+        } else {
+            relative_path(name)
+        }
+        .map_err(bad)?;
+        if !self.hidden && is_hidden(&rel) {
+            return Err(Refusal::new(
+                Status::NotFound,
+                format!("no such file: {name:?}"),
+            ));
+        }
+        Ok(rel)
     }
 
     /// The root's absolute path.
@@ -73,9 +113,8 @@ impl Root {
 
     /// Opens `name` for reading if it is a regular file inside the root; returns the file and its
     /// size. Blocking: call from a blocking context.
-    pub fn open_file(&self, name: &str) -> Result<(std::fs::File, u64), Refusal> {
-        let rel =
-            relative_path(name).map_err(|e| Refusal::new(Status::BadRequest, e.to_string()))?;
+    pub fn open_file(&self, name: &str, escaped: bool) -> Result<(std::fs::File, u64), Refusal> {
+        let rel = self.resolve(name, escaped)?;
         let not_regular = || {
             Refusal::new(
                 Status::NotRegularFile,
@@ -105,11 +144,11 @@ impl Root {
     }
 
     /// Lists the regular files and directories of directory `name` (`.` for the root), sorted by
-    /// name. Entries that lead outside the root, are not valid UTF-8, or are neither files nor
-    /// directories are left out. Blocking.
-    pub fn list(&self, name: &str) -> Result<Vec<Entry>, Refusal> {
-        let rel =
-            relative_path(name).map_err(|e| Refusal::new(Status::BadRequest, e.to_string()))?;
+    /// name. Entries that lead outside the root, that are neither files nor directories, and
+    /// (unless [`hidden`](Root::hidden)) dotfiles are left out; a name that is not UTF-8 is
+    /// listed escaped. Blocking.
+    pub fn list(&self, name: &str, escaped: bool) -> Result<Vec<Entry>, Refusal> {
+        let rel = self.resolve(name, escaped)?;
         let dir = self.dir.open_dir(&rel).map_err(|e| match e.kind() {
             io::ErrorKind::NotADirectory => {
                 Refusal::new(Status::NotFound, format!("{name:?} is not a directory"))
@@ -119,12 +158,17 @@ impl Root {
         let mut out = Vec::new();
         for item in dir.entries().map_err(|e| refuse_io(name, &e))? {
             let Ok(item) = item else { continue };
-            let Ok(fname) = item.file_name().into_string() else {
+            let os_name: OsString = item.file_name();
+            if !self.hidden && os_name.as_bytes().starts_with(b".") {
+                continue;
+            }
+            // Follows symlinks, but only within the root: an escaping link errors and is skipped.
+            let Ok(meta) = dir.metadata(&os_name) else {
                 continue;
             };
-            // Follows symlinks, but only within the root: an escaping link errors and is skipped.
-            let Ok(meta) = dir.metadata(&fname) else {
-                continue;
+            let (fname, escaped) = match os_name.into_string() {
+                Ok(s) => (s, false),
+                Err(raw) => (escape_name(raw.as_bytes()), true),
             };
             let kind = if meta.is_file() {
                 EntryKind::File
@@ -147,6 +191,7 @@ impl Root {
                 kind,
                 size,
                 name: fname,
+                escaped,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -179,9 +224,9 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
 
         let root = Root::open(root_path).unwrap();
-        assert_eq!(root.open_file("a.txt").unwrap().1, 5);
-        assert_eq!(root.open_file("inside-link").unwrap().1, 2);
-        let status = |n: &str| root.open_file(n).unwrap_err().status;
+        assert_eq!(root.open_file("a.txt", false).unwrap().1, 5);
+        assert_eq!(root.open_file("inside-link", false).unwrap().1, 2);
+        let status = |n: &str| root.open_file(n, false).unwrap_err().status;
         assert_eq!(status("escape"), Status::AccessDenied);
         assert_eq!(status("rel-escape"), Status::AccessDenied);
         assert_eq!(status("loop"), Status::AccessDenied);
@@ -194,16 +239,19 @@ mod tests {
         assert_eq!(status("/etc/passwd"), Status::BadRequest);
 
         let names: Vec<_> = root
-            .list(".")
+            .list(".", false)
             .unwrap()
             .into_iter()
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["a.txt", "inside-link", "sub"]);
-        assert_eq!(root.list("sub").unwrap()[0].size, 2);
-        assert_eq!(root.list("a.txt").unwrap_err().status, Status::NotFound);
+        assert_eq!(root.list("sub", false).unwrap()[0].size, 2);
         assert_eq!(
-            root.list("escape").unwrap_err().status,
+            root.list("a.txt", false).unwrap_err().status,
+            Status::NotFound
+        );
+        assert_eq!(
+            root.list("escape", false).unwrap_err().status,
             Status::AccessDenied
         );
     }

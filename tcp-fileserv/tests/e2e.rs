@@ -106,6 +106,12 @@ impl Drop for TestServer {
 }
 
 /// Downloads `name` into memory over a fresh connection.
+/// The hostile names include `.dotfile`, which is hidden unless the server is told to serve
+/// dotfiles (`--hidden`).
+fn serve_dotfiles(cfg: &mut ServerConfig) {
+    cfg.hidden = true;
+}
+
 fn fetch(srv: &TestServer, name: &str) -> Result<Vec<u8>, ClientError> {
     let mut c = srv.client();
     let len = c.request(Kind::Get, name, 0)?;
@@ -143,6 +149,7 @@ fn request_bytes(kind: Kind, name: &str, offset: u64) -> Vec<u8> {
         kind,
         name: name.into(),
         offset,
+        escaped: false,
     })
     .unwrap()
 }
@@ -203,7 +210,7 @@ fn closed_by_server(s: &TcpStream) -> Option<bool> {
 fn hostile_names_download_byte_for_byte() {
     let fx = Fixture::with_hostile_files(100_000);
     fx.write("sub dir/nested ünï.bin", &pattern_bytes(300_000, 99));
-    let srv = TestServer::start(fx.path(), |_| {});
+    let srv = TestServer::start(fx.path(), serve_dotfiles);
     let mut names = hostile_names();
     names.push("sub dir/nested ünï.bin".into());
     // One connection carries every request (the lessons' "serve the same client again").
@@ -486,7 +493,7 @@ fn beyond_the_connection_limit_clients_are_told_busy() {
 fn binary_exit_codes_messages_and_outputs() {
     let fx = Fixture::with_hostile_files(5000);
     fx.write("dir/x.txt", b"x");
-    let srv = TestServer::start(fx.path(), |_| {});
+    let srv = TestServer::start(fx.path(), serve_dotfiles);
     let addr = srv.addr.to_string();
     let work = Fixture::empty();
 
@@ -576,6 +583,184 @@ fn ls_never_prints_control_characters_from_the_server() {
         "{text:?}"
     );
     assert!(text.contains("x\\x1b[2J\\x0d\\x0a"), "{text:?}");
+}
+
+#[test]
+fn dotfiles_are_hidden_and_refused_unless_served() {
+    let fx = Fixture::empty();
+    fx.write("a.txt", b"a");
+    fx.write(".env", b"SECRET=1");
+    fx.write(".git/config", b"[core]");
+    fx.write(".ssh/id_ed25519", b"key");
+    fx.write("dir/.hidden", b"h");
+    fx.write("dir/shown", b"s");
+    let names = |c: &mut Client, dir: &str| -> Vec<String> {
+        c.list(dir).unwrap().into_iter().map(|e| e.name).collect()
+    };
+
+    let srv = TestServer::start(fx.path(), |_| {});
+    let mut c = srv.client();
+    assert_eq!(names(&mut c, "."), ["a.txt", "dir"]);
+    assert_eq!(names(&mut c, "dir"), ["shown"]);
+    // Refused exactly as a missing name is: nothing tells that they exist.
+    for name in [
+        ".env",
+        ".git/config",
+        ".ssh/id_ed25519",
+        "dir/.hidden",
+        "./.env",
+    ] {
+        assert_eq!(
+            refused_status(fetch(&srv, name)),
+            Status::NotFound,
+            "{name}"
+        );
+    }
+    assert!(matches!(
+        c.list(".git"),
+        Err(ClientError::Refused {
+            status: Status::NotFound,
+            ..
+        })
+    ));
+    // The binary's `ls` agrees.
+    let work = Fixture::empty();
+    let out = run_bin(&["ls", &srv.addr.to_string()], work.path());
+    out.expect_code(0);
+    assert!(!out.stdout().contains(".env"), "{}", out.describe());
+
+    // Served with `hidden` (the --hidden flag).
+    let srv = TestServer::start(fx.path(), serve_dotfiles);
+    let mut c = srv.client();
+    assert_eq!(names(&mut c, "."), [".env", ".git", ".ssh", "a.txt", "dir"]);
+    assert_eq!(names(&mut c, "dir"), [".hidden", "shown"]);
+    assert_eq!(fetch(&srv, ".git/config").unwrap(), b"[core]");
+    assert_eq!(fetch(&srv, ".env").unwrap(), b"SECRET=1");
+}
+
+#[test]
+fn control_characters_and_non_utf8_names_are_listed_escaped_and_downloadable() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::empty();
+    let evil = "bell\u{7} esc\u{1b}[31m cr\r.txt";
+    fx.write(evil, b"evil bytes");
+    // A name that is not UTF-8 (Latin-1 "café" and a stray 0xff), and one inside a directory
+    // whose own name is not UTF-8.
+    let raw = OsStr::from_bytes(b"caf\xe9 \xff.bin");
+    std::fs::write(fx.path().join(raw), b"latin-1 name").unwrap();
+    let raw_dir = OsStr::from_bytes(b"d\xfe");
+    std::fs::create_dir(fx.path().join(raw_dir)).unwrap();
+    std::fs::write(fx.path().join(raw_dir).join("in.txt"), b"inside").unwrap();
+    let srv = TestServer::start(fx.path(), |_| {});
+    let addr = srv.addr.to_string();
+    let work = Fixture::empty();
+
+    // `ls`: every name listed, none with a control character, the others' bytes as \xNN.
+    let out = run_bin(&["ls", &addr], work.path());
+    out.expect_code(0);
+    let text = out.stdout();
+    assert_eq!(text.lines().count(), 3, "{}", out.describe());
+    assert!(
+        !text.lines().any(|l| l.chars().any(char::is_control)),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("bell\\x07 esc\\x1b[31m cr\\x0d.txt"),
+        "{text:?}"
+    );
+    assert!(text.contains("caf\\xe9 \\xff.bin"), "{text:?}");
+    assert!(text.contains("d\\xfe/"), "{text:?}");
+
+    // The library sees the escaped flag, and sends a listed name back as it got it.
+    let mut c = srv.client();
+    let listed = c.list(".").unwrap();
+    let latin = listed
+        .iter()
+        .find(|e| e.escaped && e.name.starts_with("caf"))
+        .unwrap();
+    assert_eq!(latin.name, "caf\\xe9 \\xff.bin");
+    let dest = work.path().join("by-entry");
+    let opts = GetOptions {
+        output: Dest::Path(dest.clone()),
+        resume: false,
+        progress: false,
+    };
+    client::download(&mut c, latin, &opts).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"latin-1 name");
+    let inner = c
+        .list(client::Name {
+            text: "d\\xfe",
+            escaped: true,
+        })
+        .unwrap();
+    assert_eq!(inner[0].name, "in.txt");
+    // An escaped name that is malformed is a bad request, never a guess.
+    let bad = client::Name {
+        text: "caf\\q",
+        escaped: true,
+    };
+    assert!(matches!(
+        c.request(Kind::Get, bad, 0),
+        Err(ClientError::Refused {
+            status: Status::BadRequest,
+            ..
+        })
+    ));
+
+    // The binary downloads both by their bytes: the default local name is those same bytes.
+    let mut cmd = bin();
+    cmd.args(["get", "-q", &addr])
+        .arg(raw)
+        .current_dir(work.path());
+    run(&mut cmd).expect_code(0);
+    assert_eq!(
+        std::fs::read(work.path().join(raw)).unwrap(),
+        b"latin-1 name"
+    );
+    let mut cmd = bin();
+    let nested = [raw_dir.as_bytes(), b"/in.txt"].concat();
+    cmd.args(["get", "-q", "-o", "-", &addr])
+        .arg(OsStr::from_bytes(&nested))
+        .current_dir(work.path());
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    assert_eq!(out.output.stdout, b"inside");
+    // Without -q: the summary line names the local file, escaped.
+    let out = run_bin(&["get", &addr, evil], work.path());
+    out.expect_code(0);
+    assert_eq!(
+        std::fs::read(work.path().join(evil)).unwrap(),
+        b"evil bytes"
+    );
+    let err = out.stderr();
+    assert!(err.contains("bell\\x07 esc\\x1b[31m"), "{}", out.describe());
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
+    );
+    // A local file in the way that cannot be written: the error names it escaped too.
+    std::fs::remove_file(work.path().join(evil)).unwrap();
+    std::fs::create_dir(work.path().join(format!("{evil}.part"))).unwrap();
+    let out = run_bin(&["get", &addr, evil], work.path());
+    out.expect_code(ExitCode::LocalWrite.code());
+    let err = out.stderr();
+    assert_eq!(err.lines().count(), 1, "{}", out.describe());
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
+    );
+
+    // A refusal that names a hostile name shows it escaped, on one line.
+    let missing = "no\u{1b}]0;pwned\u{7}\r\nsuch";
+    let out = run_bin(&["get", &addr, missing], work.path());
+    out.expect_code(ExitCode::NotFound.code());
+    let err = out.stderr();
+    assert_eq!(err.lines().count(), 1, "{}", out.describe());
+    assert!(
+        !err.trim_end_matches('\n').chars().any(char::is_control),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -845,7 +1030,7 @@ fn the_python_snippet_in_the_docs_works() {
     let script = work.write("client.py", &doc.as_bytes()[start..start + len]);
 
     let fx = Fixture::with_hostile_files(200_000);
-    let srv = TestServer::start(fx.path(), |_| {});
+    let srv = TestServer::start(fx.path(), serve_dotfiles);
     let port = srv.addr.port().to_string();
     for name in hostile_names() {
         let out = run(Command::new(&python)

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 pub mod peers;
+pub mod pki;
 
 /// File names that break naive servers and clients: spaces, unicode, a percent-encoded look-alike,
 /// a leading dash, a dotfile, shell metacharacters and a name of the maximum length (255 bytes)

@@ -48,6 +48,28 @@ impl Peer {
 /// Starts vsftpd serving `root` read-only to anonymous users (for a test marked with the
 /// `peer_vsftpd` cfg).
 pub fn start_vsftpd(root: &Path) -> Peer {
+    start_vsftpd_with(root, "")
+}
+
+/// Starts vsftpd as [`start_vsftpd`] does, with explicit FTPS (`AUTH TLS`) required for logins
+/// and data and `require_ssl_reuse=YES` (data connections must resume the control connection's
+/// TLS session), serving `cert` (for a test marked with the `peer_vsftpd` cfg). The
+/// `force_local_*` options are set too, but named logins need PAM (see the module's note), so
+/// the anonymous ones are what a test can exercise.
+pub fn start_vsftpd_tls(root: &Path, cert: &crate::pki::ServerCert) -> Peer {
+    // ssl_ciphers: vsftpd's default (DES-CBC3-SHA) is refused by modern TLS stacks.
+    let tls = format!(
+        "ssl_enable=YES\nrsa_cert_file={cert}\nrsa_private_key_file={key}\n\
+         allow_anon_ssl=YES\nforce_anon_logins_ssl=YES\nforce_anon_data_ssl=YES\n\
+         force_local_logins_ssl=YES\nforce_local_data_ssl=YES\nrequire_ssl_reuse=YES\n\
+         ssl_ciphers=HIGH\n",
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+    );
+    start_vsftpd_with(root, &tls)
+}
+
+fn start_vsftpd_with(root: &Path, extra: &str) -> Peer {
     let bin = require_tool("vsftpd");
     let conf = tempfile::tempdir().expect("vsftpd conf dir");
     let empty = conf.path().join("empty");
@@ -62,7 +84,7 @@ pub fn start_vsftpd(root: &Path) -> Peer {
          anonymous_enable=YES\nanon_root={root}\nno_anon_password=YES\n\
          anon_world_readable_only=NO\nlocal_enable=NO\nwrite_enable=NO\n\
          secure_chroot_dir={empty}\ncheck_shell=NO\nxferlog_enable=NO\n\
-         pasv_enable=YES\nuse_localtime=NO\nforce_dot_files=YES\n",
+         pasv_enable=YES\nuse_localtime=NO\nforce_dot_files=YES\n{extra}",
         root = root.display(),
         empty = empty.display(),
     );

@@ -28,6 +28,7 @@ pub const PEERS: &[Peer] = &[
     Peer::Tool("curl"),
     Peer::Tool("wget"),
     Peer::Tool("lftp"),
+    Peer::Tool("tnftp"),
     Peer::Tool("vsftpd"),
     Peer::Tool("nc"),
     Peer::Tool("python3"),

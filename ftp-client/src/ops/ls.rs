@@ -11,7 +11,7 @@ use filexfer::text::printable;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::config::Config;
-use crate::data::Transfer;
+use crate::data::{Transfer, settle};
 use crate::error::ClientError;
 use crate::listing::{self, Entry};
 use crate::names::MAX_ENTRIES_PER_DIR;
@@ -174,6 +174,8 @@ async fn each_line(
         let text = String::from_utf8_lossy(&line);
         f(text.trim_end_matches(['\r', '\n']))?;
     }
+    // The listing's end of file arrived: close with a FIN, not the reset of an abort.
+    settle(reader.get_mut().get_mut());
     drop(reader);
     t.finish(s, bytes, None, None).await?;
     Ok(bytes)

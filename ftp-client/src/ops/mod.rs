@@ -43,6 +43,7 @@ async fn connect(
         cfg.timeout,
         trace.clone(),
         cfg.trust_pasv_ip,
+        (cfg.tls, &cfg.trust),
     )
     .await?;
     let pass = cfg.password.clone().unwrap_or_default();

@@ -11,17 +11,17 @@ use filexfer::datapath::{Pace, file_to_stream};
 use filexfer::progress::{Progress, Summary};
 use filexfer::text::printable;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::config::Config;
-use crate::data::Transfer;
+use crate::data::{Transfer, settle};
 use crate::error::ClientError;
 use crate::session::{Session, Tracer};
 use crate::target::Remote;
+use crate::tls::DataConn;
 
 /// The data socket as the copy sees it: each byte the socket takes moves the progress bar.
 struct Counted<'a> {
-    inner: &'a mut TcpStream,
+    inner: &'a mut DataConn,
     progress: &'a Progress,
 }
 
@@ -131,13 +131,9 @@ pub(crate) async fn put_on(
     drop(progress);
     let sent = match copied {
         Ok(n) => n,
-        Err(e) => {
-            // Reset rather than close the data connection: in stream mode a plain close means
-            // "end of file" (RFC 959 §3.4.1), and the server would keep the truncated upload
-            // as if it were complete.
-            let _ = data.set_zero_linger();
-            return Err(t.copy_failed(s, e, offset, Some(len), read_err));
-        }
+        // `data` is armed to be reset when dropped (crate::data): a plain close would mean "end
+        // of file" (RFC 959 §3.4.1) and the server would keep the truncated upload as complete.
+        Err(e) => return Err(t.copy_failed(s, e, offset, Some(len), read_err)),
     };
     // Closing the data connection is what tells the server the file is complete (RFC 959
     // stream mode), so a failed shutdown is a failed upload.
@@ -156,7 +152,11 @@ pub(crate) async fn put_on(
         Err(_) => return Err(s.timeout_err("closing the upload".into())),
     }
     // The socket stays open until the reply: its send queue tells whether bytes still move.
-    t.finish(s, offset + sent, Some(len), Some(&data)).await?;
+    t.finish(s, offset + sent, Some(len), Some(data.tcp()))
+        .await?;
+    // Only the server's 2xx makes the upload complete; until then (a stall while the last
+    // bytes drain, a lost control connection) dropping `data` resets it.
+    settle(&data);
     drop(data);
     let elapsed = started.elapsed();
     // Check what landed, when the server can tell.

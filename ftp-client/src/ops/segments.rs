@@ -46,7 +46,7 @@ use filexfer::text::printable;
 use tokio::io::AsyncReadExt;
 
 use crate::config::Config;
-use crate::data::Transfer;
+use crate::data::{Transfer, settle};
 use crate::error::ClientError;
 use crate::session::{Session, Tracer};
 use crate::target::{Remote, TypeCode};
@@ -516,6 +516,8 @@ async fn probe_rest(s: &mut Session, name: &str, path: &str, size: u64) -> Resul
             return Err(rest_ignored(&s.host, path, size - 1, got, 1));
         }
     }
+    // The end of the data was seen: close with a FIN, not the reset of an abort.
+    settle(&data);
     drop(data);
     t.finish(s, got, Some(1), None).await
 }
@@ -758,6 +760,11 @@ async fn fetch_range(sh: &Shared, s: &mut Session, i: usize) -> Result<bool, Cli
     }
     sh.record(i, done, true);
     outcome?;
+    if last {
+        // Read to its end: an ordinary close. A range cut short on purpose is dropped armed,
+        // so its close is a reset, which tells the server the transfer was aborted.
+        settle(&data);
+    }
     drop(data);
     if last {
         // Read to the end: the transfer's own reply says whether it completed.

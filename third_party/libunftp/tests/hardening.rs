@@ -628,7 +628,7 @@ async fn a_stat_listing_the_client_does_not_read_ends_its_session_and_frees_its_
     // the limit on A's write, never: A's session lives on, and so does its permit).
     let mut b = Ctl::login(addr).await;
     let (code, text) = b.cmd("STAT /").await;
-    assert_eq!(code, 200, "{text}");
+    assert_eq!(code, 213, "{text}");
     // A's connection was closed before its reply was complete.
     let mut got = Vec::new();
     let _ = tokio::time::timeout(WAIT, a.reader.read_to_end(&mut got))
@@ -637,6 +637,41 @@ async fn a_stat_listing_the_client_does_not_read_ends_its_session_and_frees_its_
     let lines = got.split(|&b| b == b'\n').count();
     assert!(lines < 25_000, "A got the whole listing ({lines} lines)");
     assert_eq!(b.cmd("NOOP").await.0, 200);
+}
+
+#[tokio::test]
+async fn stat_of_a_path_lists_it_from_the_working_directory_with_213_or_550() {
+    let root = Root::new("stat-cwd");
+    std::fs::create_dir_all(root.0.join("sub/inner")).unwrap();
+    std::fs::write(root.0.join("sub/inner/only-here.txt"), b"x").unwrap();
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    assert_eq!(c.cmd("CWD /sub").await.0, 250);
+    // `inner` is /sub/inner, not /inner.
+    let (code, text) = c.cmd("STAT inner").await;
+    assert_eq!(code, 213, "{text}");
+    assert!(text.contains("only-here.txt"), "{text}");
+    let (code, text) = c.cmd("STAT /sub/inner").await;
+    assert_eq!(code, 213, "{text}");
+    // A missing path is the storage back-end's 550, not a local error (451).
+    let (code, text) = c.cmd("STAT missing").await;
+    assert_eq!(code, 550, "{text}");
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+}
+
+#[tokio::test]
+async fn size_and_mdtm_of_a_directory_get_550() {
+    let root = Root::new("size-dir");
+    std::fs::create_dir_all(root.0.join("sub")).unwrap();
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    for cmd in ["SIZE sub", "MDTM sub", "SIZE /"] {
+        let (code, text) = c.cmd(cmd).await;
+        assert_eq!(code, 550, "{cmd}: {text}");
+    }
+    let (code, text) = c.cmd("SIZE hello.txt").await;
+    assert_eq!((code, text.trim()), (213, "213 6"));
+    assert_eq!(c.cmd("MDTM hello.txt").await.0, 213);
 }
 
 #[tokio::test]
@@ -652,4 +687,572 @@ async fn telnet_commands_nul_bytes_and_bare_lf_leave_the_session_alive() {
     assert_eq!(c.reply().await.0, 200);
     assert!((500..600).contains(&c.reply().await.0));
     assert_eq!(c.cmd("PWD").await.0, 257);
+}
+
+// Patch 23: refusals known before the transfer are the command's own reply, before any 150.
+
+mod picky {
+    //! A back-end that answers the preflight checks, in front of the file-system one.
+
+    use async_trait::async_trait;
+    use std::fmt::Debug;
+    use std::path::{Path, PathBuf};
+    use unftp_core::auth::DefaultUser;
+    use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
+    use unftp_sbe_fs::{Filesystem, Meta};
+
+    #[derive(Debug)]
+    pub struct Picky(pub Filesystem);
+
+    fn named(path: &Path, prefix: &str) -> bool {
+        path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix))
+    }
+
+    #[async_trait]
+    impl StorageBackend<DefaultUser> for Picky {
+        type Metadata = Meta;
+
+        fn supported_features(&self) -> u32 {
+            StorageBackend::<DefaultUser>::supported_features(&self.0)
+        }
+        async fn metadata<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<Meta> {
+            self.0.metadata(u, p).await
+        }
+        async fn list<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+            self.0.list(u, p).await
+        }
+        async fn get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, s: u64) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+            self.0.get(u, p, s).await
+        }
+        async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+            &self,
+            u: &DefaultUser,
+            r: R,
+            p: P,
+            s: u64,
+        ) -> Result<u64> {
+            self.0.put(u, r, p, s).await
+        }
+        async fn del<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.del(u, p).await
+        }
+        async fn mkd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.mkd(u, p).await
+        }
+        async fn rename<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, f: P, t: P) -> Result<()> {
+            self.0.rename(u, f, t).await
+        }
+        async fn rmd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.rmd(u, p).await
+        }
+        async fn cwd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            self.0.cwd(u, p).await
+        }
+
+        /// Missing → 550 "not found"; `secret*` → 550 "permission denied"; `REST` beyond the
+        /// end → 554 (patch 24).
+        async fn check_get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, start_pos: u64) -> Result<()> {
+            if named(p.as_ref(), "secret") {
+                return Err(ErrorKind::PermissionDenied.into());
+            }
+            let len = self.0.metadata(u, p).await.map_err(|e| Error::new(ErrorKind::PermanentFileNotAvailable, e))?.len();
+            if start_pos > len {
+                return Err(ErrorKind::InvalidRestOffset.into());
+            }
+            Ok(())
+        }
+        /// `taken*` → 553; APPE to `locked*` → 550; `REST` beyond the end → 554 (patch 24).
+        async fn check_put<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, start_pos: u64, append: bool) -> Result<()> {
+            match () {
+                () if named(p.as_ref(), "taken") => Err(ErrorKind::FileNameNotAllowedError.into()),
+                () if append && named(p.as_ref(), "locked") => Err(ErrorKind::PermissionDenied.into()),
+                () if start_pos > self.0.metadata(u, p).await.map_or(0, |m| m.len()) => Err(ErrorKind::InvalidRestOffset.into()),
+                () => Ok(()),
+            }
+        }
+        /// `private*` → 550.
+        async fn check_list<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, p: P) -> Result<()> {
+            if named(p.as_ref(), "private") {
+                return Err(ErrorKind::PermissionDenied.into());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Serves `root` anonymously through [`picky::Picky`], as [`serve`] does with the plain back-end.
+async fn serve_picky(root: &Root) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let path = root.0.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let path = path.clone();
+            let server = ServerBuilder::new(Box::new(move || picky::Picky(Filesystem::new(path.clone()).unwrap())))
+                .build()
+                .unwrap();
+            tokio::spawn(server.service(stream));
+        }
+    });
+    addr
+}
+
+/// EPSV, then the client's data connection, as wget and curl make it before the command.
+async fn data_connection(c: &mut Ctl, addr: SocketAddr) -> TcpStream {
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    tokio::time::timeout(WAIT, TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_retr_gets_550_as_its_reply_and_the_data_connection_serves_the_next_command() {
+    let root = Root::new("preflight-retr");
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let mut data = data_connection(&mut c, addr).await;
+    for (line, why) in [("RETR missing.txt", "File not found"), ("RETR secret.txt", "Permission denied")] {
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, 550, "{line}: the refusal is the first reply, no 150 before it: {text}");
+        assert!(text.contains(why), "{line}: the data channel's own wording: {text}");
+    }
+    // A refused REST + RETR consumes the REST offset, as vsftpd does.
+    assert_eq!(c.cmd("REST 3").await.0, 350);
+    assert_eq!(c.cmd("RETR missing.txt").await.0, 550);
+    // The data connection was not used: the next command gets it, from the start of the file.
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(got, b"hello\n");
+    assert_eq!(c.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn refused_uploads_and_listings_get_their_reply_before_any_150() {
+    let root = Root::new("preflight-put-list");
+    std::fs::create_dir(root.0.join("private")).unwrap();
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let _data = data_connection(&mut c, addr).await;
+    for (line, want) in [
+        ("STOR taken.txt", 553),
+        ("APPE locked.txt", 550),
+        ("LIST private", 550),
+        ("NLST private", 550),
+        ("MLSD private", 550),
+    ] {
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, want, "{line}: {text}");
+    }
+    assert!(!root.0.join("taken.txt").exists() && !root.0.join("locked.txt").exists());
+    // Accepted commands still get 150 and use the data connection.
+    assert_eq!(c.cmd("LIST").await.0, 150);
+    assert_eq!(c.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn a_data_connection_left_by_a_refused_command_is_released_by_the_next_epsv() {
+    let root = Root::new("preflight-release");
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let mut first = data_connection(&mut c, addr).await;
+    assert_eq!(c.cmd("RETR missing.txt").await.0, 550);
+    // The client asks for a new one, as wget and curl do for their next transfer: the server
+    // closes the unused one now (before the patch it held it for 5 minutes).
+    let mut second = data_connection(&mut c, addr).await;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, first.read(&mut buf)).await.expect("the old data connection is closed").unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, second.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(got, b"hello\n");
+    assert_eq!(c.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn a_back_end_without_checks_still_answers_after_150() {
+    // The checks default to Ok: the file-system back-end's refusals come from the transfer.
+    let root = Root::new("preflight-default");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    let _data = data_connection(&mut c, addr).await;
+    assert_eq!(c.cmd("RETR missing.txt").await.0, 150);
+    assert_eq!(c.reply().await.0, 550);
+}
+
+// Patch 24: a REST offset beyond the end of the file gets 554 (RFC 3659 §5), before any 150.
+
+#[tokio::test]
+async fn a_rest_offset_beyond_the_end_gets_554_for_retr_stor_and_appe() {
+    let root = Root::new("preflight-rest");
+    let addr = serve_picky(&root).await;
+    let mut c = Ctl::login(addr).await;
+    let mut data = data_connection(&mut c, addr).await;
+    for line in ["RETR hello.txt", "STOR hello.txt", "APPE hello.txt"] {
+        assert_eq!(c.cmd("REST 7").await.0, 350);
+        let (code, text) = c.cmd(line).await;
+        assert_eq!(code, 554, "{line} after REST 7 of a 6-byte file: {text}");
+    }
+    assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\n", "the file is untouched");
+    // The end itself is a valid offset: nothing left to send.
+    assert_eq!(c.cmd("REST 6").await.0, 350);
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert!(got.is_empty());
+    assert_eq!(c.reply().await.0, 226);
+}
+
+// Patch 25: nothing the server sends names the software or its version.
+
+#[tokio::test]
+async fn greeting_help_and_stat_do_not_name_the_software() {
+    let root = Root::new("no-banner");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let leaks = |text: &str| {
+        let lower = text.to_lowercase();
+        lower.contains("unftp") || lower.contains("sbe") || lower.contains("authenticator") || text.contains(env!("CARGO_PKG_VERSION"))
+    };
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (r, w) = stream.into_split();
+    let mut c = Ctl {
+        reader: BufReader::new(r),
+        writer: w,
+    };
+    let (code, greeting) = c.reply().await;
+    assert_eq!(code, 220);
+    assert!(!leaks(&greeting), "{greeting}");
+    let (code, help) = c.cmd("HELP").await;
+    assert_eq!(code, 214, "{help}");
+    assert!(help.contains("RETR") && !leaks(&help), "{help}");
+    assert_eq!(c.cmd("USER anonymous").await.0, 331);
+    assert_eq!(c.cmd("PASS guest@").await.0, 230);
+    let (code, help) = c.cmd("HELP").await;
+    assert!(code == 214 && !leaks(&help), "{help}");
+    let (code, stat) = c.cmd("STAT").await;
+    assert_eq!(code, 211, "{stat}");
+    assert!(stat.contains("offset for REST") && !leaks(&stat), "{stat}");
+// --- FTPS (our patches 36-38) -------------------------------------------------------------
+
+mod ftps {
+    use super::*;
+    use libunftp::options::FtpsRequiredFor;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use std::sync::Arc;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+
+    /// A self-signed certificate for `localhost` made with openssl for these tests (valid until
+    /// 2126), and its key.
+    pub(super) fn resource(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/resources").join(name)
+    }
+
+    /// Accepts the test certificate without checking it: these tests are about the server.
+    #[derive(Debug)]
+    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    pub(super) fn connector(resume: bool) -> tokio_rustls::TlsConnector {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth();
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    pub(super) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+    impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+    /// A control connection that can be secured after AUTH TLS (or from the start).
+    pub(super) struct TlsCtl {
+        reader: Option<BufReader<ReadHalf<Box<dyn Io>>>>,
+        writer: Option<WriteHalf<Box<dyn Io>>>,
+        pub(super) tls: tokio_rustls::TlsConnector,
+    }
+
+    impl TlsCtl {
+        pub(super) async fn connect(addr: SocketAddr, tls: tokio_rustls::TlsConnector, implicit: bool) -> Self {
+            let tcp = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.unwrap().unwrap();
+            let io: Box<dyn Io> = if implicit {
+                Box::new(tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap())
+            } else {
+                Box::new(tcp)
+            };
+            let (r, w) = tokio::io::split(io);
+            let mut c = TlsCtl {
+                reader: Some(BufReader::new(r)),
+                writer: Some(w),
+                tls,
+            };
+            assert_eq!(c.reply().await.0, 220);
+            c
+        }
+
+        /// AUTH TLS and the handshake (RFC 4217 §4).
+        pub(super) async fn secure(&mut self) {
+            assert_eq!(self.cmd("AUTH TLS").await.0, 234);
+            let r = self.reader.take().unwrap();
+            assert!(r.buffer().is_empty());
+            let io = r.into_inner().unsplit(self.writer.take().unwrap());
+            let tls = self.tls.connect(ServerName::try_from("localhost").unwrap(), io).await.unwrap();
+            let (r, w) = tokio::io::split(Box::new(tls) as Box<dyn Io>);
+            self.reader = Some(BufReader::new(r));
+            self.writer = Some(w);
+        }
+
+        pub(super) async fn reply(&mut self) -> (u32, String) {
+            let mut line = String::new();
+            let reader = self.reader.as_mut().unwrap();
+            let n = tokio::time::timeout(WAIT, reader.read_line(&mut line)).await.expect("a reply in time").unwrap_or(0);
+            if n == 0 {
+                return (0, line);
+            }
+            (line.get(..3).unwrap_or("").parse().unwrap_or(0), line)
+        }
+
+        pub(super) async fn cmd(&mut self, line: &str) -> (u32, String) {
+            self.writer.as_mut().unwrap().write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+            self.reply().await
+        }
+
+        /// EPSV, a data connection (TLS over it when `tls`), RETR hello.txt: what arrived, and
+        /// the final reply's code.
+        pub(super) async fn retr(&mut self, addr: SocketAddr, tls: bool) -> (Vec<u8>, u32) {
+            let (code, text) = self.cmd("EPSV").await;
+            assert_eq!(code, 229, "{text}");
+            let data = tokio::time::timeout(WAIT, TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))))
+                .await
+                .unwrap()
+                .unwrap();
+            let (code, text) = self.cmd("RETR hello.txt").await;
+            assert_eq!(code, 150, "{text}");
+            let mut got = Vec::new();
+            if tls {
+                // A refused handshake (patch 37's 522) leaves nothing to read.
+                if let Ok(mut s) = self.tls.connect(ServerName::try_from("localhost").unwrap(), data).await {
+                    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut got)).await.unwrap();
+                }
+            } else {
+                let mut data = data;
+                let _ = tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap();
+            }
+            (got, self.reply().await.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn ftps_required_for_some_users_refuses_their_plain_login_and_unprotected_data() {
+        let root = Root::new("ftps-per-user");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key"))
+                .ftps_required_for(FtpsRequiredFor::new(|name| name != "anonymous"))
+        })
+        .await;
+        // Plain: alice is refused at USER, before any password; anonymous is not.
+        let mut c = TlsCtl::connect(addr, connector(true), false).await;
+        let (code, text) = c.cmd("USER alice").await;
+        assert_eq!(code, 534, "{text}");
+        assert_eq!(c.cmd("PASS secret").await.0, 503, "no USER was accepted");
+        assert_eq!(c.cmd("USER anonymous").await.0, 331);
+        assert_eq!(c.cmd("PASS guest@").await.0, 230);
+        assert_eq!(c.retr(addr, false).await, (b"hello\n".to_vec(), 226));
+        // Over TLS, alice logs in but gets no data connection before PROT P.
+        let mut c = TlsCtl::connect(addr, connector(true), false).await;
+        c.secure().await;
+        assert_eq!(c.cmd("USER alice").await.0, 331);
+        assert_eq!(c.cmd("PASS secret").await.0, 230);
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 521, "{text}");
+        assert_eq!(c.cmd("PBSZ 0").await.0, 200);
+        assert_eq!(c.cmd("PROT P").await.0, 200);
+        assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226));
+        // PROT C after the data connection was opened: the transfer itself is refused.
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        assert_eq!(c.cmd("PROT C").await.0, 200);
+        assert_eq!(c.cmd("RETR hello.txt").await.0, 521);
+        assert_eq!(c.cmd("NOOP").await.0, 200, "the session goes on");
+    }
+
+    /// Logs in as anonymous over explicit TLS with `PROT P`.
+    async fn protected_session(addr: SocketAddr, resume: bool) -> TlsCtl {
+        let mut c = TlsCtl::connect(addr, connector(resume), false).await;
+        c.secure().await;
+        assert_eq!(c.cmd("USER anonymous").await.0, 331);
+        assert_eq!(c.cmd("PASS guest@").await.0, 230);
+        assert_eq!(c.cmd("PBSZ 0").await.0, 200);
+        assert_eq!(c.cmd("PROT P").await.0, 200);
+        c
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_on_a_data_connection_is_answered_and_the_session_goes_on() {
+        let root = Root::new("ftps-bad-data-handshake");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key"))
+                .data_stall_timeout(Duration::from_secs(2))
+        })
+        .await;
+        let mut c = protected_session(addr, true).await;
+        // Not a ClientHello: the handshake fails at once.
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let mut data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+        assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+        data.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 425, "{text}");
+        drop(data);
+        // Nothing at all: the handshake ends with the stall limit.
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let _data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+        assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 425, "{text}");
+        assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226), "the session goes on");
+    }
+
+    #[tokio::test]
+    async fn ftps_require_resumption_refuses_a_data_connection_with_a_new_tls_session() {
+        let root = Root::new("ftps-resumption");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key")).ftps_require_resumption(true)
+        })
+        .await;
+        let mut c = protected_session(addr, false).await;
+        let (got, code) = c.retr(addr, true).await;
+        assert_eq!(code, 522, "a full handshake is refused");
+        assert!(got.is_empty());
+        let mut c = protected_session(addr, true).await;
+        assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226), "a resumed session is accepted");
+    }
+
+    #[tokio::test]
+    async fn implicit_ftps_starts_with_the_handshake_and_protects_data_from_the_start() {
+        let root = Root::new("ftps-implicit");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key")).ftps_implicit(true)
+        })
+        .await;
+        let mut c = TlsCtl::connect(addr, connector(true), true).await;
+        assert_eq!(c.cmd("USER anonymous").await.0, 331);
+        assert_eq!(c.cmd("PASS guest@").await.0, 230);
+        assert_eq!(c.retr(addr, true).await, (b"hello\n".to_vec(), 226), "no PROT P needed");
+        // A plain client gets no greeting: its first line is not a ClientHello.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain.write_all(b"USER anonymous\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut got)).await.expect("closed in time");
+        assert!(!got.starts_with(b"220"), "{:?}", String::from_utf8_lossy(&got));
+    }
+
+    #[tokio::test]
+    async fn a_tls_upload_whose_client_reads_nothing_is_received_whole() {
+        let root = Root::new("ftps-upload-no-read");
+        let addr = serve(&root, "127.0.0.1:0", |b| {
+            b.ftps(resource("ftps-test.crt"), resource("ftps-test.key"))
+                .ftps_tls_flags(libunftp::options::TlsFlags::LATEST_VERSIONS | libunftp::options::TlsFlags::RESUMPTION_TICKETS)
+        })
+        .await;
+        let mut c = protected_session(addr, true).await;
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+        assert_eq!(c.cmd("STOR up.bin").await.0, 150);
+        let mut tls = c.tls.connect(ServerName::try_from("localhost").unwrap(), data).await.unwrap();
+        let body = vec![7u8; 4 << 20];
+        tls.write_all(&body).await.unwrap();
+        tls.shutdown().await.unwrap();
+        // Closed without reading: anything the server sent after the handshake is unread.
+        drop(tls);
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 226, "{text}");
+        assert_eq!(std::fs::read(root.0.join("up.bin")).unwrap().len(), body.len());
+    }
+
+    /// Many AUTH TLS upgrades at once on a busy multi-threaded runtime: every handshake works.
+    /// Before patch 40 the upgrade waited for a message from a spawned task, and the control
+    /// loop could read the ClientHello as a command first and answer it in clear, breaking the
+    /// client's handshake ("received corrupt message").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn auth_tls_upgrades_before_reading_anything_else() {
+        let root = Root::new("ftps-auth-race");
+        let addr = serve(&root, "127.0.0.1:0", |b| b.ftps(resource("ftps-test.crt"), resource("ftps-test.key"))).await;
+        let tls = connector(true);
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let tls = tls.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut failures = 0;
+                for _ in 0..25 {
+                    let tcp = TcpStream::connect(addr).await.unwrap();
+                    let mut r = BufReader::new(tcp);
+                    let mut line = String::new();
+                    r.read_line(&mut line).await.unwrap();
+                    r.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
+                    line.clear();
+                    r.read_line(&mut line).await.unwrap();
+                    assert!(line.starts_with("234"), "{line}");
+                    assert!(r.buffer().is_empty());
+                    match tokio::time::timeout(WAIT, tls.connect(ServerName::try_from("localhost").unwrap(), r.into_inner())).await {
+                        Ok(Ok(mut s)) => {
+                            s.write_all(b"NOOP\r\n").await.unwrap();
+                            let mut buf = [0u8; 3];
+                            s.read_exact(&mut buf).await.unwrap();
+                            assert_eq!(&buf, b"200");
+                        }
+                        _ => failures += 1,
+                    }
+                }
+                failures
+            }));
+        }
+        let mut failures = 0;
+        for t in tasks {
+            failures += t.await.unwrap();
+        }
+        assert_eq!(failures, 0, "handshakes broken out of 800");
+    }
 }

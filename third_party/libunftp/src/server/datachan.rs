@@ -28,7 +28,7 @@ where
     User: UserDetail,
 {
     pub user: Arc<Option<User>>,
-    pub socket: TcpStream,
+    pub socket: DataSocket,
     pub control_msg_tx: Sender<ControlChanMsg>,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
@@ -42,7 +42,51 @@ where
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     // Cancelled when the session's control loop ends.
     pub gone: tokio_util::sync::CancellationToken,
+    // Whether a TLS data connection must resume a session (`ServerBuilder::ftps_require_resumption`).
+    pub require_resumption: bool,
 }
+
+/// A data connection: plain, or TLS once its handshake is done (`PROT P`).
+#[derive(Debug)]
+enum DataSocket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for DataSocket {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for DataSocket {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_flush(cx),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DataSocket::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            DataSocket::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How long a TLS handshake on a data connection may take when no stall limit is set.
+const DATA_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 use std::fmt;
 use std::pin::Pin;
@@ -122,24 +166,31 @@ where
         let reply = |code, msg: &'static str| ControlChanMsg::CommandChannelReply(Reply::new(code, msg));
         let gone = self.gone.clone();
         tokio::select! {
-            Some(command) = data_cmd_rx.recv() => {
-                // The session lock is not held during the transfer: commands that need it (ABOR
-                // above all) must be served while data moves.
-                let start_pos = session_arc.lock().await.start_pos;
-                // Nobody waits for a listing once the session is gone: it stops (RETR and STOR
-                // are left to their own limits, and to a graceful shutdown that waits for them).
-                let listing = matches!(command, DataChanCmd::List { .. } | DataChanCmd::Nlst { .. } | DataChanCmd::Mlsd { .. });
-                tokio::select! {
-                    () = gone.cancelled(), if listing => {
-                        slog::info!(logger, "Listing stopped: the session has ended");
-                    }
-                    () = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
-                    Some(()) = data_abort_rx.recv() => {
-                        // Dropping the transfer closes the data connection. RFC 959 §4.1.3: the
-                        // aborted command gets 426, then ABOR itself 226.
-                        slog::info!(logger, "Data transfer aborted by ABOR");
-                        let _ = tx.send(reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted")).await;
-                        let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful")).await;
+            command = data_cmd_rx.recv() => match command {
+                // No command comes once the session has dropped its sender: a new PASV, EPSV,
+                // PORT or EPRT replaced this data connection, typically after a transfer command
+                // was refused before `150` (our patch 23) and left it unused. It is released
+                // now rather than held until the timeout below.
+                None => slog::debug!(logger, "Data connection released: the session has replaced it"),
+                Some(command) => {
+                    // The session lock is not held during the transfer: commands that need it (ABOR
+                    // above all) must be served while data moves.
+                    let start_pos = session_arc.lock().await.start_pos;
+                    // Nobody waits for a listing once the session is gone: it stops (RETR and STOR
+                    // are left to their own limits, and to a graceful shutdown that waits for them).
+                    let listing = matches!(command, DataChanCmd::List { .. } | DataChanCmd::Nlst { .. } | DataChanCmd::Mlsd { .. });
+                    tokio::select! {
+                        () = gone.cancelled(), if listing => {
+                            slog::info!(logger, "Listing stopped: the session has ended");
+                        }
+                        () = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
+                        Some(()) = data_abort_rx.recv() => {
+                            // Dropping the transfer closes the data connection. RFC 959 §4.1.3: the
+                            // aborted command gets 426, then ABOR itself 226.
+                            slog::info!(logger, "Data transfer aborted by ABOR");
+                            let _ = tx.send(reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted")).await;
+                            let _ = tx.send(reply(ReplyCode::ClosingDataConnection, "ABOR successful")).await;
+                        }
                     }
                 }
             },
@@ -177,26 +228,81 @@ where
         }
     }
 
+    /// The TLS handshake of a protected data connection (`PROT P`), before any command uses
+    /// it: bounded by the stall limit, and a failed one is a reply, not a panic (a client that
+    /// sends garbage instead of a ClientHello used to panic this task and leave its command
+    /// unanswered). With `require_resumption`, a full handshake is refused as vsftpd's
+    /// `require_ssl_reuse` refuses it.
+    async fn secure(mut self) -> Result<Self, Reply> {
+        let FtpsConfig::On { tls_config } = self.ftps_mode.clone() else {
+            return Ok(self);
+        };
+        let tcp = match self.socket {
+            DataSocket::Plain(tcp) => tcp,
+            tls @ DataSocket::Tls(_) => {
+                self.socket = tls;
+                return Ok(self);
+            }
+        };
+        // No TLS 1.3 session tickets on a data connection: a client that only uploads never
+        // reads them, and closing a socket with unread input resets the connection (RFC 1122
+        // §4.2.2.13), which can destroy the end of the upload before the server has read it.
+        // The tickets of the control connection are the ones a client resumes with. The
+        // session cache and ticket keys are shared (they are `Arc`s in the clone).
+        let mut data_config = (*tls_config).clone();
+        data_config.send_tls13_tickets = 0;
+        let acceptor: TlsAcceptor = Arc::new(data_config).into();
+        let limit = self.stall.unwrap_or(DATA_HANDSHAKE_TIMEOUT);
+        let tls = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                slog::warn!(self.logger, "TLS handshake on the data connection failed: {}", e);
+                return Err(Reply::new(ReplyCode::CantOpenDataConnection, "TLS negotiation on the data connection failed"));
+            }
+            Err(_) => {
+                slog::warn!(self.logger, "TLS handshake on the data connection took over {:?}", limit);
+                return Err(Reply::new(ReplyCode::CantOpenDataConnection, "TLS negotiation on the data connection timed out"));
+            }
+        };
+        if self.require_resumption && tls.get_ref().1.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+            slog::warn!(self.logger, "Refused a TLS data connection that did not resume a session");
+            return Err(Reply::new(
+                ReplyCode::UnsupportedNetworkProtocol,
+                "TLS data connection must resume the control connection's session (session reuse required)",
+            ));
+        }
+        self.socket = DataSocket::Tls(Box::new(tls));
+        Ok(self)
+    }
+
     #[tracing_attributes::instrument]
     async fn execute_command(self, cmd: DataChanCmd, start_pos: u64) {
+        let tx = self.control_msg_tx.clone();
+        let this = match self.secure().await {
+            Ok(this) => this,
+            Err(reply) => {
+                let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
+                return;
+            }
+        };
         match cmd {
             DataChanCmd::Retr { path } => {
-                self.exec_retr(path, start_pos).await;
+                this.exec_retr(path, start_pos).await;
             }
             DataChanCmd::Stor { path } => {
-                self.exec_stor(path, start_pos).await;
+                this.exec_stor(path, start_pos).await;
             }
             DataChanCmd::Appe { path } => {
-                self.exec_appe(path).await;
+                this.exec_appe(path).await;
             }
             DataChanCmd::List { path, .. } => {
-                self.exec_list_variant(path, ListCommand::List).await;
+                this.exec_list_variant(path, ListCommand::List).await;
             }
             DataChanCmd::Nlst { path } => {
-                self.exec_list_variant(path, ListCommand::Nlst).await;
+                this.exec_list_variant(path, ListCommand::Nlst).await;
             }
             DataChanCmd::Mlsd { path } => {
-                self.exec_mlsd(path).await;
+                this.exec_mlsd(path).await;
             }
         }
     }
@@ -205,7 +311,7 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let mut output = Self::writer(self.socket, "retr").await;
 
         let start_time = Instant::now();
         let result = self
@@ -306,7 +412,7 @@ where
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
+                Self::reader(self.socket, "stor").await,
                 path.clone(),
                 start_pos,
             )
@@ -371,7 +477,7 @@ where
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
+                Self::reader(self.socket, "appe").await,
                 path.clone(),
                 start_pos,
             )
@@ -416,9 +522,10 @@ where
 
     #[tracing_attributes::instrument]
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
+        let prefix = nlst_prefix(path.as_deref());
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let mut output = Self::writer(self.socket, command.as_lower_str()).await;
 
         // Held until the listing is sent: it bounds how many listings are in memory at once.
         let _permit = listing_permit(&self.listing_permits).await;
@@ -426,11 +533,25 @@ where
 
         let list_result = match command {
             ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
-            ListCommand::Nlst => self
-                .storage
-                .nlst((*self.user).as_ref().unwrap(), path.clone())
-                .await
-                .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e)),
+            ListCommand::Nlst => {
+                let user = (*self.user).as_ref().unwrap();
+                let names = self
+                    .storage
+                    .nlst(user, path.clone())
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e));
+                // RFC 959: NLST sends "valid pathname strings" for "a program to further process
+                // the files automatically", e.g. a multiple get. The names of a directory's
+                // entries are relative to it, as the client asked for the directory; but the
+                // matches of `sub/*.txt` (or the file `sub/a.txt`) are fetched from the working
+                // directory, so they keep the client's directory part, as vsftpd writes them.
+                match (names, prefix) {
+                    (Ok(cursor), Some(prefix)) if !matches!(self.storage.metadata(user, path.clone()).await, Ok(m) if m.is_dir()) => {
+                        Ok(std::io::Cursor::new(prefix_lines(cursor.get_ref(), prefix.as_bytes())))
+                    }
+                    (names, _) => names,
+                }
+            }
         };
 
         match list_result {
@@ -512,7 +633,7 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let mut output = Self::writer(self.socket, "mlsd").await;
 
         // Held until the listing is sent: it bounds how many listings are in memory at once.
         let _permit = listing_permit(&self.listing_permits).await;
@@ -606,51 +727,35 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
-        match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
-            }
-        }
+    async fn writer(socket: DataSocket, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+        Box::new(MeasuringWriter::new(socket, command))
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
-        match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
-            }
-        }
+    async fn reader(socket: DataSocket, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+        Box::new(MeasuringReader::new(socket, command))
     }
 
     fn resolve_path(&self, path: Option<String>) -> PathBuf {
-        match path {
-            Some(path) => {
-                if path == "." {
-                    self.cwd.clone()
-                } else {
-                    self.cwd.join(path)
-                }
-            }
-            None => self.cwd.clone(),
-        }
+        listing_path(&self.cwd, path.as_deref())
     }
+}
+
+/// The directory part of an `NLST` argument (up to and including its last `/`), if it has one.
+fn nlst_prefix(arg: Option<&str>) -> Option<String> {
+    let arg = arg?;
+    let end = arg.rfind('/')? + 1;
+    Some(arg[..end].to_string())
+}
+
+/// `prefix` before every CRLF-separated line of `listing`.
+fn prefix_lines(listing: &[u8], prefix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(listing.len() + listing.len() / 8 * prefix.len());
+    for line in listing.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 /// Starts processing for the data connection. This will spawn a new async task that will wait for
@@ -728,7 +833,7 @@ where
         let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
         let command_executor = DataCommandExecutor {
             user: session.user.clone(),
-            socket,
+            socket: DataSocket::Plain(socket),
             control_msg_tx,
             storage: Arc::clone(&session.storage),
             cwd: session.cwd.clone(),
@@ -739,6 +844,7 @@ where
             stall: session.data_stall_timeout,
             listing_permits: session.listing_permits.clone(),
             gone: session.gone.clone(),
+            require_resumption: session.ftps_require_resumption,
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out
@@ -752,6 +858,15 @@ where
 }
 
 use std::time::Duration;
+
+/// The directory a listing command (`LIST`, `NLST`, `MLSD`) names: its argument below the working
+/// directory, or the working directory itself.
+pub(crate) fn listing_path(cwd: &std::path::Path, path: Option<&str>) -> PathBuf {
+    match path {
+        Some(path) if path != "." => cwd.join(path),
+        _ => cwd.to_path_buf(),
+    }
+}
 
 /// Waits for a permit to produce a listing, if listings are limited (`ServerBuilder::listing_permits`).
 pub(crate) async fn listing_permit(permits: &Option<Arc<tokio::sync::Semaphore>>) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -882,7 +997,7 @@ impl fmt::Display for TransferSpeed {
 // Collapse the StorageError kind into a client-error, server-error or unknown-error.
 // The PermissionDenied is seperated because it depends on specifics whether it is a server or client error
 // Unknown errors should not happen but need to be handled
-fn categorize_and_register_error(logger: &slog::Logger, err: &Error, command: &'static str) {
+pub(crate) fn categorize_and_register_error(logger: &slog::Logger, err: &Error, command: &'static str) {
     match err.kind() {
         ErrorKind::PermanentFileNotAvailable => metrics::inc_transferred(command, "client-error"),
         ErrorKind::TransientFileNotAvailable | ErrorKind::LocalError => metrics::inc_transferred(command, "server-error"),
@@ -930,5 +1045,29 @@ impl ListCommand {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
         }
+    }
+}
+
+#[cfg(test)]
+mod nlst_tests {
+    use super::{nlst_prefix, prefix_lines};
+
+    #[test]
+    fn the_directory_part_of_an_nlst_argument() {
+        for (arg, want) in [
+            (None, None),
+            (Some("*.txt"), None),
+            (Some("sub/*.txt"), Some("sub/")),
+            (Some("/pub/sub dir/a?.bin"), Some("/pub/sub dir/")),
+            (Some("sub/"), Some("sub/")),
+        ] {
+            assert_eq!(nlst_prefix(arg).as_deref(), want, "{arg:?}");
+        }
+    }
+
+    #[test]
+    fn every_line_gets_the_prefix() {
+        assert_eq!(prefix_lines(b"a.txt\r\nb c.txt\r\n", b"sub/"), b"sub/a.txt\r\nsub/b c.txt\r\n");
+        assert_eq!(prefix_lines(b"", b"sub/"), b"");
     }
 }

@@ -74,6 +74,9 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    ftps_implicit: bool,
+    ftps_require_resumption: bool,
+    ftps_required_for: Option<options::FtpsRequiredFor>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -111,6 +114,9 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    ftps_implicit: bool,
+    ftps_require_resumption: bool,
+    ftps_required_for: Option<options::FtpsRequiredFor>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -160,6 +166,9 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            ftps_implicit: false,
+            ftps_require_resumption: false,
+            ftps_required_for: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -243,6 +252,9 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            ftps_implicit: self.ftps_implicit,
+            ftps_require_resumption: self.ftps_require_resumption,
+            ftps_required_for: self.ftps_required_for,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -299,6 +311,9 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            ftps_implicit: false,
+            ftps_require_resumption: false,
+            ftps_required_for: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -390,6 +405,9 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            ftps_implicit: self.ftps_implicit,
+            ftps_require_resumption: self.ftps_require_resumption,
+            ftps_required_for: self.ftps_required_for,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -576,6 +594,72 @@ where
     /// ```
     pub fn login_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.login_timeout = timeout.into();
+        self
+    }
+
+    /// Decides per user whether FTPS is required, instead of [ftps_required](crate::ServerBuilder::ftps_required)'s
+    /// all-or-accounts choice: `required(name)` is asked with the login name. For a user that
+    /// must use FTPS, `USER` on a plain control connection gets `534` (RFC 4217 §11: the server
+    /// refuses to go on unprotected, before any password is sent), and so does `PASS`; once
+    /// logged in, `PASV`, `EPSV`, `PORT`, `EPRT` and every data transfer command (`RETR`,
+    /// `STOR`, `APPE`, `STOU`, `LIST`, `NLST`, `MLSD`) get `521` unless `PROT P` is in effect
+    /// (RFC 4217 §9: "data connection cannot be opened with this PROT setting"). Takes effect
+    /// only with FTPS configured.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    /// use libunftp::options::FtpsRequiredFor;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap()))
+    ///     .ftps_required_for(FtpsRequiredFor::new(|name| name != "anonymous"));
+    /// ```
+    pub fn ftps_required_for(mut self, required: options::FtpsRequiredFor) -> Self {
+        self.ftps_required_for = Some(required);
+        self
+    }
+
+    /// Implicit FTPS: each control connection starts with a TLS handshake, before the greeting
+    /// (the `ftps://` scheme, port 990 by convention), instead of upgrading with `AUTH TLS`
+    /// (RFC 4217's explicit mode). Data connections are then protected from the start, as if
+    /// `PROT P` had been sent (clients may still send `PBSZ`/`PROT`). The handshake must end
+    /// within the login timeout (60 s without one). Needs FTPS configured; meant for a second
+    /// listener, so a server built with it serves only implicit clients.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap()))
+    ///     .ftps("/srv/unftp/server.certs", "/srv/unftp/server.key")
+    ///     .ftps_implicit(true);
+    /// ```
+    pub fn ftps_implicit(mut self, implicit: bool) -> Self {
+        self.ftps_implicit = implicit;
+        self
+    }
+
+    /// Requires every TLS data connection (`PROT P`) to resume a TLS session this server made,
+    /// as vsftpd's `require_ssl_reuse` does: a data connection with a full handshake gets `522`
+    /// and is closed. Without it, anyone who can reach the data port first could take a passive
+    /// data connection with a TLS session of its own (RFC 4217 §10: the client should be
+    /// authenticated on the data connection). Off by default: some clients (Python's ftplib)
+    /// cannot resume sessions.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).ftps_require_resumption(true);
+    /// ```
+    pub fn ftps_require_resumption(mut self, required: bool) -> Self {
+        self.ftps_require_resumption = required;
         self
     }
 
@@ -1143,6 +1227,9 @@ where
             login_timeout: server.login_timeout,
             listing_permits: server.listing_permits.clone(),
             data_stall_timeout: server.data_stall_timeout,
+            ftps_implicit: server.ftps_implicit,
+            ftps_require_resumption: server.ftps_require_resumption,
+            ftps_required_for: server.ftps_required_for.clone(),
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),

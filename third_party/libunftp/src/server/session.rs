@@ -116,6 +116,8 @@ where
     pub binder: Option<Box<dyn crate::options::Binder>>,
     // How long a listing may go without moving a byte (`ServerBuilder::data_stall_timeout`).
     pub data_stall_timeout: Option<std::time::Duration>,
+    // Whether a TLS data connection must resume a TLS session (`ServerBuilder::ftps_require_resumption`).
+    pub ftps_require_resumption: bool,
     // Listings produced at once, shared by the servers of a process (`ServerBuilder::listing_permits`).
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     // Cancelled when the control loop ends, whatever way: work for the session stops with it.
@@ -197,6 +199,7 @@ where
             failed_logins: None,
             binder: None,
             data_stall_timeout: None,
+            ftps_require_resumption: false,
             listing_permits: None,
             gone: tokio_util::sync::CancellationToken::new(),
             passive_listener: PassiveSlot::default(),

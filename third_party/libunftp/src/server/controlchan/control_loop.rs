@@ -66,6 +66,9 @@ where
     pub login_timeout: Option<Duration>,
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     pub data_stall_timeout: Option<Duration>,
+    pub ftps_implicit: bool,
+    pub ftps_require_resumption: bool,
+    pub ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -105,6 +108,9 @@ where
         login_timeout,
         listing_permits,
         data_stall_timeout,
+        ftps_implicit,
+        ftps_require_resumption,
+        ftps_required_for,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -129,6 +135,7 @@ where
         session = session.binder(b);
     }
     session.data_stall_timeout = data_stall_timeout;
+    session.ftps_require_resumption = ftps_require_resumption;
     session.listing_permits = listing_permits;
 
     let mut logger = logger.new(
@@ -171,12 +178,14 @@ where
     let event_chain = FtpsControlChanEnforcerMiddleware {
         session: shared_session.clone(),
         ftps_requirement: ftps_required_control_chan,
+        per_user: ftps_required_for.clone().filter(|_| tls_configured),
         next: event_chain,
     };
 
     let event_chain = FtpsDataChanEnforcerMiddleware {
         session: shared_session.clone(),
         ftps_requirement: ftps_required_data_chan,
+        per_user: ftps_required_for.filter(|_| tls_configured),
         next: event_chain,
     };
 
@@ -191,17 +200,54 @@ where
         next: event_chain,
     };
 
-    // Small buffers that grow when needed: `Framed` reserves 8 KiB for reading and 8 KiB for
-    // writing up front, 16 KiB of the ~22 KiB an idle session costs; commands and replies are
-    // tens of bytes.
-    let (rd, wr) = tokio::io::split(Box::new(tcp_stream) as Box<dyn AsyncReadAsyncWriteSendUnpin>);
-    let mut command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
-    let mut reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
-
-    reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
-    reply_sink.flush().await?;
+    let implicit_acceptor: Option<tokio_rustls::TlsAcceptor> = match (ftps_implicit, &ftps_config) {
+        (false, _) => None,
+        (true, FtpsConfig::On { tls_config }) => Some(tls_config.clone().into()),
+        (true, _) => {
+            slog::error!(logger, "Implicit FTPS asked for without a TLS configuration");
+            return Err(ControlChanError::new(ControlChanErrorKind::IllegalState));
+        }
+    };
+    let greeting = config.greeting;
 
     let jh = tokio::spawn(async move {
+        // Implicit FTPS: the TLS handshake comes first, in this task (not the accept loop's),
+        // within the login deadline.
+        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match implicit_acceptor {
+            None => Box::new(tcp_stream),
+            Some(acceptor) => {
+                let limit = login_timeout.unwrap_or(Duration::from_secs(60));
+                match tokio::time::timeout(limit, acceptor.accept(tcp_stream)).await {
+                    Ok(Ok(stream)) => {
+                        let mut session = shared_session.lock().await;
+                        session.cmd_tls = true;
+                        session.data_tls = true;
+                        if let Some(certs) = stream.get_ref().1.peer_certificates() {
+                            session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+                        }
+                        Box::new(stream)
+                    }
+                    Ok(Err(err)) => {
+                        slog::warn!(logger, "Closing connection: implicit TLS handshake failed: {}", err);
+                        return;
+                    }
+                    Err(_) => {
+                        slog::warn!(logger, "Closing connection: no implicit TLS handshake within {:?}", limit);
+                        return;
+                    }
+                }
+            }
+        };
+        // Small buffers that grow when needed: `Framed` reserves 8 KiB for reading and 8 KiB for
+        // writing up front, 16 KiB of the ~22 KiB an idle session costs; commands and replies are
+        // tens of bytes.
+        let (rd, wr) = tokio::io::split(io);
+        let mut command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
+        let mut reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
+        if reply_sink.send(Reply::new(ReplyCode::ServiceReady, greeting)).await.is_err() || reply_sink.flush().await.is_err() {
+            slog::info!(logger, "Could not send the greeting");
+            return;
+        }
         let _stop_passive = stop_passive;
         let _session_gone = session_gone;
         // Unknown, malformed or login-requiring commands seen before a login (see MAX_PRELOGIN_STRIKES).
@@ -309,38 +355,6 @@ where
                     }
                 }
                 Some(Ok(event)) => {
-                    if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
-                        slog::info!(logger, "Upgrading control channel to TLS");
-
-                        // Get back the original TCP Stream
-                        let io = command_source.into_inner().unsplit(reply_sink.into_inner());
-
-                        // Wrap in TLS Stream
-                        let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
-                            FtpsConfig::On { tls_config } => tls_config.into(),
-                            _ => panic!("Could not create TLS acceptor. Illegal program state"),
-                        };
-                        let accepted = acceptor.accept(io).await;
-                        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
-                            Ok(stream) => {
-                                let s: &ServerConnection = stream.get_ref().1;
-                                if let Some(certs) = s.peer_certificates() {
-                                    let mut session = shared_session.lock().await;
-                                    session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
-                                }
-                                Box::new(stream)
-                            }
-                            Err(err) => {
-                                slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
-                                return;
-                            }
-                        };
-
-                        // Wrap in codec again and get sink + source
-                        let (rd, wr) = tokio::io::split(io);
-                        command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
-                        reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
-                    }
 
                     if let Event::Command(Command::User { username }) = &event {
                         let s: String = String::from_utf8_lossy(username).into();
@@ -350,15 +364,18 @@ where
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
                     let is_command = matches!(event, Event::Command(_));
+                    let is_auth = matches!(event, Event::Command(Command::Auth { .. }));
                     if !is_command {
                         awaiting_reply = false;
                     }
+                    let mut upgrade = false;
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
                         Ok(reply) => {
                             if is_command && matches!(reply, Reply::None) {
                                 awaiting_reply = true;
                             }
+                            upgrade = is_auth && matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. });
                             reply_sink.send(reply).await
                         }
                     };
@@ -366,6 +383,38 @@ where
                     if let Err(chan_err) = handle_result {
                         slog::warn!(logger, "Event handler chain error: {:?}. Closing control connection", chan_err);
                         return;
+                    }
+
+                    // `234` to AUTH TLS: the next bytes from the client are its ClientHello
+                    // (RFC 4217 §4), so the TLS handshake starts here, before anything else is
+                    // read. (It used to wait for an internal message from a spawned task, and
+                    // the loop could read the ClientHello as a command first and answer it in
+                    // clear, which broke the client's handshake.)
+                    if upgrade {
+                        slog::info!(logger, "Upgrading control channel to TLS");
+                        let io = command_source.into_inner().unsplit(reply_sink.into_inner());
+                        let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
+                            FtpsConfig::On { tls_config } => tls_config.into(),
+                            _ => panic!("Could not create TLS acceptor. Illegal program state"),
+                        };
+                        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match acceptor.accept(io).await {
+                            Ok(stream) => {
+                                let s: &ServerConnection = stream.get_ref().1;
+                                let mut session = shared_session.lock().await;
+                                if let Some(certs) = s.peer_certificates() {
+                                    session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+                                }
+                                session.cmd_tls = true;
+                                Box::new(stream)
+                            }
+                            Err(err) => {
+                                slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
+                                return;
+                            }
+                        };
+                        let (rd, wr) = tokio::io::split(io);
+                        command_source = FramedRead::with_capacity(rd, FtpCodec::new(), CONTROL_BUFFER);
+                        reply_sink = FramedWrite::with_capacity(wr, FtpCodec::new(), CONTROL_BUFFER);
                     }
                 }
                 Some(Err(e)) => {
@@ -393,6 +442,26 @@ const CONTROL_BUFFER: usize = 512;
 /// How many unknown, malformed or login-requiring commands a client may send before logging in;
 /// the next one gets `421` and the connection is closed.
 const MAX_PRELOGIN_STRIKES: u32 = 10;
+
+/// The reply to a storage back-end's error, by its kind: the same whether the error came from the
+/// data channel (after `150`) or from a preflight check before it (our patch 23).
+pub(crate) fn storage_error_reply(kind: ErrorKind) -> Reply {
+    match kind {
+        ErrorKind::ExceededStorageAllocationError => Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
+        ErrorKind::FileNameNotAllowedError => Reply::new(ReplyCode::BadFileName, "File name not allowed"),
+        ErrorKind::InsufficientStorageSpaceError => Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space"),
+        ErrorKind::LocalError => Reply::new(ReplyCode::LocalError, "Local error"),
+        ErrorKind::PageTypeUnknown => Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown"),
+        ErrorKind::TransientFileNotAvailable => Reply::new(ReplyCode::TransientFileError, "File not found"),
+        ErrorKind::PermanentFileNotAvailable => Reply::new(ReplyCode::FileError, "File not found"),
+        ErrorKind::PermanentDirectoryNotAvailable => Reply::new(ReplyCode::FileError, "Directory not found"),
+        ErrorKind::PermanentDirectoryNotEmpty => Reply::new(ReplyCode::FileError, "Directory not empty"),
+        ErrorKind::PermissionDenied => Reply::new(ReplyCode::FileError, "Permission denied"),
+        ErrorKind::CommandNotImplemented => Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented"),
+        ErrorKind::ConnectionClosed => Reply::new(ReplyCode::ConnectionClosed, "Connection closed"),
+        ErrorKind::InvalidRestOffset => Reply::new(ReplyCode::InvalidRestParameter, "Requested action not taken: invalid REST parameter"),
+    }
+}
 
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
@@ -457,7 +526,7 @@ where
                 session.start_pos = 0;
                 Ok(Reply::new(ReplyCode::ClosingDataConnection, "File successfully written"))
             }
-            DataConnectionClosedAfterStor => Ok(Reply::new(ReplyCode::FileActionOkay, "unFTP holds your data for you")),
+            DataConnectionClosedAfterStor => Ok(Reply::new(ReplyCode::FileActionOkay, "Data received")),
             DirectorySuccessfullyListed => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Listed the directory")),
             DirectoryListFailure => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Failed to list the directory")),
             CwdSuccess => Ok(Reply::new(ReplyCode::FileActionOkay, "Successfully changed working directory")),
@@ -491,20 +560,7 @@ where
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
                 Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
             }
-            StorageError(error_type) => match error_type.kind() {
-                ErrorKind::ExceededStorageAllocationError => Ok(Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation")),
-                ErrorKind::FileNameNotAllowedError => Ok(Reply::new(ReplyCode::BadFileName, "File name not allowed")),
-                ErrorKind::InsufficientStorageSpaceError => Ok(Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space")),
-                ErrorKind::LocalError => Ok(Reply::new(ReplyCode::LocalError, "Local error")),
-                ErrorKind::PageTypeUnknown => Ok(Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown")),
-                ErrorKind::TransientFileNotAvailable => Ok(Reply::new(ReplyCode::TransientFileError, "File not found")),
-                ErrorKind::PermanentFileNotAvailable => Ok(Reply::new(ReplyCode::FileError, "File not found")),
-                ErrorKind::PermanentDirectoryNotAvailable => Ok(Reply::new(ReplyCode::FileError, "Directory not found")),
-                ErrorKind::PermanentDirectoryNotEmpty => Ok(Reply::new(ReplyCode::FileError, "Directory not empty")),
-                ErrorKind::PermissionDenied => Ok(Reply::new(ReplyCode::FileError, "Permission denied")),
-                ErrorKind::CommandNotImplemented => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented")),
-                ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
-            },
+            StorageError(error_type) => Ok(storage_error_reply(error_type.kind())),
             CommandChannelReply(reply) => Ok(reply),
             // The control loop writes these itself, under their permit; answered the same way here.
             ListingReply(reply, _) => Ok(reply),

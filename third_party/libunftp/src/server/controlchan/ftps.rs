@@ -4,7 +4,8 @@ use crate::{
     auth::UserDetail,
     server::{
         Command, ControlChanErrorKind, Event, Reply, ReplyCode, controlchan::error::ControlChanError, controlchan::middleware::ControlChanMiddleware,
-        ftpserver::options::FtpsRequired, session::SharedSession,
+        ftpserver::options::{FtpsRequired, FtpsRequiredFor},
+        session::SharedSession,
     },
     storage::{Metadata, StorageBackend},
 };
@@ -19,6 +20,8 @@ where
 {
     pub session: SharedSession<Storage, User>,
     pub ftps_requirement: FtpsRequired,
+    /// When set, decides per user instead of `ftps_requirement` (`ServerBuilder::ftps_required_for`).
+    pub per_user: Option<FtpsRequiredFor>,
     pub next: Next,
 }
 
@@ -31,6 +34,26 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
+        if let Some(required) = self.per_user.clone() {
+            // USER and PASS on a plain control connection, for a user that must use FTPS: refused
+            // before the password crosses the network in clear (RFC 4217 §11).
+            let (is_tls, username) = {
+                let session = self.session.lock().await;
+                (session.cmd_tls, session.username.clone())
+            };
+            let name = match &event {
+                Event::Command(Command::User { username }) => Some(String::from_utf8_lossy(username).into_owned()),
+                Event::Command(Command::Pass { .. }) => username,
+                _ => None,
+            };
+            return match name {
+                Some(name) if !is_tls && required.requires(&name) => Ok(Reply::new(
+                    ReplyCode::FtpsRequired,
+                    "This account requires TLS: send AUTH TLS before USER",
+                )),
+                _ => self.next.handle(event).await,
+            };
+        }
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
             (FtpsRequired::All, event) => match event {
@@ -95,6 +118,8 @@ where
 {
     pub session: SharedSession<Storage, User>,
     pub ftps_requirement: FtpsRequired,
+    /// When set, decides per user instead of `ftps_requirement` (`ServerBuilder::ftps_required_for`).
+    pub per_user: Option<FtpsRequiredFor>,
     pub next: Next,
 }
 
@@ -107,6 +132,42 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
+        if let Some(required) = self.per_user.clone() {
+            // Every way to open a data connection, and every command that uses one: checked at
+            // both, since PROT may change between PASV and the transfer (RFC 4217 §9).
+            let needs_data = matches!(
+                event,
+                Event::Command(
+                    Command::Pasv
+                        | Command::Epsv
+                        | Command::Port { .. }
+                        | Command::Eprt { .. }
+                        | Command::Retr { .. }
+                        | Command::Stor { .. }
+                        | Command::Appe { .. }
+                        | Command::Stou
+                        | Command::List { .. }
+                        | Command::Nlst { .. }
+                        | Command::Mlsd { .. }
+                )
+            );
+            if needs_data {
+                let (data_tls, username) = {
+                    let session = self.session.lock().await;
+                    (session.data_tls, session.username.clone())
+                };
+                if let Some(name) = username
+                    && !data_tls
+                    && required.requires(&name)
+                {
+                    return Ok(Reply::new(
+                        ReplyCode::ProtRequired,
+                        "This account requires protected data connections: send PBSZ 0 and PROT P first",
+                    ));
+                }
+            }
+            return self.next.handle(event).await;
+        }
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
             (FtpsRequired::All, event) => match event {

@@ -162,6 +162,8 @@ pub enum ReplyCode {
     BadCommandSequence = 503,
     /// 504 Command not implemented for that parameter.
     CommandNotImplementedForParameter = 504,
+    /// 521 Data connection cannot be opened with this PROT setting (RFC 4217 §9).
+    ProtRequired = 521,
     /// 522 Network protocol not supported (RFC 2428 §2, EPRT).
     UnsupportedNetworkProtocol = 522,
     /// 530 Not logged in.
@@ -180,6 +182,8 @@ pub enum ReplyCode {
     ExceededStorageAllocation = 552,
     /// 553 Requested action not taken. File name not allowed.
     BadFileName = 553,
+    /// 554 Requested action not taken: invalid REST parameter (RFC 3659 §5).
+    InvalidRestParameter = 554,
 }
 
 impl Reply {

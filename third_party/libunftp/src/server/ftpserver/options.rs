@@ -18,7 +18,8 @@ use tokio::net::TcpSocket;
 
 // Once we're sure about the types of these I think its good to expose it to the API user so that
 // he/she can see what our server defaults are.
-pub(crate) const DEFAULT_GREETING: &str = "Welcome to the libunftp FTP server";
+// Names no software: the greeting is the first thing a scanner reads (our patch 25).
+pub(crate) const DEFAULT_GREETING: &str = "FTP server ready";
 pub(crate) const DEFAULT_IDLE_SESSION_TIMEOUT_SECS: u64 = 600;
 pub(crate) const DEFAULT_PASSIVE_HOST: PassiveHost = PassiveHost::FromConnection;
 pub(crate) const DEFAULT_PASSIVE_PORTS: RangeInclusive<u16> = 49152..=65535;
@@ -69,6 +70,31 @@ impl From<&str> for PassiveHost {
             Ok(IpAddr::V4(ip)) => PassiveHost::Ip(ip),
             _ => PassiveHost::Dns(dns_or_ip.to_string()),
         }
+    }
+}
+
+/// The option to [ServerBuilder::ftps_required_for](crate::ServerBuilder::ftps_required_for): given
+/// a login name (as sent with `USER`), whether that user must use FTPS, i.e. protect the control
+/// connection before `USER` and every data connection (`PROT P`). It decides per user what
+/// [FtpsRequired] decides for all users or all non-anonymous ones.
+#[derive(Clone)]
+pub struct FtpsRequiredFor(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl FtpsRequiredFor {
+    /// Wraps the decision: `required(name)` says whether user `name` must use FTPS.
+    pub fn new(required: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(required))
+    }
+
+    /// Whether user `name` must use FTPS.
+    pub fn requires(&self, name: &str) -> bool {
+        (self.0)(name)
+    }
+}
+
+impl Debug for FtpsRequiredFor {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str("FtpsRequiredFor(..)")
     }
 }
 

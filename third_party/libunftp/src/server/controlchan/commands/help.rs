@@ -28,10 +28,15 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let text: Vec<String> = vec![
-            "Help:".to_string(),
-            format!("Powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-            "View the docs at: https://unftp.rs/".to_string(),
+        // The commands this server recognises (RFC 959 §4.1.3: HELP may list them), and
+        // nothing about the software: naming the library and its version tells an attacker
+        // which flaws to try (our patch 25; vsftpd does not name itself here either).
+        let text = [
+            "The following commands are recognized.",
+            " ABOR ACCT ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MD5  MDTM",
+            " MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD  QUIT REST RETR",
+            " RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE USER",
+            "Help OK.",
         ];
         Ok(Reply::new_multiline(ReplyCode::HelpMessage, text))
     }

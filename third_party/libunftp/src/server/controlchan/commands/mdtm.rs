@@ -47,6 +47,16 @@ where
 
         tokio::spawn(async move {
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                // RFC 3659 §3.1 and §4.1: the modification time and the transfer size are those
+                // of a file; for a directory (a client would take its size for what RETR sends,
+                // then see the transfer end short) the answer is 550, as vsftpd gives.
+                Ok(metadata) if !metadata.is_file() => {
+                    slog::info!(logger, "MDTM: not a plain file: {:?}", &path);
+                    let err = crate::storage::Error::from(crate::storage::ErrorKind::PermanentFileNotAvailable);
+                    if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
+                        slog::warn!(logger, "MDTM: Could not send internal message to notify of failure: {}", err);
+                    }
+                }
                 Ok(metadata) => {
                     let modification_time = match metadata.modified() {
                         Ok(v) => Some(v),

@@ -29,6 +29,7 @@ mod noop;
 mod opts;
 mod pass;
 pub(crate) mod passive_common;
+mod preflight;
 mod pasv;
 mod pbsz;
 mod port;

@@ -19,6 +19,7 @@ use crate::{
     },
     storage::{Metadata, StorageBackend},
 };
+use super::preflight::{Transfer, refusal};
 use async_trait::async_trait;
 
 #[derive(Debug)]
@@ -43,6 +44,13 @@ where
         };
 
         let logger = args.logger;
+        // Our patch 23: a refusal the back-end knows before the transfer is the reply to the
+        // command itself, not a 550 after 150; the data connection is left as it is.
+        if session.data_cmd_tx.is_some() {
+            if let Some(reply) = refusal(&mut session, &logger, "retr", Transfer::Get(&path)).await {
+                return Ok(reply);
+            }
+        }
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {

@@ -27,7 +27,7 @@ use crate::{
             handler::{CommandContext, CommandHandler},
         },
     },
-    storage::{Error, ErrorKind, Metadata, StorageBackend},
+    storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -57,11 +57,10 @@ where
         match self.path.clone() {
             None => {
                 let session = args.session.lock().await;
+                // Nothing names the software or its types (the library, the back-end's and the
+                // authenticator's type names): our patch 25.
                 let text: Vec<String> = vec![
                     "server status:".to_string(),
-                    format!("powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-                    format!("sbe: {}", session.storage.name()),
-                    format!("authenticator: {}", args.auth_pipeline.name()),
                     format!("user: {}", session.username.as_ref().unwrap()),
                     format!("client addr: {}", session.source),
                     format!("ftps configured: {}", args.tls_configured),
@@ -76,9 +75,10 @@ where
             Some(path) => {
                 let path: &str = std::str::from_utf8(&path)?;
                 let path_str = path.to_string();
-                let path = path.to_owned();
 
                 let session = args.session.lock().await;
+                // Like LIST: a relative path names something in the working directory.
+                let path = session.cwd.join(path);
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
                 let permits = session.listing_permits.clone();
@@ -97,7 +97,9 @@ where
                             Ok(lines) => {
                                 slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
                                 if let Err(err) = tx_success
-                                    .send(ControlChanMsg::ListingReply(Reply::new_multiline(ReplyCode::CommandOkay, lines), permit))
+                                    // RFC 959 §4.2: 213 File status (vsftpd and ProFTPD answer it for a
+                                    // directory too).
+                                    .send(ControlChanMsg::ListingReply(Reply::new_multiline(ReplyCode::FileStatus, lines), permit))
                                     .await
                                 {
                                     slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
@@ -105,7 +107,8 @@ where
                             }
                             Err(e) => {
                                 slog::info!(logger, "STAT: Failure listing file or directory {:?}", path_str);
-                                if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))).await {
+                                // The storage back-end's own error: 550 for a missing path, as LIST.
+                                if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(e)).await {
                                     slog::warn!(logger, "STAT: Could not send internal message to notify of STAT failure: {}", err);
                                 }
                             }

@@ -10,6 +10,7 @@ use crate::{
     },
     storage::{Metadata, StorageBackend},
 };
+use super::preflight::{Transfer, refusal};
 use async_trait::async_trait;
 use std::path::Path;
 use uuid::Uuid;
@@ -32,6 +33,13 @@ where
         let filename: &Path = std::path::Path::new(&uuid);
         let path: String = session.cwd.join(filename).to_string_lossy().to_string();
         let logger = args.logger;
+        // Our patch 23: a refusal the back-end knows before the transfer is the reply to the
+        // command itself, not a 550 after 150; the data connection is left as it is.
+        if session.data_cmd_tx.is_some() {
+            if let Some(reply) = refusal(&mut session, &logger, "stou", Transfer::Put { path: &path, append: false }).await {
+                return Ok(reply);
+            }
+        }
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {
