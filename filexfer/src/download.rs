@@ -58,6 +58,29 @@ pub fn part_path(target: &Path) -> PathBuf {
     target.with_file_name(format!("{}~{hash:016x}.part", &lossy[..cut]))
 }
 
+/// The state file of a segmented download (`ftp-client get --segments`) next to its `part`:
+/// `<file>.part.segments`, or a hashed name when that would exceed NAME_MAX. While it exists,
+/// the `.part` has holes and is not a prefix of the file, so [`Download::plan`] does not resume
+/// from it (only the segmented download, which reads the state, may).
+pub fn segments_path(part: &Path) -> PathBuf {
+    let name = part.file_name().map(|n| n.as_encoded_bytes().to_vec());
+    match name {
+        Some(n) if n.len() + ".segments".len() <= NAME_MAX => {
+            let mut s = part.as_os_str().to_os_string();
+            s.push(".segments");
+            PathBuf::from(s)
+        }
+        _ => {
+            // Only for a name already cut by part_path (at most 222 bytes, so this branch is
+            // for a part name between 247 and 255 bytes): cut it further.
+            let p = part_path(part);
+            let mut s = p.as_os_str().to_os_string();
+            s.push(".segments");
+            PathBuf::from(s)
+        }
+    }
+}
+
 /// What a download could not do locally.
 #[derive(Debug, Error)]
 pub enum DownloadError {
@@ -141,7 +164,10 @@ impl Download {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(write_err(p)(e)),
             };
+            // A `.part` with a segments state has holes: its length is not a prefix.
+            let holes = std::fs::symlink_metadata(segments_path(part)).is_ok();
             (offset, adopt_target) = match (len_of(part)?, len_of(target)?) {
+                (Some(_), _) if holes => (0, false),
                 (Some(n), _) => (n, false),
                 (None, Some(n)) => (n, n > 0),
                 (None, None) => (0, false),
@@ -216,6 +242,10 @@ impl Download {
                     std::fs::rename(target, part).map_err(write_err(part))?;
                 }
                 self.opened = true;
+                if self.offset == 0 {
+                    // Starting over: an old segments state no longer describes the part.
+                    let _ = std::fs::remove_file(segments_path(part));
+                }
                 let file = OpenOptions::new()
                     .create(true)
                     .write(true)
@@ -478,6 +508,29 @@ mod tests {
         assert!(d.is_complete(10).unwrap());
         d.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn a_part_with_a_segments_state_is_not_resumed_as_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f");
+        let part = part_path(&target);
+        std::fs::write(&part, b"01\x00\x00\x00567").unwrap();
+        let state = segments_path(&part);
+        assert_eq!(state, dir.path().join("f.part.segments"));
+        std::fs::write(&state, b"state").unwrap();
+        let mut d = Download::plan(out(&target), true).unwrap();
+        assert_eq!(d.offset(), 0, "holes: start over");
+        d.open().unwrap().write_all(b"0123").unwrap();
+        assert!(
+            !state.exists(),
+            "the stale state goes when the part is rewritten"
+        );
+        d.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"0123");
+        let long = dir.path().join("L".repeat(250));
+        let long_state = segments_path(&part_path(&long));
+        assert!(long_state.file_name().unwrap().len() <= NAME_MAX);
     }
 
     #[test]

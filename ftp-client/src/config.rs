@@ -52,6 +52,10 @@ pub enum Command {
         /// Where to save: a path, a directory, or `-` for standard output [default: ./FILE].
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Fetch the file over N sessions at once, each a byte range (REST), into FILE.part;
+        /// one stream when the server lacks REST or SIZE or refuses more sessions.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        segments: usize,
     },
     /// List a directory: `ls HOST [DIR]` or `ls ftp://HOST/DIR/`.
     Ls {
@@ -200,6 +204,15 @@ pub enum Operation {
         /// Where to write it.
         output: Output,
     },
+    /// Download `remote.file` to `output` over up to `segments` sessions at once.
+    GetSegments {
+        /// The remote file.
+        remote: Remote,
+        /// Where to write it (a path: standard output cannot be written at offsets).
+        output: Output,
+        /// Sessions (and byte ranges), 2 to [`MAX_PARALLEL`].
+        segments: usize,
+    },
     /// Download every file of `remote.dirs` whose name matches `glob` into `dest`.
     GetGlob {
         /// The remote directory (`file` is `None`).
@@ -287,6 +300,9 @@ pub struct Config {
     pub retries: u32,
     /// Draw a progress bar on stderr (main sets it when stderr is a terminal and not -q).
     pub progress: bool,
+    /// The bars a file's bar goes under when several transfers run at once (mirror's workers);
+    /// `None`: each transfer draws its own when `progress` says so.
+    pub bars: Option<filexfer::progress::Bars>,
     /// No summary line.
     pub quiet: bool,
     /// Print the protocol dialog.
@@ -386,8 +402,20 @@ impl TryFrom<Cli> for Config {
                 dir,
                 file,
                 output,
+                segments,
             } => {
                 let mut remote = remote_of(&target, dir.as_deref(), file.as_deref(), true)?;
+                if !(1..=MAX_PARALLEL).contains(&segments) {
+                    return usage(format!(
+                        "--segments {segments}: give 1 to {MAX_PARALLEL} sessions"
+                    ));
+                }
+                if segments > 1 && remote.file.as_deref().is_some_and(names::is_glob) {
+                    return usage("--segments fetches one file, not a glob");
+                }
+                if segments > 1 && output.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+                    return usage("--segments cannot write standard output (-o -) at offsets");
+                }
                 if let Some(pattern) = remote.file.take_if(|f| names::is_glob(f)) {
                     let glob =
                         Glob::new(&pattern).map_err(|e| ClientError::Usage(e.to_string()))?;
@@ -436,13 +464,19 @@ impl TryFrom<Cli> for Config {
                         None if !local_name_ok => return bad_local(),
                         None => Output::Path(PathBuf::from(&name)),
                     };
-                    (
+                    let op = if segments > 1 {
+                        Operation::GetSegments {
+                            remote: remote.clone(),
+                            output,
+                            segments,
+                        }
+                    } else {
                         Operation::Get {
                             remote: remote.clone(),
                             output,
-                        },
-                        remote,
-                    )
+                        }
+                    };
+                    (op, remote)
                 }
             }
             Command::Ls { target, dir, raw } => {
@@ -639,6 +673,7 @@ impl TryFrom<Cli> for Config {
             timeout: Duration::from_secs_f64(c.timeout),
             retries: c.retries.min(100),
             progress: false,
+            bars: None,
             quiet: c.quiet,
             verbose: c.verbose,
             trust_pasv_ip: c.trust_pasv_ip,
@@ -870,6 +905,37 @@ mod tests {
             &["mirror", "h", "d", "o", "--include", "[x"],
             &["mirror", "h", "d", "/etc/passwd"],
             &["mirror", "--reverse", "h", "d", "/nonexistent/dir"],
+        ] {
+            let e = cfg(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn segments_forms_and_usage_errors() {
+        let c = cfg(&["get", "--segments", "4", "ftp://h/d/f"]).unwrap();
+        match c.op {
+            Operation::GetSegments {
+                remote,
+                output,
+                segments,
+            } => {
+                assert_eq!(remote.file.as_deref(), Some("f"));
+                assert_eq!(output, Output::Path("f".into()));
+                assert_eq!(segments, 4);
+            }
+            _ => panic!(),
+        }
+        let c = cfg(&["get", "--segments", "1", "h", "d", "f"]).unwrap();
+        assert!(
+            matches!(c.op, Operation::Get { .. }),
+            "one segment: a plain get"
+        );
+        for args in [
+            &["get", "--segments", "0", "h", "d", "f"][..],
+            &["get", "--segments", "17", "h", "d", "f"],
+            &["get", "--segments", "2", "h", "d", "*.iso"],
+            &["get", "--segments", "2", "-o", "-", "h", "d", "f"],
         ] {
             let e = cfg(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(e.exit_code(), 2, "{args:?}: {e}");

@@ -39,6 +39,11 @@ pub async fn run(
     loop {
         let result = match &config.op {
             Operation::Get { remote, output } => ops::get(config, remote, output, &trace).await,
+            Operation::GetSegments {
+                remote,
+                output,
+                segments,
+            } => ops::get_segments(config, remote, output, *segments, &trace).await,
             Operation::GetGlob {
                 remote,
                 pattern,

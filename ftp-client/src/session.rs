@@ -56,6 +56,9 @@ pub struct Session {
     trace: Option<Tracer>,
     trust_pasv_ip: bool,
     epsv_refused: bool,
+    /// The TYPE the server last accepted (`Some(true)` for ASCII), so a session kept from
+    /// file to file (mirror, glob get) sends it once, not once per file.
+    type_ascii: Option<bool>,
     /// The TLS of the session, when it has one; data connections are then protected
     /// (`PROT P`) with it.
     tls: Option<ClientTls>,
@@ -136,6 +139,7 @@ impl Session {
             trust_pasv_ip,
             epsv_refused,
             tls: _,
+            type_ascii: _,
         } = self;
         let say = |l: &str| {
             if let Some(t) = &trace {
@@ -193,6 +197,8 @@ impl Session {
             trust_pasv_ip,
             epsv_refused,
             tls: Some(tls),
+            // Set again after the upgrade: nothing sent in clear is assumed to carry over.
+            type_ascii: None,
         };
         s.trace_tls("control connection");
         s.trace(|| "> PBSZ 0\n> PROT P\n* (sent by suppaftp after AUTH TLS; both accepted)".into());
@@ -257,6 +263,7 @@ impl Session {
                 trust_pasv_ip,
                 epsv_refused: false,
                 tls: Some(tls),
+                type_ascii: None,
             };
             s.trace_tls("control connection");
             if let Some(w) = s.ftp.get_welcome_msg() {
@@ -427,6 +434,7 @@ impl Session {
             trace,
             trust_pasv_ip,
             epsv_refused: false,
+            type_ascii: None,
             tls: None,
         })
     }
@@ -534,13 +542,20 @@ impl Session {
     }
 
     /// `TYPE I` (or `TYPE A`): must precede SIZE, REST and every transfer, since servers start
-    /// in ASCII and some (pyftpdlib) then refuse SIZE and REST.
+    /// in ASCII and some (pyftpdlib) then refuse SIZE and REST. The type stays in force for the
+    /// session (RFC 959 §4.1.2: "until changed"), so it is sent only when it changes: one round
+    /// trip less per file for mirror's workers.
     pub async fn set_type(&mut self, ascii: bool) -> Result<(), ClientError> {
+        if self.type_ascii == Some(ascii) {
+            return Ok(());
+        }
         let cmd = if ascii { "TYPE A" } else { "TYPE I" };
         let r = self.command(cmd).await?;
         if r.is_ok() {
+            self.type_ascii = Some(ascii);
             Ok(())
         } else {
+            self.type_ascii = None;
             Err(self.refused(Step::Command(cmd), &r))
         }
     }

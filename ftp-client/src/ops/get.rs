@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::tls::DataConn;
 use filexfer::datapath::{CopyError, Pace, stream_to_writer};
 use filexfer::download::{Download, DownloadError, Output};
-use filexfer::progress::{Progress, Summary};
+use filexfer::progress::Summary;
 use filexfer::text::printable;
 use tokio::io::AsyncReadExt;
 
@@ -121,7 +121,7 @@ pub(crate) async fn get_on(
     let mut data = t.start(s).await?;
     // Only now, with the server sending, touch the local file system.
     let writer = dl.open().map_err(local)?;
-    let progress = Progress::new(cfg.progress, &printable(name), size, offset);
+    let progress = super::file_progress(cfg, &printable(name), size, offset);
     // Never more than SIZE announced (`is_complete` checked offset <= SIZE): what a server
     // sends beyond it is not read, let alone buffered or written.
     let cap = size.map_or(u64::MAX, |sz| sz - offset);

@@ -102,9 +102,7 @@ pub async fn get_glob(
         });
     }
     // One session for all the files, in order (the progress bar shows one file at a time).
-    let hidden = filexfer::progress::Progress::hidden();
-    let mut tally =
-        super::mirror::fetch_all(cfg, trace, &remote.dirs, jobs, 1, false, hidden).await;
+    let mut tally = super::mirror::fetch_all(cfg, trace, &remote.dirs, jobs, 1, false).await;
     failed.append(&mut tally.failed);
     let bytes = tally.bytes;
     if !failed.is_empty() {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use filexfer::download::{Download, Output, part_path};
-use filexfer::progress::{Progress, Summary};
+use filexfer::progress::{Bars, Summary};
 use filexfer::text::printable;
 
 use crate::config::{Config, MirrorOptions};
@@ -258,12 +258,13 @@ pub async fn mirror(
     }
 
     if !opts.dry_run && !jobs.is_empty() {
-        // Several bars at once would overwrite each other; the summary says what moved.
+        // One bar per file being fetched, under one for the whole run (indicatif's
+        // MultiProgress keeps the workers' bars from overwriting each other).
         let mut wcfg = cfg.clone();
-        wcfg.progress = false;
-        // One bar for the whole run, moved as each file completes.
-        let total = Progress::new(cfg.progress, "mirror", Some(planned_bytes), 0);
-        let mut t = fetch_all(&wcfg, trace, &remote.dirs, jobs, opts.parallel, true, total).await;
+        let bars = Bars::new(cfg.progress, "mirror", Some(planned_bytes), 0);
+        wcfg.bars = Some(bars.clone());
+        let mut t = fetch_all(&wcfg, trace, &remote.dirs, jobs, opts.parallel, true).await;
+        bars.finish();
         tally.fetched += t.fetched;
         tally.bytes += t.bytes;
         tally.failed.append(&mut t.failed);
@@ -353,14 +354,12 @@ pub(crate) async fn fetch_all(
     jobs: VecDeque<Job>,
     parallel: usize,
     resume_parts: bool,
-    total: Progress,
 ) -> Tally {
     let workers = parallel.clamp(1, jobs.len().max(1));
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         login_dirs: login_dirs.to_vec(),
         resume_parts,
-        total,
         trace: trace.clone(),
         queue: Mutex::new(jobs),
         active: AtomicUsize::new(workers),
@@ -397,8 +396,6 @@ struct Ctx {
     login_dirs: Vec<String>,
     /// Resume every `.part` found (mirror), not only with `-C`.
     resume_parts: bool,
-    /// The run's total bar (hidden unless stderr is a terminal).
-    total: Progress,
     trace: Option<Tracer>,
     queue: Mutex<VecDeque<Job>>,
     /// Workers still running: the last one never retires on a 421, it waits and tries again.
@@ -462,7 +459,6 @@ async fn worker(ctx: Arc<Ctx>) {
                         .open(&job.local)
                         .and_then(|f| f.set_modified(t));
                 }
-                ctx.total.inc(sum.bytes);
                 let mut t = ctx.tally.lock().unwrap_or_else(|e| e.into_inner());
                 t.fetched += 1;
                 t.bytes += sum.bytes;

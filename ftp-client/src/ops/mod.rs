@@ -5,7 +5,8 @@
 //! - [`get_glob`]: every file of a directory matching a glob, each through [`get`];
 //! - [`ls`]: list a directory (MLSD or LIST);
 //! - [`mirror`]: a remote tree into a local directory, fetching only what changed;
-//! - [`put`]: upload one file (STOR, or APPE to resume).
+//! - [`put`]: upload one file (STOR, or APPE to resume);
+//! - [`get_segments`]: one file over several sessions at once, a byte range each.
 
 mod get;
 mod glob_get;
@@ -13,16 +14,18 @@ mod ls;
 mod mirror;
 mod put;
 mod reverse;
+mod segments;
 
 use std::time::Duration;
 
-use filexfer::progress::Summary;
+use filexfer::progress::{Progress, Summary};
 
 pub use get::get;
 pub use glob_get::get_glob;
 pub use ls::ls;
 pub use mirror::{MAX_DEPTH, MAX_TOTAL_ENTRIES, listed_time, mirror, unchanged};
 pub use put::put;
+pub use segments::get_segments;
 
 use crate::config::Config;
 use crate::error::ClientError;
@@ -47,6 +50,15 @@ async fn connect(
     s.login(&cfg.user, &pass).await?;
     s.cwd_all(dirs).await?;
     Ok(s)
+}
+
+/// The bar of one transfer: under the run's bars when it has some (mirror), else its own
+/// (shown when `cfg.progress`).
+fn file_progress(cfg: &Config, label: &str, size: Option<u64>, start: u64) -> Progress {
+    match &cfg.bars {
+        Some(bars) => bars.add(label, size, start),
+        None => Progress::new(cfg.progress, label, size, start),
+    }
 }
 
 /// The summary of a `-C` run that found nothing left to send or fetch.
