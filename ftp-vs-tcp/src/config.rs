@@ -203,9 +203,13 @@ impl TryFrom<Cli> for Config {
                 let (tcp, tcp_name) = parse_tcp_target(&tcp).map_err(|m| bad("--tcp", m))?;
                 Target::Remote { ftp, tcp, tcp_name }
             }
-            (None, None) => Target::Local {
-                sizes: parse_list("--sizes", &cli.sizes, parse_size)?,
-            },
+            (None, None) => {
+                let mut sizes = parse_list("--sizes", &cli.sizes, parse_size)?;
+                // Each size is one file: a repeat would be measured twice under one name.
+                let mut seen = std::collections::HashSet::new();
+                sizes.retain(|s| seen.insert(*s));
+                Target::Local { sizes }
+            }
             // clap's `requires` already refuses one without the other.
             _ => return Err(bad("--ftp", "--ftp and --tcp go together")),
         };
@@ -292,6 +296,10 @@ mod tests {
             panic!("local by default")
         };
         assert_eq!(sizes.len(), 6);
+        let Target::Local { sizes } = config(&["--sizes", "1K,64K,1024,1K"]).unwrap().target else {
+            panic!("local")
+        };
+        assert_eq!(sizes, [1024, 64 << 10], "repeats dropped, order kept");
         assert_eq!((c.runs, c.clients), (5, vec![1, 8, 64]));
         let c = config(&[
             "--ftp",
