@@ -36,6 +36,17 @@ pub struct Cli {
     /// Skip the scenarios beyond one file (many small files, concurrent clients).
     #[arg(long)]
     pub no_scenarios: bool,
+    /// Also measure over a rate-limited link: a veth pair between two network namespaces that
+    /// the tool creates and removes, shaped with tbf to this rate (e.g. 100mbit). Needs root.
+    #[arg(long, value_name = "RATE")]
+    pub link_rate: Option<String>,
+    /// Delay added each way on that link, in milliseconds (netem over tbf; needs the kernel's
+    /// sch_netem). 0: tbf alone.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub link_delay: u32,
+    /// The shaped link at 100mbit (same as --link-rate 100mbit).
+    #[arg(long)]
+    pub shaped: bool,
     /// A real FTP server's file: ftp://HOST/DIR/FILE, or ftp://USER:PASS@HOST:PORT/DIR/FILE (needs
     /// --tcp).
     #[arg(long, value_name = "URL", requires = "tcp")]
@@ -79,6 +90,18 @@ pub enum Target {
     },
 }
 
+/// The rate-limited link of the shaped scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    /// tbf rate, as tc takes it (`100mbit`).
+    pub rate: String,
+    /// Delay added each way, milliseconds.
+    pub delay_ms: u32,
+}
+
+/// Rate of `--shaped` without `--link-rate`.
+pub const DEFAULT_LINK_RATE: &str = "100mbit";
+
 /// Checked settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -92,6 +115,8 @@ pub struct Config {
     pub small_files: u32,
     /// Whether to run the scenarios beyond one file (local target only).
     pub scenarios: bool,
+    /// Also measure over a shaped link (local target only).
+    pub link: Option<LinkSpec>,
     /// JSON output file.
     pub json: Option<PathBuf>,
     /// CSV output file.
@@ -218,6 +243,30 @@ impl TryFrom<Cli> for Config {
                 return Err(bad("--chart", "the chart is SVG: name the file *.svg"));
             }
         }
+        let link = match (cli.link_rate, cli.shaped) {
+            (Some(r), _) => Some(crate::netns::parse_rate(&r).map_err(|m| bad("--link-rate", m))?),
+            (None, true) => Some(DEFAULT_LINK_RATE.to_owned()),
+            (None, false) => None,
+        }
+        .map(|rate| LinkSpec {
+            rate,
+            delay_ms: cli.link_delay,
+        });
+        if link.is_some() {
+            if matches!(target, Target::Remote { .. }) {
+                return Err(bad(
+                    "--link-rate",
+                    "the shaped link is for the local comparison, not with --ftp/--tcp",
+                ));
+            }
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                return Err(bad("--link-rate", "making network namespaces needs root"));
+            }
+        }
+        if cli.link_delay > 1000 {
+            return Err(bad("--link-delay", "at most 1000 ms"));
+        }
         if cli.timeout == 0 {
             return Err(bad("--timeout", "must be at least 1 second"));
         }
@@ -227,6 +276,7 @@ impl TryFrom<Cli> for Config {
             clients,
             small_files: cli.small_files,
             scenarios: !cli.no_scenarios,
+            link,
             json: cli.json,
             csv: cli.csv,
             chart: cli.chart,
@@ -280,6 +330,8 @@ mod tests {
             (&["--runs", "0"][..], "--runs"),
             (&["--clients", "0"][..], "--clients"),
             (&["--chart", "out.png"][..], "--chart"),
+            (&["--link-rate", "fast"][..], "--link-rate"),
+            (&["--link-delay", "5000"][..], "--link-delay"),
             (&["--ftp", "ftp://h/dir/", "--tcp", "h:7070/f"][..], "--ftp"),
             (&["--ftp", "ftp://h/dir/f", "--tcp", "h:7070"][..], "--tcp"),
         ] {

@@ -6,6 +6,7 @@
 //! - [`servers`]: the files, and both servers started in-process on loopback.
 //! - [`measure`]: one download of either protocol, with its phases and round trips.
 //! - [`cpu`]: CPU time per side, by thread name.
+//! - [`netns`]: the rate-limited link of the shaped scenario (two namespaces, a veth pair).
 //! - [`mod@run`]: the whole comparison, scenarios included, into a [`report::Report`].
 //! - [`report`]: the table, CSV and JSON; [`chart`]: the SVG chart.
 //!
@@ -15,6 +16,7 @@ pub mod chart;
 pub mod config;
 pub mod cpu;
 pub mod measure;
+pub mod netns;
 pub mod report;
 pub mod run;
 pub mod servers;

@@ -27,9 +27,10 @@ fn main() -> ExitCode {
 }
 
 /// Removes `dir` and ends the process on Ctrl-C or SIGTERM: the servers and clients are
-/// threads of this process and end with it, but the files would stay. The handlers are in
+/// threads of this process and end with it, but the files (and the shaped link's namespaces)
+/// would stay. The handlers are in
 /// place when this returns, before any file is written.
-fn remove_on_signal(dir: PathBuf) -> anyhow::Result<()> {
+fn remove_on_signal(dir: PathBuf, config_has_link: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -53,6 +54,10 @@ fn remove_on_signal(dir: PathBuf) -> anyhow::Result<()> {
                 }
             });
             let _ = std::fs::remove_dir_all(&dir);
+            // The shaped link's namespaces, if this run made them.
+            if config_has_link {
+                ftp_vs_tcp::netns::remove_for(std::process::id());
+            }
             eprintln!("ftp-vs-tcp: interrupted; removed {}", dir.display());
             std::process::exit(130);
         })
@@ -65,7 +70,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
         .prefix("ftp-vs-tcp.")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    remove_on_signal(dir.path().to_path_buf())?;
+    remove_on_signal(dir.path().to_path_buf(), config.link.is_some())?;
     let report = ftp_vs_tcp::run(config, dir.path())?;
     drop(dir);
     print!("{}", report::markdown(&report));

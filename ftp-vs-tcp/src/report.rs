@@ -99,6 +99,20 @@ pub struct Report {
     pub scenarios: Vec<ScenarioRow>,
     /// Where FTPS will appear.
     pub ftps: &'static str,
+    /// The same over a rate-limited link, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shaped: Option<Shaped>,
+}
+
+/// Results over the shaped link.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shaped {
+    /// The link, e.g. `100mbit, 1 ms each way (tbf + netem, veth between two namespaces)`.
+    pub link: String,
+    /// Per size and protocol.
+    pub sizes: Vec<SizeRow>,
+    /// The scenarios run over it.
+    pub scenarios: Vec<ScenarioRow>,
 }
 
 /// What the FTPS column says until there is one.
@@ -175,24 +189,29 @@ pub fn size_row(
 /// Sets each row's time ratio to the TCP row of the same size (and each scenario's to the TCP
 /// row of its group).
 pub fn fill_ratios(report: &mut Report) {
-    let tcp: Vec<(u64, f64)> = report
-        .sizes
+    ratios(&mut report.sizes, &mut report.scenarios);
+    if let Some(s) = &mut report.shaped {
+        ratios(&mut s.sizes, &mut s.scenarios);
+    }
+}
+
+fn ratios(sizes: &mut [SizeRow], scenarios: &mut [ScenarioRow]) {
+    let tcp: Vec<(u64, f64)> = sizes
         .iter()
         .filter(|r| r.protocol == Protocol::Tcp)
         .map(|r| (r.size, r.median_s))
         .collect();
-    for r in &mut report.sizes {
+    for r in sizes.iter_mut() {
         if let Some((_, t)) = tcp.iter().find(|(s, _)| *s == r.size) {
             r.ratio_to_tcp = if *t > 0.0 { r.median_s / t } else { 0.0 };
         }
     }
-    let tcp: Vec<(String, f64)> = report
-        .scenarios
+    let tcp: Vec<(String, f64)> = scenarios
         .iter()
         .filter(|r| r.protocol == Protocol::Tcp)
         .map(|r| (r.group.clone(), r.median_s))
         .collect();
-    for r in &mut report.scenarios {
+    for r in scenarios.iter_mut() {
         if let Some((_, t)) = tcp.iter().find(|(g, _)| *g == r.group) {
             r.ratio_to_tcp = if *t > 0.0 { r.median_s / t } else { 0.0 };
         }
@@ -251,18 +270,9 @@ fn md_head(out: &mut String, cols: &[&str]) {
     let _ = writeln!(out, "|{}", "---|".repeat(cols.len()));
 }
 
-/// The report as Markdown tables (what the tool prints).
-pub fn markdown(r: &Report) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "ftp-vs-tcp: {}, {} cores; medians of {} downloads per row; MB/s = 10^6 bytes/s\n",
-        r.target,
-        r.cores,
-        r.sizes.first().map_or(0, |s| s.runs)
-    );
-    md_head(&mut out, &SIZE_COLUMNS);
-    for s in &r.sizes {
+fn md_sizes(out: &mut String, sizes: &[SizeRow]) {
+    md_head(out, &SIZE_COLUMNS);
+    for s in sizes {
         let setup = match s.protocol {
             Protocol::Tcp => fmt_time(s.setup_s),
             Protocol::Ftp => format!(
@@ -275,7 +285,7 @@ pub fn markdown(r: &Report) -> String {
             ),
         };
         md_row(
-            &mut out,
+            out,
             &[
                 size_label(s.size),
                 s.protocol.label().to_owned(),
@@ -291,14 +301,16 @@ pub fn markdown(r: &Report) -> String {
             ],
         );
     }
-    let _ = writeln!(out, "\nFTPS: {}", r.ftps);
-    if !r.scenarios.is_empty() {
+}
+
+fn md_scenarios(out: &mut String, scenarios: &[ScenarioRow]) {
+    if !scenarios.is_empty() {
         out.push('\n');
-        md_head(&mut out, &SCENARIO_COLUMNS);
-        for s in &r.scenarios {
+        md_head(out, &SCENARIO_COLUMNS);
+        for s in scenarios {
             let files = f64::from(s.files.max(1));
             md_row(
-                &mut out,
+                out,
                 &[
                     s.scenario.clone(),
                     s.protocol.label().to_owned(),
@@ -312,6 +324,26 @@ pub fn markdown(r: &Report) -> String {
                 ],
             );
         }
+    }
+}
+
+/// The report as Markdown tables (what the tool prints).
+pub fn markdown(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "ftp-vs-tcp: {}, {} cores; medians of {} downloads per row; MB/s = 10^6 bytes/s\n",
+        r.target,
+        r.cores,
+        r.sizes.first().map_or(0, |s| s.runs)
+    );
+    md_sizes(&mut out, &r.sizes);
+    let _ = writeln!(out, "\nFTPS: {}", r.ftps);
+    md_scenarios(&mut out, &r.scenarios);
+    if let Some(sh) = &r.shaped {
+        let _ = writeln!(out, "\nOver a shaped link: {}\n", sh.link);
+        md_sizes(&mut out, &sh.sizes);
+        md_scenarios(&mut out, &sh.scenarios);
     }
     out
 }
@@ -354,15 +386,23 @@ fn csv_field(s: &str) -> String {
 pub fn csv(r: &Report) -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push('\n');
+    csv_rows(&mut out, "", &r.sizes, &r.scenarios);
+    if let Some(sh) = &r.shaped {
+        csv_rows(&mut out, "shaped ", &sh.sizes, &sh.scenarios);
+    }
+    out
+}
+
+fn csv_rows(out: &mut String, prefix: &str, sizes: &[SizeRow], scenarios: &[ScenarioRow]) {
     let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     let mut line = |cells: Vec<String>| {
         let cells: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
         out.push_str(&cells.join(","));
         out.push('\n');
     };
-    for s in &r.sizes {
+    for s in sizes {
         line(vec![
-            "size".into(),
+            format!("{prefix}size"),
             size_label(s.size),
             s.protocol.label().into(),
             s.size.to_string(),
@@ -384,9 +424,9 @@ pub fn csv(r: &Report) -> String {
             s.data_path.into(),
         ]);
     }
-    for s in &r.scenarios {
+    for s in scenarios {
         line(vec![
-            "scenario".into(),
+            format!("{prefix}scenario"),
             s.scenario.clone(),
             s.protocol.label().into(),
             s.size.to_string(),
@@ -408,7 +448,6 @@ pub fn csv(r: &Report) -> String {
             String::new(),
         ]);
     }
-    out
 }
 
 /// The report as pretty-printed JSON, every sample included.
@@ -454,6 +493,7 @@ mod tests {
             ],
             scenarios: vec![],
             ftps: FTPS_NOT_YET,
+            shaped: None,
         };
         fill_ratios(&mut r);
         r

@@ -12,14 +12,15 @@ use tcp_fileserv::client::Client;
 use tcp_fileserv::config::HostPort;
 use thiserror::Error;
 
-use crate::config::{Config, Target, size_label};
+use crate::config::{Config, LinkSpec, Target, size_label};
 use crate::cpu;
 use crate::measure::{
     Events, FtpFile, MeasureError, Protocol, Sample, ftp_get, ftp_login, ftp_retr, round_trips,
     tcp_get, tcp_more,
 };
+use crate::netns::{Link, LinkError, SERVER_IP};
 use crate::report::{
-    CPU_METHOD, FTPS_NOT_YET, Report, ScenarioRow, SizeRow, fill_ratios, median, size_row,
+    CPU_METHOD, FTPS_NOT_YET, Report, ScenarioRow, Shaped, SizeRow, fill_ratios, median, size_row,
 };
 use crate::servers::{self, FTP_THREADS, SMALL_DIR, Servers, StartError, TCP_THREADS};
 
@@ -40,6 +41,9 @@ pub enum RunError {
     /// The servers or their files could not be set up.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The shaped link could not be made.
+    #[error("cannot make the shaped link")]
+    Link(#[from] LinkError),
     /// The FTP client's runtime could not be started.
     #[error("cannot start the FTP client's runtime")]
     Runtime(#[source] io::Error),
@@ -74,13 +78,20 @@ fn failed(what: impl Into<String>) -> impl FnOnce(MeasureError) -> RunError {
     }
 }
 
-/// Runs `f` on a new thread named [`TCP_CLIENT_THREAD`] (the TCP client blocks).
+/// Runs `f` on a new thread named [`TCP_CLIENT_THREAD`] (the TCP client blocks), inside
+/// network namespace `ns` when given.
 fn on_tcp_thread<T: Send + 'static>(
+    ns: Option<String>,
     f: impl FnOnce() -> Result<T, MeasureError> + Send + 'static,
 ) -> Result<T, MeasureError> {
     std::thread::Builder::new()
         .name(TCP_CLIENT_THREAD.into())
-        .spawn(f)
+        .spawn(move || {
+            if let Some(n) = ns {
+                crate::netns::enter(&n).map_err(|e| MeasureError::Spawn(io::Error::other(e)))?;
+            }
+            f()
+        })
         .map_err(MeasureError::Spawn)?
         .join()
         .map_err(|_| MeasureError::Spawn(io::Error::other("a client thread panicked")))?
@@ -93,6 +104,8 @@ struct Bench {
     bar: ProgressBar,
     /// Server thread-name prefixes (`None`: remote servers, CPU unknown).
     local: bool,
+    /// The network namespace the clients run in (the shaped link), if any.
+    client_ns: Option<String>,
 }
 
 impl Bench {
@@ -131,7 +144,9 @@ impl Bench {
     ) -> Result<(Sample, Duration), MeasureError> {
         let (addr, name, timeout) = (addr.clone(), name.to_owned(), self.timeout);
         let (r, cpu) = self.with_server_cpu(Protocol::Tcp, || {
-            on_tcp_thread(move || tcp_get(&addr, &name, hash, timeout))
+            on_tcp_thread(self.client_ns.clone(), move || {
+                tcp_get(&addr, &name, hash, timeout)
+            })
         });
         Ok((r?, cpu))
     }
@@ -306,7 +321,7 @@ fn many_small(
         runs,
         || {
             let (addr, list) = (addr.clone(), list.clone());
-            on_tcp_thread(move || {
+            on_tcp_thread(b.client_ns.clone(), move || {
                 let cpu0 = cpu::this_thread();
                 let t0 = Instant::now();
                 let mut c = Client::connect(&addr, timeout)?;
@@ -367,7 +382,7 @@ fn many_small(
         runs,
         || {
             let (addr, list) = (addr.clone(), list.clone());
-            on_tcp_thread(move || {
+            on_tcp_thread(b.client_ns.clone(), move || {
                 let cpu0 = cpu::this_thread();
                 let t0 = Instant::now();
                 let mut rt = 0;
@@ -524,6 +539,89 @@ fn concurrent(
     Ok(rows)
 }
 
+/// The largest size measured over the shaped link: at 100mbit a 1 GiB file would take 90 s a
+/// download.
+pub const SHAPED_MAX_SIZE: u64 = 16 << 20;
+
+/// The sizes (up to [`SHAPED_MAX_SIZE`]) and the small-files scenario again, with the servers
+/// in one network namespace and the clients in another, over the shaped veth pair.
+fn shaped(
+    config: &Config,
+    spec: &LinkSpec,
+    workdir: &Path,
+    served: &[servers::Served],
+    small: u32,
+    bar: &ProgressBar,
+) -> Result<Shaped, RunError> {
+    bar.set_message(format!("making the {} link", spec.rate));
+    let link = Link::create(&spec.rate, spec.delay_ms)?;
+    let srv = Servers::start_on(workdir, 8, SERVER_IP, Some(link.server_ns.clone()))?;
+    let rt = servers::runtime_in(FTP_CLIENT_THREADS, 2, Some(link.client_ns.clone()))
+        .map_err(RunError::Runtime)?;
+    let b = Bench {
+        rt,
+        timeout: config.timeout,
+        bar: bar.clone(),
+        local: true,
+        client_ns: Some(link.client_ns.clone()),
+    };
+    let ftp_file = |dirs: Vec<String>, name: &str| FtpFile {
+        host: srv.ftp.ip().to_string(),
+        port: srv.ftp.port(),
+        user: "anonymous".into(),
+        password: "ftp-vs-tcp@".into(),
+        dirs,
+        name: name.to_owned(),
+    };
+    let mut out = Shaped {
+        link: format!(
+            "{}, {} ms added each way (tbf{}, a veth pair between two network namespaces)",
+            spec.rate,
+            spec.delay_ms,
+            if spec.delay_ms > 0 {
+                " under netem"
+            } else {
+                ""
+            }
+        ),
+        sizes: Vec::new(),
+        scenarios: Vec::new(),
+    };
+    let sizes = match &config.target {
+        Target::Local { sizes } => sizes.clone(),
+        Target::Remote { .. } => Vec::new(),
+    };
+    for s in served
+        .iter()
+        .filter(|s| sizes.contains(&s.size) && s.size <= SHAPED_MAX_SIZE)
+    {
+        let p = Pair {
+            size: s.size,
+            label: size_label(s.size),
+            tcp: HostPort::from(srv.tcp),
+            tcp_name: s.name.clone(),
+            ftp: ftp_file(Vec::new(), &s.name),
+            sha256: Some(s.sha256.clone()),
+        };
+        out.sizes.extend(measure_pair(&b, &p, config.runs)?);
+    }
+    if small > 0 {
+        let f = ftp_file(vec![SMALL_DIR.to_owned()], "");
+        out.scenarios.extend(many_small(
+            &b,
+            &HostPort::from(srv.tcp),
+            &f,
+            small,
+            config.runs,
+        )?);
+    }
+    // Servers and client threads first, then the namespaces they live in.
+    drop(b);
+    drop(srv);
+    drop(link);
+    Ok(out)
+}
+
 fn progress_bar(show: bool, len: u64) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
@@ -562,6 +660,13 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                         * (if small > 0 { 4 } else { 0 } + 2 * config.clients.len() as u64)
                 } else {
                     0
+                }
+                + if config.link.is_some() {
+                    let shaped = sizes.iter().filter(|&&s| s <= SHAPED_MAX_SIZE).count() as u64;
+                    shaped * 2 * (1 + u64::from(runs))
+                        + if small > 0 { 4 * u64::from(runs) } else { 0 }
+                } else {
+                    0
                 };
             let bar = progress_bar(config.progress, steps);
             bar.set_message("writing the files");
@@ -577,6 +682,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 timeout: config.timeout,
                 bar,
                 local: true,
+                client_ns: None,
             };
             let ftp_file = |dirs: Vec<String>, name: &str| FtpFile {
                 host: srv.ftp.ip().to_string(),
@@ -601,6 +707,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 sizes: Vec::new(),
                 scenarios: Vec::new(),
                 ftps: FTPS_NOT_YET,
+                shaped: None,
             };
             // The first downloads of a fresh process are slower (thread pools growing, code
             // and sockets' memory first touched): measured, the first size's FTP median was
@@ -631,6 +738,10 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                         .extend(concurrent(&b, &pair(s), &config.clients, runs)?);
                 }
             }
+            drop(srv);
+            if let Some(link) = &config.link {
+                report.shaped = Some(shaped(config, link, workdir, &served, small, &b.bar)?);
+            }
             b.bar.finish_and_clear();
             fill_ratios(&mut report);
             Ok(report)
@@ -642,6 +753,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 timeout: config.timeout,
                 bar,
                 local: false,
+                client_ns: None,
             };
             let file = FtpFile {
                 host: ftp.host.clone(),
@@ -671,6 +783,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 sizes: measure_pair(&b, &p, runs)?.into(),
                 scenarios: Vec::new(),
                 ftps: FTPS_NOT_YET,
+                shaped: None,
             };
             b.bar.finish_and_clear();
             fill_ratios(&mut report);

@@ -3,7 +3,7 @@
 //! [`crate::cpu::of_threads`] can tell their CPU time apart; and the files they serve.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -123,17 +123,42 @@ impl Drop for Running {
 /// A runtime whose every thread (workers, blocking pool) is named `name`, and keeps idle
 /// blocking threads for an hour so none takes its CPU count with it while we measure.
 pub fn runtime(name: &'static str, workers: usize) -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    runtime_in(name, workers, None)
+}
+
+/// [`runtime`], with every thread in network namespace `ns` (see [`crate::netns`]).
+pub fn runtime_in(
+    name: &'static str,
+    workers: usize,
+    ns: Option<String>,
+) -> io::Result<tokio::runtime::Runtime> {
+    if let Some(n) = &ns {
+        // Fail here, once, rather than in every thread.
+        let n = n.clone();
+        std::thread::spawn(move || crate::netns::enter(&n))
+            .join()
+            .map_err(|_| io::Error::other("namespace check panicked"))?
+            .map_err(io::Error::other)?;
+    }
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(workers)
         .thread_name(name)
         .thread_keep_alive(Duration::from_secs(3600))
-        .enable_all()
-        .build()
+        .enable_all();
+    if let Some(n) = ns {
+        b.on_thread_start(move || {
+            if let Err(e) = crate::netns::enter(&n) {
+                tracing::error!(error = %e, "a runtime thread stays outside the namespace");
+            }
+        });
+    }
+    b.build()
 }
 
 fn spawn_server<F, Fut>(
     name: &'static str,
     listener: std::net::TcpListener,
+    ns: Option<String>,
     serve: F,
 ) -> Result<Running, StartError>
 where
@@ -142,11 +167,16 @@ where
 {
     let err = |e| StartError::Server(name, e);
     listener.set_nonblocking(true).map_err(err)?;
-    let rt = runtime(name, 2).map_err(err)?;
+    let rt = runtime_in(name, 2, ns.clone()).map_err(err)?;
     let (tx, rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
+            if let Some(n) = ns {
+                if let Err(e) = crate::netns::enter(&n) {
+                    tracing::error!(error = %e, "{name}: stays outside the namespace");
+                }
+            }
             rt.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => serve(l, rx).await,
@@ -175,11 +205,29 @@ impl Servers {
     /// Starts tcp-fileserv and ftp-server (anonymous, read-only) over `root`, on
     /// `127.0.0.1:0`, with connection limits raised for `max_clients` at once.
     pub fn start(root: &Path, max_clients: usize) -> Result<Self, StartError> {
-        let bind = |name| {
-            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| StartError::Server(name, e))
-        };
-        let tcp_listener = bind("tcp-fileserv")?;
-        let ftp_listener = bind("ftp-server")?;
+        Self::start_on(root, max_clients, Ipv4Addr::LOCALHOST, None)
+    }
+
+    /// [`Servers::start`] on `ip` (port 0), inside network namespace `ns` when given.
+    pub fn start_on(
+        root: &Path,
+        max_clients: usize,
+        ip: Ipv4Addr,
+        ns: Option<String>,
+    ) -> Result<Self, StartError> {
+        let n = ns.clone();
+        // Bound from a thread inside the namespace: a socket lives where its creator is.
+        let bound = std::thread::spawn(move || {
+            if let Some(n) = &n {
+                crate::netns::enter(n).map_err(io::Error::other)?;
+            }
+            let bind = || std::net::TcpListener::bind((ip, 0));
+            Ok::<_, io::Error>((bind()?, bind()?))
+        })
+        .join()
+        .map_err(|_| StartError::Server("servers", io::Error::other("bind thread panicked")))?;
+        let (tcp_listener, ftp_listener) =
+            bound.map_err(|e| StartError::Server("tcp-fileserv and ftp-server", e))?;
         let tcp = tcp_listener
             .local_addr()
             .map_err(|e| StartError::Server("tcp-fileserv", e))?;
@@ -197,12 +245,17 @@ impl Servers {
         drop(ftp_server::BackgroundServer::start(ftp_config.clone()).map_err(StartError::Ftp)?);
 
         let running = vec![
-            spawn_server(TCP_THREADS, tcp_listener, move |l, stop| async move {
-                if let Err(e) = tcp_fileserv::server::run(l, tcp_config, stop).await {
-                    tracing::error!(error = %e, "tcp-fileserv stopped");
-                }
-            })?,
-            spawn_server(FTP_THREADS, ftp_listener, move |l, stop| async move {
+            spawn_server(
+                TCP_THREADS,
+                tcp_listener,
+                ns.clone(),
+                move |l, stop| async move {
+                    if let Err(e) = tcp_fileserv::server::run(l, tcp_config, stop).await {
+                        tracing::error!(error = %e, "tcp-fileserv stopped");
+                    }
+                },
+            )?,
+            spawn_server(FTP_THREADS, ftp_listener, ns, move |l, stop| async move {
                 let stop = async {
                     let _ = stop.await;
                 };

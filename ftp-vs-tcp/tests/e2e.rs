@@ -255,3 +255,47 @@ fn ctrl_c_removes_the_temporary_files() {
         entries(tmp.path())
     );
 }
+
+/// The shaped link: two namespaces and a tbf-shaped veth pair, made and removed by the tool.
+/// Needs root (CI runs as root) and tc.
+#[test]
+#[cfg_attr(not(peer_tc), ignore = "needs tc (iproute2)")]
+fn the_shaped_link_is_measured_and_removed() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the shaped link needs root");
+    let tmp = Fixture::empty();
+    let out = Fixture::empty();
+    let json = out.path().join("r.json");
+    let ran = run(bin()
+        .env("TMPDIR", tmp.path())
+        .args(["--sizes", "1K,64K", "--runs", "1", "--clients", "1"])
+        .args(["--small-files", "3", "--quiet", "--link-rate", "200mbit"])
+        .arg("--json")
+        .arg(&json));
+    ran.expect_code(0);
+    assert!(
+        ran.stdout().contains("Over a shaped link: 200mbit"),
+        "{}",
+        ran.describe()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
+    let shaped = &v["shaped"];
+    assert_eq!(
+        shaped["sizes"].as_array().map(Vec::len),
+        Some(4),
+        "{shaped}"
+    );
+    assert!(
+        shaped["sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["verified"] == true)
+    );
+    assert_eq!(shaped["scenarios"].as_array().map(Vec::len), Some(4));
+    // Its namespaces are gone (named after the tool's pid, which we do not know: none is left).
+    let ns = run(Command::new("ip").args(["netns", "list"]));
+    assert!(!ns.stdout().contains("ftpvstcp"), "{}", ns.stdout());
+    assert!(entries(tmp.path()).is_empty());
+}
