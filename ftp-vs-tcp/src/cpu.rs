@@ -4,8 +4,8 @@
 //! blocking-pool threads) and we sum the time on CPU of the threads with that name, read from
 //! `/proc/self/task/<tid>/schedstat` (nanoseconds; `stat`'s utime/stime only count 10 ms
 //! ticks). The runtimes keep their idle blocking threads for an hour, so no thread that did
-//! work exits (and takes its count with it) while we measure. A thread that does one job and
-//! ends (the TCP client's) measures itself with [`this_thread`].
+//! work exits (and takes its count with it) while we measure. A TCP client thread, which runs
+//! one blocking download at a time, measures each with [`this_thread`].
 
 use std::time::Duration;
 

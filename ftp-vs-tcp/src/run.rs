@@ -4,7 +4,7 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -78,23 +78,84 @@ fn failed(what: impl Into<String>) -> impl FnOnce(MeasureError) -> RunError {
     }
 }
 
-/// Runs `f` on a new thread named [`TCP_CLIENT_THREAD`] (the TCP client blocks), inside
-/// network namespace `ns` when given.
-fn on_tcp_thread<T: Send + 'static>(
+/// A job for a TCP client thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The TCP client's threads, named [`TCP_CLIENT_THREAD`] (the client blocks), kept from one
+/// download to the next, as the FTP client's runtime threads are: a fresh thread per download
+/// would charge raw TCP for first touching its 8 MiB receive buffer (measured: the first byte of
+/// a 16 MiB download came 2 ms later) while FTP ran on warm threads.
+struct TcpClients {
     ns: Option<String>,
-    f: impl FnOnce() -> Result<T, MeasureError> + Send + 'static,
-) -> Result<T, MeasureError> {
-    std::thread::Builder::new()
-        .name(TCP_CLIENT_THREAD.into())
-        .spawn(move || {
-            if let Some(n) = ns {
-                crate::netns::enter(&n).map_err(|e| MeasureError::Spawn(io::Error::other(e)))?;
-            }
-            f()
-        })
-        .map_err(MeasureError::Spawn)?
-        .join()
-        .map_err(|_| MeasureError::Spawn(io::Error::other("a client thread panicked")))?
+    workers: std::sync::Mutex<Vec<std::sync::mpsc::Sender<Job>>>,
+}
+
+impl TcpClients {
+    fn new(ns: Option<String>) -> Self {
+        Self {
+            ns,
+            workers: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs each job on its own worker thread (starting more workers as needed), all at once,
+    /// and returns their results in order.
+    fn run<T: Send + 'static>(
+        &self,
+        jobs: Vec<Box<dyn FnOnce() -> Result<T, MeasureError> + Send>>,
+    ) -> Result<Vec<T>, MeasureError> {
+        let mut workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while workers.len() < jobs.len() {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            let ns = self.ns.clone();
+            std::thread::Builder::new()
+                .name(TCP_CLIENT_THREAD.into())
+                .spawn(move || {
+                    if let Some(n) = ns {
+                        if let Err(e) = crate::netns::enter(&n) {
+                            tracing::error!(error = %e, "a TCP client thread stays outside");
+                            return;
+                        }
+                    }
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                })
+                .map_err(MeasureError::Spawn)?;
+            workers.push(tx);
+        }
+        let n = jobs.len();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for (i, (job, w)) in jobs.into_iter().zip(workers.iter()).enumerate() {
+            let done = done_tx.clone();
+            w.send(Box::new(move || {
+                let _ = done.send((i, job()));
+            }))
+            .map_err(|_| MeasureError::Spawn(io::Error::other("a TCP client thread ended")))?;
+        }
+        drop(done_tx);
+        let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+        for _ in 0..n {
+            let (i, r) = done_rx
+                .recv()
+                .map_err(|_| MeasureError::Spawn(io::Error::other("a TCP client thread died")))?;
+            out[i] = Some(r?);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Runs one job on a worker thread.
+    fn one<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, MeasureError> + Send + 'static,
+    ) -> Result<T, MeasureError> {
+        let mut v = self.run(vec![Box::new(job)])?;
+        v.pop()
+            .ok_or_else(|| MeasureError::Spawn(io::Error::other("no result")))
+    }
 }
 
 /// The machinery of a local or remote comparison.
@@ -104,8 +165,8 @@ struct Bench {
     bar: ProgressBar,
     /// Server thread-name prefixes (`None`: remote servers, CPU unknown).
     local: bool,
-    /// The network namespace the clients run in (the shaped link), if any.
-    client_ns: Option<String>,
+    /// The TCP client's threads.
+    tcp: TcpClients,
 }
 
 impl Bench {
@@ -144,9 +205,7 @@ impl Bench {
     ) -> Result<(Sample, Duration), MeasureError> {
         let (addr, name, timeout) = (addr.clone(), name.to_owned(), self.timeout);
         let (r, cpu) = self.with_server_cpu(Protocol::Tcp, || {
-            on_tcp_thread(self.client_ns.clone(), move || {
-                tcp_get(&addr, &name, hash, timeout)
-            })
+            self.tcp.one(move || tcp_get(&addr, &name, hash, timeout))
         });
         Ok((r?, cpu))
     }
@@ -321,7 +380,7 @@ fn many_small(
         runs,
         || {
             let (addr, list) = (addr.clone(), list.clone());
-            on_tcp_thread(b.client_ns.clone(), move || {
+            b.tcp.one(move || {
                 let cpu0 = cpu::this_thread();
                 let t0 = Instant::now();
                 let mut c = Client::connect(&addr, timeout)?;
@@ -382,7 +441,7 @@ fn many_small(
         runs,
         || {
             let (addr, list) = (addr.clone(), list.clone());
-            on_tcp_thread(b.client_ns.clone(), move || {
+            b.tcp.one(move || {
                 let cpu0 = cpu::this_thread();
                 let t0 = Instant::now();
                 let mut rt = 0;
@@ -454,44 +513,19 @@ fn concurrent(
             p.size,
             runs,
             || {
-                let start = Arc::new(Barrier::new(n + 1));
-                let mut threads = Vec::new();
-                for _ in 0..n {
-                    let (addr, name, start) = (addr.clone(), name.clone(), start.clone());
-                    let t = std::thread::Builder::new()
-                        .name(TCP_CLIENT_THREAD.into())
-                        .spawn(move || {
-                            start.wait();
-                            tcp_get(&addr, &name, false, timeout)
-                        })
-                        .map_err(MeasureError::Spawn)?;
-                    threads.push(t);
-                }
-                start.wait();
+                let jobs: Vec<Box<dyn FnOnce() -> Result<Sample, MeasureError> + Send>> = (0..n)
+                    .map(|_| {
+                        let (addr, name) = (addr.clone(), name.clone());
+                        Box::new(move || tcp_get(&addr, &name, false, timeout)) as Box<_>
+                    })
+                    .collect();
                 let t0 = Instant::now();
-                let (mut rt, mut cpu) = (0, Duration::ZERO);
-                let mut first_err = None;
-                for t in threads {
-                    match t.join() {
-                        Ok(Ok(s)) => {
-                            rt = rt.max(s.round_trips);
-                            cpu += s.client_cpu;
-                        }
-                        Ok(Err(e)) => {
-                            first_err.get_or_insert(e);
-                        }
-                        Err(_) => {
-                            first_err.get_or_insert(MeasureError::Spawn(io::Error::other(
-                                "a client thread panicked",
-                            )));
-                        }
-                    }
-                }
+                let results = b.tcp.run(jobs);
                 let wall = t0.elapsed();
-                match first_err {
-                    Some(e) => Err(e),
-                    None => Ok((wall, rt, cpu)),
-                }
+                let samples = results?;
+                let rt = samples.iter().map(|s| s.round_trips).max().unwrap_or(0);
+                let cpu = samples.iter().map(|s| s.client_cpu).sum();
+                Ok((wall, rt, cpu))
             },
         )?);
         let f = p.ftp.clone();
@@ -563,7 +597,7 @@ fn shaped(
         timeout: config.timeout,
         bar: bar.clone(),
         local: true,
-        client_ns: Some(link.client_ns.clone()),
+        tcp: TcpClients::new(Some(link.client_ns.clone())),
     };
     let ftp_file = |dirs: Vec<String>, name: &str| FtpFile {
         host: srv.ftp.ip().to_string(),
@@ -682,7 +716,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 timeout: config.timeout,
                 bar,
                 local: true,
-                client_ns: None,
+                tcp: TcpClients::new(None),
             };
             let ftp_file = |dirs: Vec<String>, name: &str| FtpFile {
                 host: srv.ftp.ip().to_string(),
@@ -753,7 +787,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 timeout: config.timeout,
                 bar,
                 local: false,
-                client_ns: None,
+                tcp: TcpClients::new(None),
             };
             let file = FtpFile {
                 host: ftp.host.clone(),
