@@ -2,8 +2,9 @@
 //! bytes move through `filexfer::datapath`, the same copy the other tools use, and uploads are
 //! published atomically.
 //!
-//! - RETR: [`send`] reads 1 MiB chunks on the blocking pool while the previous chunk is written
-//!   to the socket (libunftp's default is an 8 KiB copy over a 4 KiB `BufReader`, 10x slower).
+//! - RETR: [`send`] goes through `filexfer::datapath::send_range`, tcp-fileserv's path too: 1 MiB
+//!   chunks read on the blocking pool while the previous chunk is written to the socket
+//!   (libunftp's default is an 8 KiB copy over a 4 KiB `BufReader`, 10x slower).
 //! - STOR: [`receive_new`] writes a temporary file in the target directory and renames it over
 //!   the target only when the transfer completed; a failed, stalled or aborted upload removes
 //!   it, leaving any old file untouched. Classes that may not overwrite publish with `link()`,
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cap_std::fs::{Dir, OpenOptionsExt};
-use filexfer::datapath::{CopyError, Pace, file_to_stream, stream_to_writer};
+use filexfer::datapath::{CopyError, Opaque, Pace, send_range, stream_to_writer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use unftp_core::storage::{Error, ErrorKind};
 
@@ -148,7 +149,9 @@ where
     W: AsyncWrite + Unpin + ?Sized,
 {
     let file = open_read(home, rel, start_pos).await?;
-    Ok(file_to_stream(file, output, stall, pace).await?)
+    // libunftp hands us its writer, not the socket: send_range copies (as it would to any
+    // loopback peer); sendfile would need the data socket itself.
+    Ok(send_range(file, start_pos, None, &mut Opaque(output), stall, pace).await?)
 }
 
 /// Numbers the temporary files of this process's uploads.

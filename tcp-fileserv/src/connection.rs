@@ -14,7 +14,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use filexfer::datapath::{Watchdog, send_file_range};
+use filexfer::datapath::{CopyError, Pace, Watchdog, send_range};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -151,10 +151,21 @@ impl Connection {
     }
 
     /// Writes a success header for `length` bytes, then bytes `offset..offset + length` of
-    /// `file` with sendfile(2) (see [`send_file_range`]).
-    pub async fn send_file(&mut self, file: &File, offset: u64, length: u64) -> io::Result<()> {
+    /// `file` through the suite's one data path, [`send_range`] (ftp-server's too): here
+    /// sendfile(2), as the socket is a plain TCP socket (see [`filexfer::datapath::Strategy`]).
+    pub async fn send_file(&mut self, file: File, offset: u64, length: u64) -> io::Result<()> {
         self.write_reply(&protocol::encode_ok(length)).await?;
-        let sent = send_file_range(&self.stream, file, offset, length, self.io_timeout).await;
+        let sent = send_range(
+            file,
+            offset,
+            Some(length),
+            &mut self.stream,
+            self.io_timeout,
+            Pace::unlimited(),
+        )
+        .await
+        .map(drop)
+        .map_err(|(CopyError::Network { source, .. } | CopyError::Local { source, .. })| source);
         self.reset_if_stalled(sent)
     }
 

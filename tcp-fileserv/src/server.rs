@@ -25,7 +25,7 @@ use crate::store::{Refusal, Root};
 pub const DEFAULT_PORT: u16 = 7070;
 
 /// Bodies up to this size are read into memory and sent with the header in one write (one
-/// segment for small files); larger ones go through sendfile(2).
+/// segment for small files); larger ones go through [`filexfer::datapath::send_range`].
 const SMALL_BODY: u64 = 64 * 1024;
 
 /// How long a refused ("busy") connection is given to read its reply.
@@ -266,8 +266,7 @@ async fn refuse(
 enum Prepared {
     /// A small body, read already, with its header in front: one write.
     Small(Vec<u8>),
-    /// A large body, sent with sendfile(2) from the open file (see
-    /// [`filexfer::datapath::send_file_range`]).
+    /// A large body, sent from the open file by [`filexfer::datapath::send_range`].
     Large(std::fs::File),
 }
 
@@ -317,7 +316,7 @@ async fn serve_get(
     };
     let result = match prepared {
         Prepared::Small(buf) => conn.write_reply(&buf).await,
-        Prepared::Large(file) => conn.send_file(&file, offset, length).await,
+        Prepared::Large(file) => conn.send_file(file, offset, length).await,
     };
     match result {
         Ok(()) => {

@@ -33,6 +33,8 @@ pub const PEERS: &[Peer] = &[
     Peer::Tool("nc"),
     Peer::Tool("python3"),
     Peer::PythonModule("pyftpdlib"),
+    // iproute2's traffic control, for ftp-vs-tcp's shaped link (with `ip`, same package).
+    Peer::Tool("tc"),
 ];
 
 impl Peer {
