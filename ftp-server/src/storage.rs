@@ -6,6 +6,9 @@
 //! - Every path goes through [`crate::path::confine`]; `..` above the home is refused, and
 //!   cap-std refuses symlinks that lead out of it when a file is opened.
 //! - Every operation is checked against [`crate::account::permits`] first.
+//! - Names starting with [`transfer::TEMP_PREFIX`] belong to uploads in progress: listings leave
+//!   them out and every command naming one is refused (`553`), so no client can see, take or
+//!   plant a temporary upload file.
 //! - Each transfer is logged (tracing and the optional xferlog) and holds a token of the
 //!   server's transfer tracker, which graceful shutdown waits for.
 
@@ -101,6 +104,13 @@ impl FtpStorage {
             tracing::info!(peer = %self.peer, user = %user.name, path = %path.display(), "refused: path leaves the home");
             denied()
         })?;
+        if rel
+            .components()
+            .any(|c| transfer::is_reserved(c.as_os_str()))
+        {
+            tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), ?op, "refused: a name reserved for uploads in progress");
+            return Err(Error::from(ErrorKind::FileNameNotAllowedError));
+        }
         permits(&user.access, op, &rel).map_err(|kind| {
             tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), ?op, "refused by the account class");
             Error::from(kind)
@@ -199,8 +209,12 @@ impl StorageBackend<FtpUser> for FtpStorage {
         let mut entries = self.inner()?.list(user, as_fs_path(&rel)).await?;
         // A name with CR or LF cannot be written in a line-based listing (LIST, NLST, MLSD):
         // sent raw it would forge extra lines. No FTP command can name such a file either (a
-        // command ends at LF), so it is left out, with a log line saying so.
+        // command ends at LF), so it is left out, with a log line saying so. Temporary upload
+        // files are left out silently: they are the server's own, and never a client's.
         entries.retain(|e| {
+            if e.path.file_name().is_some_and(transfer::is_reserved) {
+                return false;
+            }
             let name = e.path.as_os_str().as_encoded_bytes();
             let clean = !name.contains(&b'\r') && !name.contains(&b'\n');
             if !clean {

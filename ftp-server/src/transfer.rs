@@ -7,7 +7,10 @@
 //! - STOR: [`receive_new`] writes a temporary file in the target directory and renames it over
 //!   the target only when the transfer completed; a failed, stalled or aborted upload removes
 //!   it, leaving any old file untouched. Classes that may not overwrite publish with `link()`,
-//!   which fails atomically if the name appeared meanwhile.
+//!   which fails atomically if the name appeared meanwhile. Temporary files are created
+//!   exclusively (`O_EXCL`) under a random name starting with [`TEMP_PREFIX`]: no client can
+//!   predict one, so none can plant a file that blocks another's upload, and the storage layer
+//!   hides and refuses every name with that prefix.
 //! - APPE, or STOR after REST: [`receive_append`] writes in place at the offset, as the client
 //!   asked to modify the file.
 //! - Uploads reach the disk in 64 KiB `write(2)` calls (filexfer's `WRITE_SLICE`, measured in
@@ -18,10 +21,10 @@
 //! moved for that long, in either direction; a slow transfer that keeps moving is never cut
 //! (libunftp has no data timeout of its own and pauses its idle timeout during transfers).
 
+use std::ffi::OsStr;
 use std::io::{self, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cap_std::fs::Dir;
@@ -109,8 +112,50 @@ where
     Ok(file_to_stream(file, output, stall, pace).await?)
 }
 
-/// Numbers the temporary files of this process's uploads.
-static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+/// The start of every temporary upload file's name. Names with it are reserved: listings leave
+/// them out and no command may name one (see [`is_reserved`]).
+pub const TEMP_PREFIX: &str = ".ftp-upload.";
+
+/// Random bytes in a temporary file's name: 128 bits, so that no client can guess a name that a
+/// coming upload will use (and plant a file there to make it fail).
+const TEMP_RANDOM_BYTES: usize = 16;
+
+/// Whether `name` (one path component) is reserved for the server's temporary upload files.
+pub fn is_reserved(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes())
+}
+
+/// A fresh temporary file name: [`TEMP_PREFIX`], then 32 random hex digits. Short, so that the
+/// name fits wherever the target's does, and hidden (a dot file) from local `ls` too.
+fn temp_name() -> io::Result<String> {
+    let mut random = [0u8; TEMP_RANDOM_BYTES];
+    getrandom::fill(&mut random).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+    let mut name = String::with_capacity(TEMP_PREFIX.len() + 2 * TEMP_RANDOM_BYTES);
+    name.push_str(TEMP_PREFIX);
+    for b in random {
+        name.push_str(&format!("{b:02x}"));
+    }
+    Ok(name)
+}
+
+/// Creates a temporary upload file in `parent` (the target's directory, so that the final
+/// rename stays on one file system), exclusively: an existing file of that name is never
+/// opened, a new random name is drawn instead.
+fn create_temp(home: &Dir, parent: &Path) -> io::Result<(PathBuf, std::fs::File)> {
+    let mut oo = cap_std::fs::OpenOptions::new();
+    oo.write(true).create_new(true);
+    let mut last = None;
+    // A clash needs a guessed 128-bit name: a few draws are plenty.
+    for _ in 0..4 {
+        let tmp = parent.join(temp_name()?);
+        match home.open_with(&tmp, &oo) {
+            Ok(f) => return Ok((tmp, f.into_std())),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+}
 
 /// Removes a temporary upload file unless defused: covers errors, stalls and a session task
 /// that is dropped mid-transfer.
@@ -142,17 +187,8 @@ where
     R: AsyncRead + Unpin,
 {
     let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-    let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-    // Short, so that a 255-byte target name still leaves room; hidden, so it does not clutter
-    // listings while the upload runs.
-    let tmp = parent.join(format!(".ftp-upload.{}.{n}.tmp", std::process::id()));
-    let (h, t) = (home.clone(), tmp.clone());
-    let file = blocking(move || {
-        let mut oo = cap_std::fs::OpenOptions::new();
-        oo.write(true).create_new(true);
-        Ok(h.open_with(&t, &oo)?.into_std())
-    })
-    .await?;
+    let h = home.clone();
+    let (tmp, file) = blocking(move || create_temp(&h, &parent)).await?;
     let mut guard = TempGuard {
         dir: home.clone(),
         path: Some(tmp.clone()),

@@ -1886,3 +1886,59 @@ fn a_client_that_stops_reading_a_listing_is_freed_after_the_data_timeout() {
     assert_eq!(got.lines().count(), 25_000);
     assert_eq!(c.reply().0, 226);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Uploads: temporary names no client can plant or see, appends, clients that go away.
+
+/// Temporary upload files have random names under a reserved prefix: files planted under the
+/// names the server once used (process id and a counter) do not block uploads, and no command
+/// can see, fetch, create or rename to a reserved name.
+#[test]
+fn planted_temporary_names_do_not_block_uploads_and_reserved_names_are_refused() {
+    let f = tree();
+    let prefix = ftp_server::transfer::TEMP_PREFIX;
+    // Every name the old scheme would have used for this process's next 2,000 uploads, planted
+    // in the drop box (by a local user; no FTP command can create them, as checked below).
+    for n in 0..2000 {
+        f.write(
+            &format!("pub/incoming/{prefix}{}.{n}.tmp", std::process::id()),
+            b"planted",
+        );
+    }
+    f.write(&format!("home/alice/{prefix}planted"), b"planted");
+    let srv = start(&f, "");
+    let mut anon = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    for i in 0..3 {
+        let body = pattern_bytes(10_000 + i, i as u64);
+        assert_eq!(anon.stor(&format!("incoming/new {i}.bin"), &body), 226);
+        assert_eq!(
+            std::fs::read(f.path().join(format!("pub/incoming/new {i}.bin"))).expect("stored"),
+            body
+        );
+    }
+    assert_eq!(
+        anon.stor(&format!("incoming/{prefix}mine"), b"x"),
+        553,
+        "STOR of a reserved name"
+    );
+    anon.assert_alive();
+
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    let listing = a.list("").expect("LIST");
+    assert!(
+        listing.contains("doc.txt") && !listing.contains(prefix),
+        "{listing}"
+    );
+    assert_eq!(a.retr(&format!("{prefix}planted")), Err(553));
+    assert_eq!(a.code(&format!("SIZE {prefix}planted")), 553);
+    assert_eq!(a.code(&format!("DELE {prefix}planted")), 553);
+    assert_eq!(a.upload("APPE", &format!("{prefix}x"), b"x"), 553);
+    assert_eq!(a.code(&format!("MKD {prefix}dir")), 553);
+    assert_eq!(a.code("RNFR doc.txt"), 350);
+    assert_eq!(a.code(&format!("RNTO {prefix}stolen")), 553);
+    assert_eq!(
+        std::fs::read(f.path().join("home/alice/doc.txt")).expect("not renamed"),
+        b"alice's doc"
+    );
+    a.assert_alive();
+}
