@@ -653,3 +653,137 @@ async fn telnet_commands_nul_bytes_and_bare_lf_leave_the_session_alive() {
     assert!((500..600).contains(&c.reply().await.0));
     assert_eq!(c.cmd("PWD").await.0, 257);
 }
+
+/// A file-system back-end that appends by itself (patch 32): it advertises
+/// `FEATURE_APPEND` and writes `put(.., APPEND)` with `O_APPEND`; it records every `start_pos`
+/// `put` gets.
+#[derive(Debug)]
+struct AppendingFs {
+    fs: Filesystem,
+    root: PathBuf,
+    puts: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+#[async_trait::async_trait]
+impl unftp_core::storage::StorageBackend<unftp_core::auth::DefaultUser> for AppendingFs {
+    type Metadata = unftp_sbe_fs::Meta;
+
+    fn supported_features(&self) -> u32 {
+        libunftp::storage::FEATURE_APPEND | unftp_core::storage::FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<Self::Metadata> {
+        self.fs.metadata(user, path).await
+    }
+
+    async fn list<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(
+        &self,
+        user: &unftp_core::auth::DefaultUser,
+        path: P,
+    ) -> unftp_core::storage::Result<Vec<unftp_core::storage::Fileinfo<PathBuf, Self::Metadata>>> {
+        self.fs.list(user, path).await
+    }
+
+    async fn get<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(
+        &self,
+        user: &unftp_core::auth::DefaultUser,
+        path: P,
+        start_pos: u64,
+    ) -> unftp_core::storage::Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        self.fs.get(user, path, start_pos).await
+    }
+
+    async fn put<P: AsRef<std::path::Path> + Send + std::fmt::Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &unftp_core::auth::DefaultUser,
+        mut input: R,
+        path: P,
+        start_pos: u64,
+    ) -> unftp_core::storage::Result<u64> {
+        self.puts.lock().unwrap().push(start_pos);
+        if start_pos != libunftp::storage::APPEND {
+            return self.fs.put(user, input, path, start_pos).await;
+        }
+        let full = self.root.join(path.as_ref().strip_prefix("/").unwrap_or(path.as_ref()));
+        let mut file = tokio::fs::OpenOptions::new().append(true).create(true).open(full).await?;
+        let n = tokio::io::copy(&mut input, &mut file).await?;
+        file.sync_all().await?;
+        Ok(n)
+    }
+
+    async fn del<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.del(user, path).await
+    }
+
+    async fn mkd<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.mkd(user, path).await
+    }
+
+    async fn rename<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, from: P, to: P) -> unftp_core::storage::Result<()> {
+        self.fs.rename(user, from, to).await
+    }
+
+    async fn rmd<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.rmd(user, path).await
+    }
+
+    async fn cwd<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.cwd(user, path).await
+    }
+}
+
+/// Uploads `body` with `verb` (`STOR`, `APPE`) over a fresh passive connection; the final code.
+async fn upload(c: &mut Ctl, addr: SocketAddr, verb_path: &str, body: &[u8]) -> u32 {
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let mut data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+    assert_eq!(c.cmd(verb_path).await.0, 150, "{verb_path}");
+    data.write_all(body).await.unwrap();
+    drop(data);
+    c.reply().await.0
+}
+
+#[tokio::test]
+async fn appe_asks_a_back_end_that_appends_by_itself_to_append() {
+    let root = Root::new("appe-append");
+    std::os::unix::fs::symlink("hello.txt", root.0.join("link.txt")).unwrap();
+    let puts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (path, recorded) = (root.0.clone(), puts.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (path, puts) = (path.clone(), recorded.clone());
+            let server = ServerBuilder::new(Box::new(move || AppendingFs {
+                fs: Filesystem::new(path.clone()).unwrap(),
+                root: path.clone(),
+                puts: puts.clone(),
+            }))
+            .build()
+            .unwrap();
+            tokio::spawn(server.service(stream));
+        }
+    });
+    let mut c = Ctl::login(addr).await;
+    // Through a symlink: the target grows, the link stays a link (before the patch the back-end
+    // got the link's own length, 9, and wrote there).
+    assert_eq!(upload(&mut c, addr, "APPE link.txt", b"world\n").await, 226);
+    assert_eq!(upload(&mut c, addr, "APPE new.txt", b"fresh\n").await, 226);
+    assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\nworld\n");
+    assert!(std::fs::symlink_metadata(root.0.join("link.txt")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(root.0.join("new.txt")).unwrap(), b"fresh\n");
+    // STOR after REST still gets its offset.
+    assert_eq!(c.cmd("REST 2").await.0, 350);
+    assert_eq!(upload(&mut c, addr, "STOR new.txt", b"ESH\n").await, 226);
+    assert_eq!(*puts.lock().unwrap(), [libunftp::storage::APPEND, libunftp::storage::APPEND, 2]);
+}
+
+#[tokio::test]
+async fn appe_to_a_back_end_that_does_not_append_by_itself_works_as_before() {
+    let root = Root::new("appe-plain");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    assert_eq!(upload(&mut c, addr, "APPE hello.txt", b"world\n").await, 226);
+    assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\nworld\n");
+}

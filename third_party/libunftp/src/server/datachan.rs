@@ -360,10 +360,15 @@ where
         let path = self.cwd.join(&path);
         let tx = self.control_msg_tx.clone();
 
-        // Get current file size, or 0 if file doesn't exist
-        let start_pos = match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
+        // A back-end that appends by itself is told to (patch 32); for the others, the current
+        // size, or 0 if the file doesn't exist (racy: see `storage::FEATURE_APPEND`).
+        let start_pos = if self.storage.supported_features() & crate::storage::FEATURE_APPEND != 0 {
+            crate::storage::APPEND
+        } else {
+            match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
+                Ok(meta) => meta.len(),
+                Err(_) => 0,
+            }
         };
 
         let start_time = Instant::now();
@@ -387,7 +392,7 @@ where
                     HumanDuration(duration),
                     HumanBytes(bytes),
                     TransferSpeed(bytes as f64 / duration.as_secs_f64()),
-                    start_pos,
+                    if start_pos == crate::storage::APPEND { "end".to_string() } else { start_pos.to_string() },
                 );
 
                 metrics::inc_transferred("appe", "success");
