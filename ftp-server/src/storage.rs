@@ -28,7 +28,7 @@ use unftp_sbe_fs::{Filesystem, Meta};
 
 use crate::account::{FtpUser, Op, permits};
 use crate::path::{as_fs_path, confine};
-use crate::transfer::{self, Failed, Outcome};
+use crate::transfer::{self, Failed, InPlace, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
 use filexfer::datapath::Pace;
 
@@ -189,7 +189,8 @@ impl StorageBackend<FtpUser> for FtpStorage {
     }
 
     fn supported_features(&self) -> u32 {
-        unftp_core::storage::FEATURE_RESTART
+        // FEATURE_APPEND: APPE reaches `put` as an append, not as a length looked up earlier.
+        unftp_core::storage::FEATURE_RESTART | libunftp::storage::FEATURE_APPEND
     }
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(
@@ -285,10 +286,21 @@ impl StorageBackend<FtpUser> for FtpStorage {
             return Err(Error::from(ErrorKind::FileNameNotAllowedError));
         }
         let exists = self.exists(&rel).await?;
-        let op = match (start_pos > 0, exists) {
-            (true, _) => Op::Append,
-            (false, true) => Op::Overwrite,
-            (false, false) => Op::StoreNew,
+        // APPE comes as `APPEND` (we advertise FEATURE_APPEND: libunftp patch 32); a REST offset
+        // as `start_pos > 0`.
+        let in_place = match start_pos {
+            libunftp::storage::APPEND => Some(InPlace::End),
+            0 => None,
+            pos => Some(InPlace::At(pos)),
+        };
+        let may = |op| permits(&user.access, op, &rel).is_ok();
+        let op = match (in_place, exists) {
+            // APPE of a new name creates it: for classes that may only store new names (a drop
+            // box, guests) that is a new upload, published atomically like STOR.
+            (Some(InPlace::End), false) if !may(Op::Append) => Op::StoreNew,
+            (Some(_), _) => Op::Append,
+            (None, true) => Op::Overwrite,
+            (None, false) => Op::StoreNew,
         };
         let rel = self.check(user, op, &rel)?;
         let may_replace = permits(&user.access, Op::Overwrite, &rel).is_ok();
@@ -297,10 +309,11 @@ impl StorageBackend<FtpUser> for FtpStorage {
         let _running = self.shared.transfers.token();
         let started = Instant::now();
         let pace = Pace::per_second(user.max_rate);
-        let result = if start_pos > 0 {
-            transfer::receive_append(home, &rel, input, start_pos, stall, pace).await
-        } else {
-            transfer::receive_new(home, &rel, input, may_replace, stall, pace).await
+        let result = match in_place {
+            Some(at) if op == Op::Append => {
+                transfer::receive_append(home, &rel, input, at, stall, pace).await
+            }
+            _ => transfer::receive_new(home, &rel, input, may_replace, stall, pace).await,
         };
         self.log_transfer(user, &rel, Direction::Incoming, started, &result);
         result.map_err(|f| f.error)

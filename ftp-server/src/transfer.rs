@@ -11,8 +11,9 @@
 //!   exclusively (`O_EXCL`) under a random name starting with [`TEMP_PREFIX`]: no client can
 //!   predict one, so none can plant a file that blocks another's upload, and the storage layer
 //!   hides and refuses every name with that prefix.
-//! - APPE, or STOR after REST: [`receive_append`] writes in place at the offset, as the client
-//!   asked to modify the file.
+//! - APPE, or STOR after REST: [`receive_append`] writes in place, as the client asked to modify
+//!   the file: `O_APPEND`, under an exclusive lock, so concurrent appends land one after the
+//!   other, each whole.
 //! - Uploads reach the disk in 64 KiB `write(2)` calls (filexfer's `WRITE_SLICE`, measured in
 //!   docs/benchmarks.md).
 //!
@@ -228,13 +229,35 @@ where
     }
 }
 
-/// APPE, or STOR after REST: writes `input` into `rel` from `start_pos`, in place (the file is
-/// cut to `start_pos` first, so a resumed upload does not keep a stale tail).
+/// Where an in-place upload writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InPlace {
+    /// APPE: at the end of the file as it is when each byte is written (created if missing).
+    End,
+    /// STOR after `REST n` (RFC 959 §4.1.3): from byte `n`, replacing what followed it. `n`
+    /// beyond the end is refused rather than leaving a hole.
+    At(u64),
+}
+
+/// How long a waiting in-place upload sleeps between two tries of the file's lock.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+
+/// APPE, or STOR after REST: writes `input` into `rel` in place (this cannot be atomic: the
+/// client asked to change the file, and what arrived before a failure stays).
+///
+/// The file is opened with `O_APPEND`, so every write lands at the end of the file as it is
+/// then: nothing is written at an offset read earlier (two appends at once used to write at
+/// the same offset, and one was lost), and through a symlink inside the home the target grows
+/// (cap-std follows links that stay inside it). An exclusive `flock` is held for the whole
+/// upload, so that in-place uploads to one file by several sessions land one after the other,
+/// each whole, rather than interleaved (vsftpd's `lock_upload_files` does the same); a second
+/// one waits for the first to end (bounded by the first one's stall timeout), and can be
+/// aborted meanwhile.
 pub async fn receive_append<R>(
     home: Arc<Dir>,
     rel: &Path,
     input: R,
-    start_pos: u64,
+    at: InPlace,
     stall: Duration,
     pace: Pace,
 ) -> Outcome
@@ -244,12 +267,44 @@ where
     let p = rel.to_path_buf();
     let file = blocking(move || {
         let mut oo = cap_std::fs::OpenOptions::new();
-        oo.write(true).create(true);
-        let mut f = home.open_with(&p, &oo)?.into_std();
-        f.set_len(start_pos)?;
-        f.seek(io::SeekFrom::Start(start_pos))?;
-        Ok(f)
+        oo.append(true).create(at == InPlace::End);
+        Ok(home.open_with(&p, &oo)?.into_std())
     })
     .await?;
+    let file = lock_exclusive(file).await?;
+    let file = blocking(move || {
+        if let InPlace::At(pos) = at {
+            let len = file.metadata()?.len();
+            if pos > len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("restart offset {pos} is beyond the end of the file ({len} bytes)"),
+                ));
+            }
+            // With O_APPEND the writes then go on from `pos`.
+            file.set_len(pos)?;
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => Error::new(ErrorKind::PermanentFileNotAvailable, e),
+        _ => e.into(),
+    })?;
     Ok(stream_to_writer(input, file, stall, pace, |_| {}).await?)
+}
+
+/// Takes an exclusive `flock` on `file`, waiting (cancellably: the future can be dropped, by
+/// ABOR for one) while another in-place upload holds it.
+async fn lock_exclusive(file: std::fs::File) -> io::Result<std::fs::File> {
+    use rustix::fs::{FlockOperation, flock};
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

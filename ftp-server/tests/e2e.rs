@@ -1942,3 +1942,100 @@ fn planted_temporary_names_do_not_block_uploads_and_reserved_names_are_refused()
     );
     a.assert_alive();
 }
+
+/// APPE through a symlink inside the home appends to the target's end (it used to cut the target
+/// to the link's own length), and APPE of a new name creates it.
+#[test]
+fn appe_through_a_symlink_appends_to_its_target() {
+    let f = tree();
+    std::os::unix::fs::symlink("doc.txt", f.path().join("home/alice/doc link")).expect("symlink");
+    let srv = start(&f, "");
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    assert_eq!(a.upload("APPE", "doc link", b" + more"), 226);
+    assert_eq!(
+        std::fs::read(f.path().join("home/alice/doc.txt")).expect("target"),
+        b"alice's doc + more"
+    );
+    assert!(
+        std::fs::symlink_metadata(f.path().join("home/alice/doc link"))
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(a.upload("APPE", "brand new.txt", b"first"), 226);
+    assert_eq!(a.upload("APPE", "brand new.txt", b" second"), 226);
+    assert_eq!(
+        std::fs::read(f.path().join("home/alice/brand new.txt")).expect("created"),
+        b"first second"
+    );
+    // The drop box takes APPE of a new name as a new upload, and refuses to append to an
+    // existing one (anonymous users may not modify files).
+    let mut anon = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    assert_eq!(anon.upload("APPE", "incoming/appended", b"one"), 226);
+    assert_eq!(anon.upload("APPE", "incoming/appended", b"two"), 550);
+    assert_eq!(
+        std::fs::read(f.path().join("pub/incoming/appended")).expect("dropped"),
+        b"one"
+    );
+}
+
+/// Two ftplib sessions append 4 MiB each to one file at the same time: both appends land, each
+/// whole (one after the other), after the old content.
+#[test]
+#[cfg_attr(
+    not(peer_python3),
+    ignore = "needs python3 (under CI=true this fails instead)"
+)]
+fn concurrent_appends_from_two_ftplib_sessions_both_land_whole() {
+    require_tool("python3");
+    let f = tree();
+    let base = pattern_bytes(1000, 1);
+    f.write("home/alice/log.bin", &base);
+    let a_part = f.write("a.part", &pattern_bytes(4 << 20, 2));
+    let b_part = f.write("b.part", &pattern_bytes(4 << 20, 3));
+    let srv = start(&f, "");
+    let script = r#"
+import ftplib, sys, threading
+host, port, user, pw, target = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+parts = sys.argv[6:]
+ready = threading.Barrier(len(parts))
+errors = []
+def append(part):
+    try:
+        ftp = ftplib.FTP(timeout=60)
+        ftp.connect(host, port)
+        ftp.login(user, pw)
+        ready.wait()
+        with open(part, 'rb') as f:
+            ftp.storbinary('APPE ' + target, f)
+        ftp.quit()
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=append, args=(p,)) for p in parts]
+for t in threads: t.start()
+for t in threads: t.join()
+if errors:
+    sys.exit('; '.join(errors))
+"#;
+    run_ok(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(srv.addr().ip().to_string())
+            .arg(srv.addr().port().to_string())
+            .args(["alice", ALICE_PW, "log.bin"])
+            .arg(&a_part)
+            .arg(&b_part),
+    );
+    let got = std::fs::read(f.path().join("home/alice/log.bin")).expect("log");
+    let (a, b) = (
+        std::fs::read(&a_part).expect("a"),
+        std::fs::read(&b_part).expect("b"),
+    );
+    let a_then_b = [base.as_slice(), &a, &b].concat();
+    let b_then_a = [base.as_slice(), &b, &a].concat();
+    assert_eq!(got.len(), a_then_b.len(), "an append was lost or cut");
+    assert!(
+        got == a_then_b || got == b_then_a,
+        "the appends are interleaved or damaged"
+    );
+}
