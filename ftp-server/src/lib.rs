@@ -17,12 +17,14 @@
 //! Modules, one job each: [`config`] (file and flags → [`Config`]), [`cli`] (the flags),
 //! [`account`] (classes, access, the permission table), [`auth`] (logins: passwords, lockout),
 //! [`storage`] (the libunftp storage adapter), [`transfer`] (the data path: copies, atomic
-//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown).
+//! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown),
+//! [`control`] (the sessions' control connections: is an uploading client still there?).
 
 pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod path;
 pub mod server;
 pub mod storage;

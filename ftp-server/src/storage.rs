@@ -27,6 +27,7 @@ use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
 
 use crate::account::{FtpUser, Op, permits};
+use crate::control::ControlLink;
 use crate::path::{as_fs_path, confine};
 use crate::transfer::{self, Failed, InPlace, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
@@ -64,6 +65,7 @@ pub struct FtpStorage {
     home: Option<Arc<Dir>>,
     shared: Arc<StorageShared>,
     peer: SocketAddr,
+    control: ControlLink,
 }
 
 fn denied() -> Error {
@@ -71,8 +73,9 @@ fn denied() -> Error {
 }
 
 impl FtpStorage {
-    /// Storage for one session from `peer`. Nothing is reachable until `enter()`.
-    pub fn new(shared: Arc<StorageShared>, peer: SocketAddr) -> Self {
+    /// Storage for one session from `peer`, whose control connection `control` watches.
+    /// Nothing is reachable until `enter()`.
+    pub fn new(shared: Arc<StorageShared>, peer: SocketAddr, control: ControlLink) -> Self {
         let inner = match Filesystem::new(shared.root.clone()) {
             Ok(fs) => Some(fs),
             Err(e) => {
@@ -85,6 +88,7 @@ impl FtpStorage {
             home: None,
             shared,
             peer,
+            control,
         }
     }
 
@@ -309,11 +313,13 @@ impl StorageBackend<FtpUser> for FtpStorage {
         let _running = self.shared.transfers.token();
         let started = Instant::now();
         let pace = Pace::per_second(user.max_rate);
+        let control = self.control.clone();
+        let gone = move || control.client_gone();
         let result = match in_place {
             Some(at) if op == Op::Append => {
-                transfer::receive_append(home, &rel, input, at, stall, pace).await
+                transfer::receive_append(home, &rel, input, at, stall, pace, gone).await
             }
-            _ => transfer::receive_new(home, &rel, input, may_replace, stall, pace).await,
+            _ => transfer::receive_new(home, &rel, input, may_replace, stall, pace, gone).await,
         };
         self.log_transfer(user, &rel, Direction::Incoming, started, &result);
         result.map_err(|f| f.error)

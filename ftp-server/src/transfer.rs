@@ -175,7 +175,8 @@ impl Drop for TempGuard {
 
 /// STOR: receives `input` into a temporary file next to `rel`, then publishes it as `rel`:
 /// replacing an existing file when `may_replace`, else only if the name is still free (`553`
-/// otherwise).
+/// otherwise). Nothing is published when `client_gone()` says, once all the data is in, that
+/// the client has closed its control connection (see [`client_left`]).
 pub async fn receive_new<R>(
     home: Arc<Dir>,
     rel: &Path,
@@ -183,6 +184,7 @@ pub async fn receive_new<R>(
     may_replace: bool,
     stall: Duration,
     pace: Pace,
+    client_gone: impl FnOnce() -> bool,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -195,6 +197,10 @@ where
         path: Some(tmp.clone()),
     };
     let moved = stream_to_writer(input, file, stall, pace, |_| {}).await?;
+    if client_gone() {
+        // The guard removes the temporary file; any old file stays.
+        return Err(client_left(moved));
+    }
     let target = rel.to_path_buf();
     let published = blocking(move || {
         if may_replace {
@@ -253,6 +259,9 @@ const LOCK_RETRY: Duration = Duration::from_millis(20);
 /// each whole, rather than interleaved (vsftpd's `lock_upload_files` does the same); a second
 /// one waits for the first to end (bounded by the first one's stall timeout), and can be
 /// aborted meanwhile.
+///
+/// When `client_gone()` says, once all the data is in, that the client has left, the bytes stay
+/// (they are in the file already) but the upload counts as failed, and is logged so.
 pub async fn receive_append<R>(
     home: Arc<Dir>,
     rel: &Path,
@@ -260,6 +269,7 @@ pub async fn receive_append<R>(
     at: InPlace,
     stall: Duration,
     pace: Pace,
+    client_gone: impl FnOnce() -> bool,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -291,7 +301,28 @@ where
         io::ErrorKind::InvalidInput => Error::new(ErrorKind::PermanentFileNotAvailable, e),
         _ => e.into(),
     })?;
-    Ok(stream_to_writer(input, file, stall, pace, |_| {}).await?)
+    let moved = stream_to_writer(input, file, stall, pace, |_| {}).await?;
+    if client_gone() {
+        return Err(client_left(moved));
+    }
+    Ok(moved)
+}
+
+/// An upload whose data all arrived (the data connection ended normally) from a client that
+/// has closed its control connection before the final reply: it was cut off (killed, or
+/// interrupted) rather than finished, since in stream mode (RFC 959 §3.4.1) the data's end is
+/// only the data connection's close. It counts as incomplete.
+pub fn client_left(moved: u64) -> Failed {
+    Failed {
+        moved,
+        error: Error::new(
+            ErrorKind::ConnectionClosed,
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client closed its control connection before the final reply",
+            ),
+        ),
+    }
 }
 
 /// Takes an exclusive `flock` on `file`, waiting (cancellably: the future can be dropped, by

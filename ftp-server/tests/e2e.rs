@@ -2039,3 +2039,85 @@ if errors:
         "the appends are interleaved or damaged"
     );
 }
+
+/// The xferlog's lines for `path` (as the xferlog writes it), once there are `n` of them.
+fn xferlog_lines(log: &Path, path: &str, n: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    wait_until("the xferlog line", || {
+        lines = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!(" {path} b _ i ")))
+            .map(str::to_string)
+            .collect();
+        lines.len() >= n
+    });
+    lines
+}
+
+/// A client killed mid-upload: its kernel closes both its sockets, the control connection
+/// (the lower descriptor) first. The data connection ends with a normal FIN, as if the upload
+/// were complete; the server sees that the control connection is gone and publishes nothing:
+/// the old file stays, no temporary file is left, the xferlog says incomplete. A client that
+/// resets its data connection (ftp-client does on Ctrl-C) gets the same, with its session alive.
+#[test]
+fn an_upload_cut_off_by_a_killed_client_or_a_reset_leaves_the_old_file() {
+    let f = tree();
+    let xferlog = f.path().join("xfer.log");
+    let srv = start(&f, &format!("xferlog = {:?}", xferlog.to_string_lossy()));
+    let home = f.path().join("home/alice");
+    let old = home.join("keep.bin");
+    let old_sum = sha256_file(&old);
+    for round in 0..3 {
+        let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+        let mut data = a.epsv();
+        assert_eq!(a.cmd("STOR keep.bin").0, 150);
+        data.write_all(&pattern_bytes(1 << 20, round))
+            .expect("send part");
+        wait_until("upload started", || !no_temp_files(&home));
+        drop(a); // the control connection first, as a killed process's kernel does
+        drop(data);
+        let lines = xferlog_lines(&xferlog, "/home/alice/keep.bin", round as usize + 1);
+        let last = lines.last().expect("a line");
+        assert!(
+            last.ends_with(" ftp 0 * i"),
+            "not marked incomplete: {last}"
+        );
+        assert!(no_temp_files(&home), "temporary file left");
+        assert_eq!(
+            sha256_file(&old),
+            old_sum,
+            "old file replaced (round {round})"
+        );
+    }
+
+    // Reset: the session goes on, with a 4xx/5xx reply.
+    let mut a = Ftp::logged_in(srv.addr(), "alice", ALICE_PW);
+    let mut data = a.epsv();
+    assert_eq!(a.cmd("STOR keep.bin").0, 150);
+    data.write_all(&pattern_bytes(1 << 20, 9))
+        .expect("send part");
+    wait_until("upload started", || !no_temp_files(&home));
+    socket2::SockRef::from(&data)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(data);
+    let (code, text) = a.reply();
+    assert!((400..600).contains(&code), "a reset upload: {code} {text}");
+    let lines = xferlog_lines(&xferlog, "/home/alice/keep.bin", 4);
+    let last = lines.last().expect("a line");
+    assert!(
+        last.ends_with(" ftp 0 * i"),
+        "not marked incomplete: {last}"
+    );
+    assert!(no_temp_files(&home), "temporary file left");
+    assert_eq!(sha256_file(&old), old_sum, "old file replaced");
+    a.assert_alive();
+
+    // A client that stays for its reply still publishes, logged complete.
+    let body = pattern_bytes(300_000, 10);
+    assert_eq!(a.stor("keep.bin", &body), 226);
+    assert_eq!(std::fs::read(&old).expect("replaced"), body);
+    let lines = xferlog_lines(&xferlog, "/home/alice/keep.bin", 5);
+    assert!(lines[4].ends_with(" ftp 0 * c"), "{}", lines[4]);
+}
