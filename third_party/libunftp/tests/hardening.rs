@@ -787,3 +787,18 @@ async fn appe_to_a_back_end_that_does_not_append_by_itself_works_as_before() {
     assert_eq!(upload(&mut c, addr, "APPE hello.txt", b"world\n").await, 226);
     assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\nworld\n");
 }
+
+#[tokio::test]
+async fn an_error_reply_carries_one_reply_code() {
+    let root = Root::new("one-code");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    // MLST used to answer with the storage error's own text: `550 storage error: 550 ...`.
+    for cmd in ["MLST missing.txt", "SIZE missing.txt", "MDTM missing.txt", "CWD missing", "DELE missing.txt"] {
+        let (code, text) = c.cmd(cmd).await;
+        assert_eq!(code, 550, "{cmd}: {text}");
+        assert_eq!(text.matches("550").count(), 1, "{cmd}: {text}");
+        assert!(!text.contains("storage error"), "{cmd}: {text}");
+    }
+    assert_eq!(c.cmd("MLST missing.txt").await.1, "550 File not found\r\n");
+}
