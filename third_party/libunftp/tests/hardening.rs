@@ -802,3 +802,78 @@ async fn an_error_reply_carries_one_reply_code() {
     }
     assert_eq!(c.cmd("MLST missing.txt").await.1, "550 File not found\r\n");
 }
+
+/// The records a server logs, with their levels.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<(slog::Level, String)>>>);
+
+impl slog::Drain for Captured {
+    type Ok = ();
+    type Err = slog::Never;
+    fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        self.0.lock().unwrap().push((record.level(), record.msg().to_string()));
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Records at `warn` or above whose message contains `what`.
+    fn warnings_about(&self, what: &str) -> Vec<String> {
+        let records = self.0.lock().unwrap();
+        records
+            .iter()
+            .filter(|(level, msg)| level.is_at_least(slog::Level::Warning) && msg.contains(what))
+            .map(|(_, msg)| msg.clone())
+            .collect()
+    }
+
+    fn any(&self, what: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|(_, msg)| msg.contains(what))
+    }
+}
+
+/// Refuses `nobody` as an unknown user and every password but `right`.
+#[derive(Debug)]
+struct OnePassword;
+
+#[async_trait::async_trait]
+impl unftp_core::auth::Authenticator for OnePassword {
+    async fn authenticate(&self, username: &str, creds: &unftp_core::auth::Credentials) -> Result<unftp_core::auth::Principal, unftp_core::auth::AuthenticationError> {
+        match (username, creds.password.as_deref()) {
+            ("nobody", _) => Err(unftp_core::auth::AuthenticationError::BadUser),
+            (_, Some("right")) => Ok(unftp_core::auth::Principal { username: username.into() }),
+            _ => Err(unftp_core::auth::AuthenticationError::new("account expired")),
+        }
+    }
+}
+
+#[tokio::test]
+async fn refused_logins_and_refused_commands_are_logged_at_info_not_warn() {
+    let root = Root::new("log-levels");
+    let logs = Captured::default();
+    let logger = slog::Logger::root(logs.clone(), slog::o!());
+    let addr = serve(&root, "127.0.0.1:0", move |b| {
+        b.logger(logger.clone()).authenticator(std::sync::Arc::new(OnePassword))
+    })
+    .await;
+    for (user, pass) in [("nobody", "x"), ("alice", "wrong")] {
+        let mut c = Ctl::connect(addr).await;
+        assert_eq!(c.cmd(&format!("USER {user}")).await.0, 331);
+        assert_eq!(c.cmd(&format!("PASS {pass}")).await.0, 530);
+    }
+    let mut c = Ctl::connect(addr).await;
+    assert_eq!(c.cmd("USER alice").await.0, 331);
+    assert_eq!(c.cmd("PASS right").await.0, 230);
+    for cmd in ["CWD missing", "MKD hello.txt", "RMD missing", "SIZE missing"] {
+        assert_eq!(c.cmd(cmd).await.0, 550, "{cmd}");
+    }
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+    // The refusals are logged (at info, with the authenticator's reason) ...
+    assert!(logs.any("unknown user nobody"));
+    assert!(logs.any("account expired"));
+    assert!(logs.any("CWD: Failed to change directory"));
+    // ... and none at warn.
+    for what in ["PASS", "CWD", "MKD", "RMD", "SIZE"] {
+        assert_eq!(logs.warnings_about(what), Vec::<String>::new(), "{what}");
+    }
+}

@@ -274,8 +274,9 @@ where
                         );
                     }
                 } else {
-                    slog::warn!(
+                    crate::storage::log_storage_error!(
                         self.logger,
+                        err,
                         "Error during RETR {:?} transfer after {}: {:?}; start_pos={}",
                         &path,
                         HumanDuration(duration),
@@ -341,7 +342,7 @@ where
                 }
             }
             Err(err) => {
-                slog::warn!(self.logger, "Error during STOR transfer after {}: {:?}", HumanDuration(duration), err);
+                crate::storage::log_storage_error!(self.logger, err, "Error during STOR transfer after {}: {:?}", HumanDuration(duration), err);
 
                 // only register transfer errors for a single file transfer once
                 if start_pos == 0 {
@@ -408,7 +409,7 @@ where
                 }
             }
             Err(err) => {
-                slog::warn!(self.logger, "Error during APPE transfer after {}: {:?}", HumanDuration(duration), err);
+                crate::storage::log_storage_error!(self.logger, err, "Error during APPE transfer after {}: {:?}", HumanDuration(duration), err);
 
                 categorize_and_register_error(&self.logger, &err, "appe");
 
@@ -495,8 +496,9 @@ where
             Err(err) => {
                 let duration = start_time.elapsed();
 
-                slog::warn!(
+                crate::storage::log_storage_error!(
                     self.logger,
+                    err,
                     "Failed to retrieve directory list for path {:?} ({} command) from storage backend after {}: {:?}",
                     path,
                     command.as_str(),

@@ -2,6 +2,34 @@
 
 pub(crate) use unftp_core::storage::{Error, ErrorKind, FEATURE_RESTART, FEATURE_SITEMD5, Metadata, StorageBackend};
 
+/// Whether a storage error is the back-end refusing what the client asked (a name that does not
+/// exist, a permission, a name not allowed), as opposed to the server failing. A refusal is
+/// the client's business, answered with its reply, and logged at `info`; a failure is logged at
+/// `warn`, for the operator (patch 34).
+pub(crate) fn is_refusal(err: &Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::PermissionDenied
+            | ErrorKind::PermanentFileNotAvailable
+            | ErrorKind::PermanentDirectoryNotAvailable
+            | ErrorKind::PermanentDirectoryNotEmpty
+            | ErrorKind::FileNameNotAllowedError
+            | ErrorKind::CommandNotImplemented
+    )
+}
+
+/// Logs a storage error at `info` when it is a refusal ([`is_refusal`]), else at `warn`.
+macro_rules! log_storage_error {
+    ($logger:expr, $err:expr, $($fmt:tt)+) => {
+        if $crate::storage::is_refusal(&$err) {
+            slog::info!($logger, $($fmt)+)
+        } else {
+            slog::warn!($logger, $($fmt)+)
+        }
+    };
+}
+pub(crate) use log_storage_error;
+
 /// A storage back-end that sets this bit in `supported_features` appends by itself: `APPE`
 /// then calls `put` with `start_pos` = [`APPEND`] instead of looking up the file's length
 /// first. (unftp-core's `FEATURE_*` bits are the low ones; this one is libunftp's own.)
