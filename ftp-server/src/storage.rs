@@ -27,7 +27,7 @@ use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
 
 use crate::account::{FtpUser, Op, permits};
-use crate::control::ControlLink;
+use crate::control::{ControlLink, UPLOAD_SETTLE};
 use crate::path::{as_fs_path, confine};
 use crate::transfer::{self, Failed, InPlace, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
@@ -314,7 +314,7 @@ impl StorageBackend<FtpUser> for FtpStorage {
         let started = Instant::now();
         let pace = Pace::per_second(user.max_rate);
         let control = self.control.clone();
-        let gone = move || control.client_gone();
+        let gone = async move { control.gone_within(UPLOAD_SETTLE).await };
         let result = match in_place {
             Some(at) if op == Op::Append => {
                 transfer::receive_append(home, &rel, input, at, stall, pace, gone).await

@@ -175,7 +175,7 @@ impl Drop for TempGuard {
 
 /// STOR: receives `input` into a temporary file next to `rel`, then publishes it as `rel`:
 /// replacing an existing file when `may_replace`, else only if the name is still free (`553`
-/// otherwise). Nothing is published when `client_gone()` says, once all the data is in, that
+/// otherwise). Nothing is published when `client_gone` finds, once all the data is in, that
 /// the client has closed its control connection (see [`client_left`]).
 pub async fn receive_new<R>(
     home: Arc<Dir>,
@@ -184,7 +184,7 @@ pub async fn receive_new<R>(
     may_replace: bool,
     stall: Duration,
     pace: Pace,
-    client_gone: impl FnOnce() -> bool,
+    client_gone: impl std::future::Future<Output = bool>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -197,7 +197,7 @@ where
         path: Some(tmp.clone()),
     };
     let moved = stream_to_writer(input, file, stall, pace, |_| {}).await?;
-    if client_gone() {
+    if client_gone.await {
         // The guard removes the temporary file; any old file stays.
         return Err(client_left(moved));
     }
@@ -260,7 +260,7 @@ const LOCK_RETRY: Duration = Duration::from_millis(20);
 /// one waits for the first to end (bounded by the first one's stall timeout), and can be
 /// aborted meanwhile.
 ///
-/// When `client_gone()` says, once all the data is in, that the client has left, the bytes stay
+/// When `client_gone` finds, once all the data is in, that the client has left, the bytes stay
 /// (they are in the file already) but the upload counts as failed, and is logged so.
 pub async fn receive_append<R>(
     home: Arc<Dir>,
@@ -269,7 +269,7 @@ pub async fn receive_append<R>(
     at: InPlace,
     stall: Duration,
     pace: Pace,
-    client_gone: impl FnOnce() -> bool,
+    client_gone: impl std::future::Future<Output = bool>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -302,7 +302,7 @@ where
         _ => e.into(),
     })?;
     let moved = stream_to_writer(input, file, stall, pace, |_| {}).await?;
-    if client_gone() {
+    if client_gone.await {
         return Err(client_left(moved));
     }
     Ok(moved)
