@@ -145,7 +145,9 @@ impl FtpStorage {
             Err(Failed { error, .. }) => tracing::warn!(
                 peer = %self.peer, user = %user.name, path = %shown.display(),
                 direction = direction.as_str(), bytes, duration_ms = duration.as_millis() as u64,
-                result = "failed", error = %error,
+                // The kind's text ("451 Local error"), not the error's ("storage error: 451
+                // Local error"): one reply code per line.
+                result = "failed", error = %error.kind(),
                 cause = error.get_io_error().map(|io| io.to_string()).unwrap_or_default(),
                 "transfer"
             ),

@@ -2121,3 +2121,77 @@ fn an_upload_cut_off_by_a_killed_client_or_a_reset_leaves_the_old_file() {
     let lines = xferlog_lines(&xferlog, "/home/alice/keep.bin", 5);
     assert!(lines[4].ends_with(" ftp 0 * c"), "{}", lines[4]);
 }
+
+/// What an operator reads: one line per refused login, naming the real reason (and the lockout
+/// it started), nothing contradicting it; a refused CWD is not a warning; no reply or line
+/// nests two reply codes.
+#[test]
+fn refused_logins_and_commands_make_one_readable_log_line_each() {
+    let f = tree();
+    let cfg = f.write(
+        "logs.toml",
+        config_text(
+            "max_login_failures = 2\nlogin_failure_window_secs = 60\nlogin_lockout_secs = 60",
+            "2020-01-01T00:00:00Z",
+        )
+        .as_bytes(),
+    );
+    let (child, addr, _) = spawn_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ]);
+    let mut a = Ftp::logged_in(addr, "alice", ALICE_PW);
+    for (cmd, code) in [
+        ("CWD missing dir", 550),
+        ("CWD ../..", 550),
+        ("CWD etc", 550),
+        ("MLST missing.txt", 550),
+        ("SIZE missing.txt", 550),
+    ] {
+        let (got, text) = a.cmd(cmd);
+        assert_eq!(got, code, "{cmd}: {text}");
+        assert_eq!(text.matches(&code.to_string()).count(), 1, "{cmd}: {text}");
+        assert!(!text.contains("storage error"), "{cmd}: {text}");
+    }
+    a.assert_alive();
+    for (user, pw) in [
+        ("expired", GUEST_PW),
+        ("visitor", "wrong"),
+        ("alice", ALICE_PW),
+    ] {
+        let mut c = Ftp::connect(addr);
+        assert_eq!(c.login(user, pw).0, 530, "{user}");
+    }
+    wait_until("the third refusal in the log", || {
+        child.stderr().matches("result=\"refused\"").count() >= 3
+    });
+    let log = child.stderr();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("result=\"refused\""))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{log}");
+    assert!(
+        refusals[0].contains("user=expired") && refusals[0].contains("guest login has expired")
+    );
+    assert!(refusals[1].contains("user=visitor") && refusals[1].contains("wrong password"));
+    assert!(refusals[1].contains("lockout=\"started"), "{}", refusals[1]);
+    assert!(refusals[2].contains("user=alice") && refusals[2].contains("locked out"));
+    for user in ["expired", "visitor"] {
+        assert_eq!(
+            log.lines().filter(|l| l.contains(user)).count(),
+            1,
+            "one line for {user}'s refused login:\n{log}"
+        );
+    }
+    for line in log.lines() {
+        assert!(!line.contains("bad password"), "contradicting line: {line}");
+        assert!(!line.contains("storage error"), "nested codes: {line}");
+        assert!(
+            !(line.contains("WARN") && line.contains("CWD")),
+            "a refused CWD is not a warning: {line}"
+        );
+    }
+}
