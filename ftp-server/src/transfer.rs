@@ -10,7 +10,9 @@
 //!   which fails atomically if the name appeared meanwhile. Temporary files are created
 //!   exclusively (`O_EXCL`) under a random name starting with [`TEMP_PREFIX`]: no client can
 //!   predict one, so none can plant a file that blocks another's upload, and the storage layer
-//!   hides and refuses every name with that prefix.
+//!   hides and refuses every name with that prefix. Once the data has all arrived, an upload
+//!   whose client has closed its control connection (killed, rather than finished: see
+//!   [`crate::control`]) is not published and counts as failed.
 //! - APPE, or STOR after REST: [`receive_append`] writes in place, as the client asked to modify
 //!   the file: `O_APPEND`, under an exclusive lock, so concurrent appends land one after the
 //!   other, each whole.
