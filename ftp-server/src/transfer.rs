@@ -341,3 +341,114 @@ async fn lock_exclusive(file: std::fs::File) -> io::Result<std::fs::File> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home() -> (tempfile::TempDir, Arc<Dir>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).expect("open");
+        (dir, Arc::new(home))
+    }
+
+    async fn write_in_place(home: &Arc<Dir>, name: &str, body: &[u8], at: InPlace) -> Outcome {
+        let stall = Duration::from_secs(10);
+        let present = async { false };
+        receive_append(
+            home.clone(),
+            Path::new(name),
+            body,
+            at,
+            stall,
+            Pace::unlimited(),
+            present,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn in_place_uploads_append_resume_and_never_leave_a_hole() {
+        let (dir, home) = home();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"0123456789").expect("write");
+        // REST 4 + STOR: from byte 4, replacing the rest.
+        assert_eq!(
+            write_in_place(&home, "f", b"ab", InPlace::At(4)).await.ok(),
+            Some(2)
+        );
+        assert_eq!(std::fs::read(&file).expect("read"), b"0123ab");
+        // APPE: at the end, whatever was read before.
+        assert_eq!(
+            write_in_place(&home, "f", b"Z", InPlace::End).await.ok(),
+            Some(1)
+        );
+        assert_eq!(std::fs::read(&file).expect("read"), b"0123abZ");
+        // REST at the end resumes there; beyond it is refused and changes nothing.
+        assert!(
+            write_in_place(&home, "f", b"!", InPlace::At(7))
+                .await
+                .is_ok()
+        );
+        let beyond = write_in_place(&home, "f", b"x", InPlace::At(100)).await;
+        assert_eq!(
+            beyond.err().map(|f| f.error.kind()),
+            Some(ErrorKind::PermanentFileNotAvailable)
+        );
+        assert_eq!(std::fs::read(&file).expect("read"), b"0123abZ!");
+        // APPE creates a missing file; REST + STOR does not.
+        assert!(
+            write_in_place(&home, "new", b"n", InPlace::End)
+                .await
+                .is_ok()
+        );
+        assert_eq!(std::fs::read(dir.path().join("new")).expect("read"), b"n");
+        assert!(
+            write_in_place(&home, "other", b"n", InPlace::At(1))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upload_whose_client_left_is_not_published_and_leaves_no_temporary_file() {
+        let (dir, home) = home();
+        std::fs::write(dir.path().join("f"), b"old").expect("write");
+        let stall = Duration::from_secs(10);
+        let gone = async { true };
+        let r = receive_new(
+            home.clone(),
+            Path::new("f"),
+            &b"new"[..],
+            true,
+            stall,
+            Pace::unlimited(),
+            gone,
+        )
+        .await;
+        let failed = r.expect_err("not published");
+        assert_eq!(
+            (failed.moved, failed.error.kind()),
+            (3, ErrorKind::ConnectionClosed)
+        );
+        assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["f"]);
+        let present = async { false };
+        let r = receive_new(
+            home,
+            Path::new("f"),
+            &b"new"[..],
+            true,
+            stall,
+            Pace::unlimited(),
+            present,
+        )
+        .await;
+        assert_eq!(r.ok(), Some(3));
+        assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"new");
+    }
+}
