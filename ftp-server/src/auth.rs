@@ -9,7 +9,10 @@
 //!   gave) from one to the other.
 //!
 //! Unknown user, wrong password, expired guest and a locked-out IP all get the same 530 reply
-//! (libunftp maps every authentication error to it); the [`LoginRefusal`] goes to the log only.
+//! (libunftp maps every authentication error to it); the [`LoginRefusal`] goes to the log only,
+//! as one `warn` line per refused login that names the reason (and says when this failure locked
+//! the address out). libunftp is handed the matching error, so that its own line (at `info`
+//! since libunftp patch 34) names the same reason.
 //! Passwords are argon2id, verified on the blocking pool because argon2 is slow on purpose; an
 //! unknown user is verified against a dummy hash with the same cost (computed there too) so
 //! timing does not reveal which names exist.
@@ -246,6 +249,23 @@ pub enum LoginRefusal {
     TlsOff,
 }
 
+impl LoginRefusal {
+    /// The error handed to libunftp: the same reason, so that its log line (if shown) does not
+    /// name another one. The client's reply is `530` whatever it is.
+    fn to_auth_error(self) -> AuthenticationError {
+        match self {
+            LoginRefusal::UnknownUser => AuthenticationError::BadUser,
+            LoginRefusal::WrongPassword | LoginRefusal::AnonymousWithoutPassword => {
+                AuthenticationError::BadPassword
+            }
+            LoginRefusal::LockedOut => AuthenticationError::IpDisallowed,
+            LoginRefusal::Expired | LoginRefusal::VerifierUnavailable | LoginRefusal::TlsOff => {
+                AuthenticationError::new(self.to_string())
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Account {
     password: String,
@@ -390,8 +410,10 @@ impl Accounts {
             return Err(LoginRefusal::LockedOut);
         };
         let result = self.check_credentials(username, password).await;
-        if result.is_err() && guess.failed(Instant::now()) {
-            tracing::warn!(peer = %ip, "too many failed logins: client IP locked out");
+        if result.is_err() {
+            // Whether this failure locked the address out shows in `is_locked` afterwards; the
+            // refusal's log line says so (one line per refused login).
+            guess.failed(Instant::now());
         }
         result
     }
@@ -532,8 +554,18 @@ impl Authenticator for SessionAuth {
             Err(reason) => {
                 // Failures were counted by `check` (a refusal because of the lockout is not a
                 // new guess: counting it would extend the lockout while the client keeps trying).
-                tracing::warn!(user = %username, peer = %ip, result = "refused", %reason, "login");
-                Err(AuthenticationError::BadPassword)
+                // One line per refused login; the one whose failure started a lockout says so.
+                let locked_now = reason != LoginRefusal::LockedOut
+                    && self.accounts.lockout().is_locked(ip, Instant::now());
+                if locked_now {
+                    tracing::warn!(
+                        user = %username, peer = %ip, result = "refused", %reason,
+                        lockout = "started: too many failed logins from this address", "login"
+                    );
+                } else {
+                    tracing::warn!(user = %username, peer = %ip, result = "refused", %reason, "login");
+                }
+                Err(reason.to_auth_error())
             }
         }
     }

@@ -20,12 +20,14 @@
 //! globs), [`names`] (names on the wire, dotfiles), [`transfer`] (the data path: copies, atomic
 //! uploads), [`path`] (confinement), [`xferlog`], [`server`] (accept loop, limits, shutdown),
 //! [`preflight`] (what a transfer command is refused before its `150`),
-//! [`tls`] (FTPS: the certificate, self-signed or from files, and its fingerprint).
+//! [`tls`] (FTPS: the certificate, self-signed or from files, and its fingerprint),
+//! [`control`] (the sessions' control connections: is an uploading client still there?).
 
 pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod listing;
 pub mod names;
 pub mod path;

@@ -255,6 +255,11 @@ fn read_dir(
     for entry in home.read_dir(as_fs_path(rel))? {
         let entry = entry?;
         let name = entry.file_name();
+        // Temporary upload files are the server's own, never a client's: left out silently,
+        // whatever `hidden` says (see transfer::TEMP_PREFIX).
+        if crate::transfer::is_reserved(&name) {
+            continue;
+        }
         let bytes = name.as_bytes();
         let skip = if bytes.first() == Some(&b'.') && !hidden {
             Some(Skip::Hidden)

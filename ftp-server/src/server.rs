@@ -14,8 +14,9 @@
 //!   remaining control connections are closed and the sessions' tracker is waited for.
 //!
 //! libunftp's `service()` consumes its `Server` and has no shutdown signal, so a (cheap)
-//! `Server` is built per connection and a duplicate of each control socket is kept to close it
-//! at shutdown; the accounts, lockout state and xferlog are shared between them.
+//! `Server` is built per connection and a duplicate of each control socket is kept
+//! ([`crate::control`]) to close it at shutdown, and for the session's uploads to see whether
+//! their client is still there; the accounts, lockout state and xferlog are shared between them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,14 +35,16 @@ use tokio_util::task::TaskTracker;
 use crate::account::FtpUser;
 use crate::auth::{Accounts, SessionAuth};
 use crate::config::Config;
+use crate::control::ControlConnections;
 use crate::storage::{FtpStorage, StorageShared};
 use crate::xferlog::XferLog;
 
 /// The 220 greeting (libunftp only takes a `&'static str`).
 const GREETING: &str = "ftp-server ready";
 
-/// Open files a logged-in session holds: the control socket, the duplicate kept for shutdown,
-/// and two handles of the home directory (the file-system back-end's and ours); a transfer
+/// Open files a logged-in session holds: the control socket, the duplicate kept for shutdown
+/// and for its uploads' check that the client is still there ([`crate::control`]), and two
+/// handles of the home directory (the file-system back-end's and ours); a transfer
 /// adds its data socket and file. The binary raises its open-file limit to fit
 /// `max_connections` sessions of this many (`filexfer::fdlimit`).
 pub const DESCRIPTORS_PER_SESSION: usize = 6;
@@ -348,7 +351,7 @@ async fn serve(
     let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
     let listings = Arc::new(Semaphore::new(MAX_LISTINGS));
     let sessions = TaskTracker::new();
-    let controls: Arc<Mutex<HashMap<u64, std::net::TcpStream>>> = Arc::default();
+    let controls: Arc<ControlConnections> = Arc::default();
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -385,7 +388,7 @@ async fn serve(
             Ok((TcpStream::from_std(s)?, dup))
         }) {
             Ok((s, dup)) => {
-                lock(&controls).insert(id, dup);
+                controls.insert(id, dup);
                 s
             }
             Err(e) => {
@@ -395,8 +398,9 @@ async fn serve(
         };
         let auth = Arc::new(SessionAuth::new(accounts.clone()));
         let storage_shared = shared.clone();
+        let control = controls.link(id);
         let mut builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
-            Box::new(move || FtpStorage::new(storage_shared.clone(), peer)),
+            Box::new(move || FtpStorage::new(storage_shared.clone(), peer, control.clone())),
             auth.clone(),
         );
         if let Some(t) = &tls {
@@ -438,7 +442,7 @@ async fn serve(
             if let Err(e) = server.service(stream).await {
                 tracing::warn!(peer = %peer, error = %e, "session failed");
             }
-            let dup = lock(&controls).remove(&id);
+            let dup = controls.remove(id);
             if let Some(s) = dup.and_then(|d| TcpStream::from_std(d).ok()) {
                 // libunftp closes right after `221` (QUIT); our duplicate keeps the socket
                 // open so that the client closes first and the TIME-WAIT is on its side
@@ -475,9 +479,7 @@ async fn serve(
         let settle = tokio::time::Instant::now() + REPLY_SETTLE;
         tokio::time::sleep_until(settle.min(deadline)).await;
     }
-    for (_, c) in lock(&controls).drain() {
-        let _ = c.shutdown(std::net::Shutdown::Both);
-    }
+    controls.close_all();
     sessions.close();
     if tokio::time::timeout(Duration::from_secs(2), sessions.wait())
         .await
@@ -490,10 +492,6 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Refuses a connection beyond the limits with its `421` line. Cheap and bounded: the line goes
@@ -673,6 +671,6 @@ mod tests {
         assert_eq!(l.admit(b).err(), Some(Refusal::ServerFull));
         drop(p1);
         assert!(l.admit(a).is_ok(), "slot given back");
-        assert!(lock(&l.per_ip.counts).len() <= 2);
+        assert!(l.per_ip.lock().len() <= 2);
     }
 }

@@ -11,6 +11,9 @@
 //!   as its target, one that leads out is refused and not listed, FIFOs, sockets and devices
 //!   are refused and not listed; LIST/NLST/STAT take a file or a glob as well as a directory.
 //! - Every operation is checked against [`crate::account::permits`] first.
+//! - Names starting with [`transfer::TEMP_PREFIX`] belong to uploads in progress: listings leave
+//!   them out and every command naming one is refused (`553`), so no client can see, take or
+//!   plant a temporary upload file.
 //! - Each transfer is logged (tracing and the optional xferlog) and holds a token of the
 //!   server's transfer tracker, which graceful shutdown waits for.
 
@@ -29,11 +32,12 @@ use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
 use crate::account::{FtpUser, Op, permits};
+use crate::control::{ControlLink, UPLOAD_SETTLE};
 use crate::listing::{self, Kind, ListError, Meta, Skip};
 use crate::names;
 use crate::path::{as_fs_path, confine};
 use crate::preflight;
-use crate::transfer::{self, Failed, Outcome};
+use crate::transfer::{self, Failed, InPlace, Outcome};
 use crate::xferlog::{Direction, XferLog, XferRecord};
 use filexfer::datapath::Pace;
 
@@ -72,6 +76,7 @@ pub struct FtpStorage {
     home: Option<Arc<Dir>>,
     shared: Arc<StorageShared>,
     peer: SocketAddr,
+    control: ControlLink,
 }
 
 fn denied() -> Error {
@@ -79,8 +84,9 @@ fn denied() -> Error {
 }
 
 impl FtpStorage {
-    /// Storage for one session from `peer`. Nothing is reachable until `enter()`.
-    pub fn new(shared: Arc<StorageShared>, peer: SocketAddr) -> Self {
+    /// Storage for one session from `peer`, whose control connection `control` watches.
+    /// Nothing is reachable until `enter()`.
+    pub fn new(shared: Arc<StorageShared>, peer: SocketAddr, control: ControlLink) -> Self {
         let inner = match Filesystem::new(shared.root.clone()) {
             Ok(fs) => Some(fs),
             Err(e) => {
@@ -93,6 +99,7 @@ impl FtpStorage {
             home: None,
             shared,
             peer,
+            control,
         }
     }
 
@@ -124,6 +131,15 @@ impl FtpStorage {
             tracing::info!(peer = %self.peer, user = %user.name, path = %path.display(), "refused: path leaves the home");
             denied()
         })?;
+        // Before the dotfile rule: a reserved name is refused as one (553) even when
+        // dotfiles are hidden, so that a client learns why, whatever `hidden` says.
+        if rel
+            .components()
+            .any(|c| transfer::is_reserved(c.as_os_str()))
+        {
+            tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), "refused: a name reserved for uploads in progress");
+            return Err(Error::from(ErrorKind::FileNameNotAllowedError));
+        }
         if !self.shared.hidden && names::is_hidden(&rel) {
             tracing::info!(peer = %self.peer, user = %user.name, path = %path.display(), "refused: a dotfile (see --hidden)");
             return Err(Error::from(ErrorKind::PermanentFileNotAvailable));
@@ -162,7 +178,9 @@ impl FtpStorage {
             Err(Failed { error, .. }) => tracing::warn!(
                 peer = %self.peer, user = %user.name, path = %shown.display(),
                 direction = direction.as_str(), bytes, duration_ms = duration.as_millis() as u64,
-                result = "failed", error = %error,
+                // The kind's text ("451 Local error"), not the error's ("storage error: 451
+                // Local error"): one reply code per line.
+                result = "failed", error = %error.kind(),
                 cause = error.get_io_error().map(|io| io.to_string()).unwrap_or_default(),
                 "transfer"
             ),
@@ -210,7 +228,8 @@ impl StorageBackend<FtpUser> for FtpStorage {
     }
 
     fn supported_features(&self) -> u32 {
-        unftp_core::storage::FEATURE_RESTART
+        // FEATURE_APPEND: APPE reaches `put` as an append, not as a length looked up earlier.
+        unftp_core::storage::FEATURE_RESTART | libunftp::storage::FEATURE_APPEND
     }
 
     /// SIZE, MDTM, MLST, RNFR: what RETR would find. A symlink inside the home is its target;
@@ -342,10 +361,21 @@ impl StorageBackend<FtpUser> for FtpStorage {
             return Err(Error::from(ErrorKind::FileNameNotAllowedError));
         }
         let exists = self.exists(&rel).await?;
-        let op = match (start_pos > 0, exists) {
-            (true, _) => Op::Append,
-            (false, true) => Op::Overwrite,
-            (false, false) => Op::StoreNew,
+        // APPE comes as `APPEND` (we advertise FEATURE_APPEND: libunftp patch 32); a REST offset
+        // as `start_pos > 0`.
+        let in_place = match start_pos {
+            libunftp::storage::APPEND => Some(InPlace::End),
+            0 => None,
+            pos => Some(InPlace::At(pos)),
+        };
+        let may = |op| permits(&user.access, op, &rel).is_ok();
+        let op = match (in_place, exists) {
+            // APPE of a new name creates it: for classes that may only store new names (a drop
+            // box, guests) that is a new upload, published atomically like STOR.
+            (Some(InPlace::End), false) if !may(Op::Append) => Op::StoreNew,
+            (Some(_), _) => Op::Append,
+            (None, true) => Op::Overwrite,
+            (None, false) => Op::StoreNew,
         };
         self.permit(user, op, &rel)?;
         let may_replace = permits(&user.access, Op::Overwrite, &rel).is_ok();
@@ -354,10 +384,13 @@ impl StorageBackend<FtpUser> for FtpStorage {
         let _running = self.shared.transfers.token();
         let started = Instant::now();
         let pace = Pace::per_second(user.max_rate);
-        let result = if start_pos > 0 {
-            transfer::receive_append(home, &rel, input, start_pos, stall, pace).await
-        } else {
-            transfer::receive_new(home, &rel, input, may_replace, stall, pace).await
+        let control = self.control.clone();
+        let gone = async move { control.gone_within(UPLOAD_SETTLE).await };
+        let result = match in_place {
+            Some(at) if op == Op::Append => {
+                transfer::receive_append(home, &rel, input, at, stall, pace, gone).await
+            }
+            _ => transfer::receive_new(home, &rel, input, may_replace, stall, pace, gone).await,
         };
         self.log_transfer(user, &rel, Direction::Incoming, started, &result);
         result.map_err(|f| f.error)

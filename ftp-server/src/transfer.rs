@@ -8,9 +8,15 @@
 //! - STOR: [`receive_new`] writes a temporary file in the target directory and renames it over
 //!   the target only when the transfer completed; a failed, stalled or aborted upload removes
 //!   it, leaving any old file untouched. Classes that may not overwrite publish with `link()`,
-//!   which fails atomically if the name appeared meanwhile.
-//! - APPE, or STOR after REST: [`receive_append`] writes in place at the offset, as the client
-//!   asked to modify the file.
+//!   which fails atomically if the name appeared meanwhile. Temporary files are created
+//!   exclusively (`O_EXCL`) under a random name starting with [`TEMP_PREFIX`]: no client can
+//!   predict one, so none can plant a file that blocks another's upload, and the storage layer
+//!   hides and refuses every name with that prefix. Once the data has all arrived, an upload
+//!   whose client has closed its control connection (killed, rather than finished: see
+//!   [`crate::control`]) is not published and counts as failed.
+//! - APPE, or STOR after REST: [`receive_append`] writes in place, as the client asked to modify
+//!   the file: `O_APPEND`, under an exclusive lock, so concurrent appends land one after the
+//!   other, each whole.
 //! - Uploads reach the disk in 64 KiB `write(2)` calls (filexfer's `WRITE_SLICE`, measured in
 //!   docs/benchmarks.md).
 //!
@@ -19,10 +25,10 @@
 //! moved for that long, in either direction; a slow transfer that keeps moving is never cut
 //! (libunftp has no data timeout of its own and pauses its idle timeout during transfers).
 
+use std::ffi::OsStr;
 use std::io::{self, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cap_std::fs::{Dir, OpenOptionsExt};
@@ -154,8 +160,50 @@ where
     Ok(send_range(file, start_pos, None, &mut Opaque(output), stall, pace).await?)
 }
 
-/// Numbers the temporary files of this process's uploads.
-static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+/// The start of every temporary upload file's name. Names with it are reserved: listings leave
+/// them out and no command may name one (see [`is_reserved`]).
+pub const TEMP_PREFIX: &str = ".ftp-upload.";
+
+/// Random bytes in a temporary file's name: 128 bits, so that no client can guess a name that a
+/// coming upload will use (and plant a file there to make it fail).
+const TEMP_RANDOM_BYTES: usize = 16;
+
+/// Whether `name` (one path component) is reserved for the server's temporary upload files.
+pub fn is_reserved(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes())
+}
+
+/// A fresh temporary file name: [`TEMP_PREFIX`], then 32 random hex digits. Short, so that the
+/// name fits wherever the target's does, and hidden (a dot file) from local `ls` too.
+fn temp_name() -> io::Result<String> {
+    let mut random = [0u8; TEMP_RANDOM_BYTES];
+    getrandom::fill(&mut random).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+    let mut name = String::with_capacity(TEMP_PREFIX.len() + 2 * TEMP_RANDOM_BYTES);
+    name.push_str(TEMP_PREFIX);
+    for b in random {
+        name.push_str(&format!("{b:02x}"));
+    }
+    Ok(name)
+}
+
+/// Creates a temporary upload file in `parent` (the target's directory, so that the final
+/// rename stays on one file system), exclusively: an existing file of that name is never
+/// opened, a new random name is drawn instead.
+fn create_temp(home: &Dir, parent: &Path) -> io::Result<(PathBuf, std::fs::File)> {
+    let mut oo = cap_std::fs::OpenOptions::new();
+    oo.write(true).create_new(true);
+    let mut last = None;
+    // A clash needs a guessed 128-bit name: a few draws are plenty.
+    for _ in 0..4 {
+        let tmp = parent.join(temp_name()?);
+        match home.open_with(&tmp, &oo) {
+            Ok(f) => return Ok((tmp, f.into_std())),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+}
 
 /// Removes a temporary upload file unless defused: covers errors, stalls and a session task
 /// that is dropped mid-transfer.
@@ -174,7 +222,8 @@ impl Drop for TempGuard {
 
 /// STOR: receives `input` into a temporary file next to `rel`, then publishes it as `rel`:
 /// replacing an existing file when `may_replace`, else only if the name is still free (`553`
-/// otherwise).
+/// otherwise). Nothing is published when `client_gone` finds, once all the data is in, that
+/// the client has closed its control connection (see [`client_left`]).
 pub async fn receive_new<R>(
     home: Arc<Dir>,
     rel: &Path,
@@ -182,27 +231,23 @@ pub async fn receive_new<R>(
     may_replace: bool,
     stall: Duration,
     pace: Pace,
+    client_gone: impl std::future::Future<Output = bool>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
 {
     let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-    let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-    // Short, so that a 255-byte target name still leaves room; hidden, so it does not clutter
-    // listings while the upload runs.
-    let tmp = parent.join(format!(".ftp-upload.{}.{n}.tmp", std::process::id()));
-    let (h, t) = (home.clone(), tmp.clone());
-    let file = blocking(move || {
-        let mut oo = cap_std::fs::OpenOptions::new();
-        oo.write(true).create_new(true);
-        Ok(h.open_with(&t, &oo)?.into_std())
-    })
-    .await?;
+    let h = home.clone();
+    let (tmp, file) = blocking(move || create_temp(&h, &parent)).await?;
     let mut guard = TempGuard {
         dir: home.clone(),
         path: Some(tmp.clone()),
     };
     let moved = stream_to_writer(input, file, stall, pace, |_| {}).await?;
+    if client_gone.await {
+        // The guard removes the temporary file; any old file stays.
+        return Err(client_left(moved));
+    }
     let target = rel.to_path_buf();
     let published = blocking(move || {
         if may_replace {
@@ -237,15 +282,41 @@ where
     }
 }
 
-/// APPE, or STOR after REST: writes `input` into `rel` from `start_pos`, in place (the file is
-/// cut to `start_pos` first, so a resumed upload does not keep a stale tail).
+/// Where an in-place upload writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InPlace {
+    /// APPE: at the end of the file as it is when each byte is written (created if missing).
+    End,
+    /// STOR after `REST n` (RFC 959 §4.1.3): from byte `n`, replacing what followed it. `n`
+    /// beyond the end is refused rather than leaving a hole.
+    At(u64),
+}
+
+/// How long a waiting in-place upload sleeps between two tries of the file's lock.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+
+/// APPE, or STOR after REST: writes `input` into `rel` in place (this cannot be atomic: the
+/// client asked to change the file, and what arrived before a failure stays).
+///
+/// The file is opened with `O_APPEND`, so every write lands at the end of the file as it is
+/// then: nothing is written at an offset read earlier (two appends at once used to write at
+/// the same offset, and one was lost), and through a symlink inside the home the target grows
+/// (cap-std follows links that stay inside it). An exclusive `flock` is held for the whole
+/// upload, so that in-place uploads to one file by several sessions land one after the other,
+/// each whole, rather than interleaved (vsftpd's `lock_upload_files` does the same); a second
+/// one waits for the first to end (bounded by the first one's stall timeout), and can be
+/// aborted meanwhile.
+///
+/// When `client_gone` finds, once all the data is in, that the client has left, the bytes stay
+/// (they are in the file already) but the upload counts as failed, and is logged so.
 pub async fn receive_append<R>(
     home: Arc<Dir>,
     rel: &Path,
     input: R,
-    start_pos: u64,
+    at: InPlace,
     stall: Duration,
     pace: Pace,
+    client_gone: impl std::future::Future<Output = bool>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -253,12 +324,176 @@ where
     let p = rel.to_path_buf();
     let file = blocking(move || {
         let mut oo = cap_std::fs::OpenOptions::new();
-        oo.write(true).create(true);
-        let mut f = home.open_with(&p, &oo)?.into_std();
-        f.set_len(start_pos)?;
-        f.seek(io::SeekFrom::Start(start_pos))?;
-        Ok(f)
+        oo.append(true).create(at == InPlace::End);
+        Ok(home.open_with(&p, &oo)?.into_std())
     })
     .await?;
-    Ok(stream_to_writer(input, file, stall, pace, |_| {}).await?)
+    let file = lock_exclusive(file).await?;
+    let file = blocking(move || {
+        if let InPlace::At(pos) = at {
+            let len = file.metadata()?.len();
+            if pos > len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("restart offset {pos} is beyond the end of the file ({len} bytes)"),
+                ));
+            }
+            // With O_APPEND the writes then go on from `pos`.
+            file.set_len(pos)?;
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => Error::new(ErrorKind::PermanentFileNotAvailable, e),
+        _ => e.into(),
+    })?;
+    let moved = stream_to_writer(input, file, stall, pace, |_| {}).await?;
+    if client_gone.await {
+        return Err(client_left(moved));
+    }
+    Ok(moved)
+}
+
+/// An upload whose data all arrived (the data connection ended normally) from a client that
+/// has closed its control connection before the final reply: it was cut off (killed, or
+/// interrupted) rather than finished, since in stream mode (RFC 959 §3.4.1) the data's end is
+/// only the data connection's close. It counts as incomplete.
+pub fn client_left(moved: u64) -> Failed {
+    Failed {
+        moved,
+        error: Error::new(
+            ErrorKind::ConnectionClosed,
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client closed its control connection before the final reply",
+            ),
+        ),
+    }
+}
+
+/// Takes an exclusive `flock` on `file`, waiting (cancellably: the future can be dropped, by
+/// ABOR for one) while another in-place upload holds it.
+async fn lock_exclusive(file: std::fs::File) -> io::Result<std::fs::File> {
+    use rustix::fs::{FlockOperation, flock};
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home() -> (tempfile::TempDir, Arc<Dir>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).expect("open");
+        (dir, Arc::new(home))
+    }
+
+    async fn write_in_place(home: &Arc<Dir>, name: &str, body: &[u8], at: InPlace) -> Outcome {
+        let stall = Duration::from_secs(10);
+        let present = async { false };
+        receive_append(
+            home.clone(),
+            Path::new(name),
+            body,
+            at,
+            stall,
+            Pace::unlimited(),
+            present,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn in_place_uploads_append_resume_and_never_leave_a_hole() {
+        let (dir, home) = home();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"0123456789").expect("write");
+        // REST 4 + STOR: from byte 4, replacing the rest.
+        assert_eq!(
+            write_in_place(&home, "f", b"ab", InPlace::At(4)).await.ok(),
+            Some(2)
+        );
+        assert_eq!(std::fs::read(&file).expect("read"), b"0123ab");
+        // APPE: at the end, whatever was read before.
+        assert_eq!(
+            write_in_place(&home, "f", b"Z", InPlace::End).await.ok(),
+            Some(1)
+        );
+        assert_eq!(std::fs::read(&file).expect("read"), b"0123abZ");
+        // REST at the end resumes there; beyond it is refused and changes nothing.
+        assert!(
+            write_in_place(&home, "f", b"!", InPlace::At(7))
+                .await
+                .is_ok()
+        );
+        let beyond = write_in_place(&home, "f", b"x", InPlace::At(100)).await;
+        assert_eq!(
+            beyond.err().map(|f| f.error.kind()),
+            Some(ErrorKind::PermanentFileNotAvailable)
+        );
+        assert_eq!(std::fs::read(&file).expect("read"), b"0123abZ!");
+        // APPE creates a missing file; REST + STOR does not.
+        assert!(
+            write_in_place(&home, "new", b"n", InPlace::End)
+                .await
+                .is_ok()
+        );
+        assert_eq!(std::fs::read(dir.path().join("new")).expect("read"), b"n");
+        assert!(
+            write_in_place(&home, "other", b"n", InPlace::At(1))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upload_whose_client_left_is_not_published_and_leaves_no_temporary_file() {
+        let (dir, home) = home();
+        std::fs::write(dir.path().join("f"), b"old").expect("write");
+        let stall = Duration::from_secs(10);
+        let gone = async { true };
+        let r = receive_new(
+            home.clone(),
+            Path::new("f"),
+            &b"new"[..],
+            true,
+            stall,
+            Pace::unlimited(),
+            gone,
+        )
+        .await;
+        let failed = r.expect_err("not published");
+        assert_eq!(
+            (failed.moved, failed.error.kind()),
+            (3, ErrorKind::ConnectionClosed)
+        );
+        assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["f"]);
+        let present = async { false };
+        let r = receive_new(
+            home,
+            Path::new("f"),
+            &b"new"[..],
+            true,
+            stall,
+            Pace::unlimited(),
+            present,
+        )
+        .await;
+        assert_eq!(r.ok(), Some(3));
+        assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"new");
+    }
 }

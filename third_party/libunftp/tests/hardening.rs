@@ -1258,3 +1258,227 @@ mod ftps {
         assert_eq!(failures, 0, "handshakes broken out of 800");
     }
 }
+
+/// A file-system back-end that appends by itself (patch 32): it advertises
+/// `FEATURE_APPEND` and writes `put(.., APPEND)` with `O_APPEND`; it records every `start_pos`
+/// `put` gets.
+#[derive(Debug)]
+struct AppendingFs {
+    fs: Filesystem,
+    root: PathBuf,
+    puts: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+#[async_trait::async_trait]
+impl unftp_core::storage::StorageBackend<unftp_core::auth::DefaultUser> for AppendingFs {
+    type Metadata = unftp_sbe_fs::Meta;
+
+    fn supported_features(&self) -> u32 {
+        libunftp::storage::FEATURE_APPEND | unftp_core::storage::FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<Self::Metadata> {
+        self.fs.metadata(user, path).await
+    }
+
+    async fn list<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(
+        &self,
+        user: &unftp_core::auth::DefaultUser,
+        path: P,
+    ) -> unftp_core::storage::Result<Vec<unftp_core::storage::Fileinfo<PathBuf, Self::Metadata>>> {
+        self.fs.list(user, path).await
+    }
+
+    async fn get<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(
+        &self,
+        user: &unftp_core::auth::DefaultUser,
+        path: P,
+        start_pos: u64,
+    ) -> unftp_core::storage::Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        self.fs.get(user, path, start_pos).await
+    }
+
+    async fn put<P: AsRef<std::path::Path> + Send + std::fmt::Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &unftp_core::auth::DefaultUser,
+        mut input: R,
+        path: P,
+        start_pos: u64,
+    ) -> unftp_core::storage::Result<u64> {
+        self.puts.lock().unwrap().push(start_pos);
+        if start_pos != libunftp::storage::APPEND {
+            return self.fs.put(user, input, path, start_pos).await;
+        }
+        let full = self.root.join(path.as_ref().strip_prefix("/").unwrap_or(path.as_ref()));
+        let mut file = tokio::fs::OpenOptions::new().append(true).create(true).open(full).await?;
+        let n = tokio::io::copy(&mut input, &mut file).await?;
+        file.sync_all().await?;
+        Ok(n)
+    }
+
+    async fn del<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.del(user, path).await
+    }
+
+    async fn mkd<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.mkd(user, path).await
+    }
+
+    async fn rename<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, from: P, to: P) -> unftp_core::storage::Result<()> {
+        self.fs.rename(user, from, to).await
+    }
+
+    async fn rmd<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.rmd(user, path).await
+    }
+
+    async fn cwd<P: AsRef<std::path::Path> + Send + std::fmt::Debug>(&self, user: &unftp_core::auth::DefaultUser, path: P) -> unftp_core::storage::Result<()> {
+        self.fs.cwd(user, path).await
+    }
+}
+
+/// Uploads `body` with `verb` (`STOR`, `APPE`) over a fresh passive connection; the final code.
+async fn upload(c: &mut Ctl, addr: SocketAddr, verb_path: &str, body: &[u8]) -> u32 {
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let mut data = TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))).await.unwrap();
+    assert_eq!(c.cmd(verb_path).await.0, 150, "{verb_path}");
+    data.write_all(body).await.unwrap();
+    drop(data);
+    c.reply().await.0
+}
+
+#[tokio::test]
+async fn appe_asks_a_back_end_that_appends_by_itself_to_append() {
+    let root = Root::new("appe-append");
+    std::os::unix::fs::symlink("hello.txt", root.0.join("link.txt")).unwrap();
+    let puts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (path, recorded) = (root.0.clone(), puts.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (path, puts) = (path.clone(), recorded.clone());
+            let server = ServerBuilder::new(Box::new(move || AppendingFs {
+                fs: Filesystem::new(path.clone()).unwrap(),
+                root: path.clone(),
+                puts: puts.clone(),
+            }))
+            .build()
+            .unwrap();
+            tokio::spawn(server.service(stream));
+        }
+    });
+    let mut c = Ctl::login(addr).await;
+    // Through a symlink: the target grows, the link stays a link (before the patch the back-end
+    // got the link's own length, 9, and wrote there).
+    assert_eq!(upload(&mut c, addr, "APPE link.txt", b"world\n").await, 226);
+    assert_eq!(upload(&mut c, addr, "APPE new.txt", b"fresh\n").await, 226);
+    assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\nworld\n");
+    assert!(std::fs::symlink_metadata(root.0.join("link.txt")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(root.0.join("new.txt")).unwrap(), b"fresh\n");
+    // STOR after REST still gets its offset.
+    assert_eq!(c.cmd("REST 2").await.0, 350);
+    assert_eq!(upload(&mut c, addr, "STOR new.txt", b"ESH\n").await, 226);
+    assert_eq!(*puts.lock().unwrap(), [libunftp::storage::APPEND, libunftp::storage::APPEND, 2]);
+}
+
+#[tokio::test]
+async fn appe_to_a_back_end_that_does_not_append_by_itself_works_as_before() {
+    let root = Root::new("appe-plain");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    assert_eq!(upload(&mut c, addr, "APPE hello.txt", b"world\n").await, 226);
+    assert_eq!(std::fs::read(root.0.join("hello.txt")).unwrap(), b"hello\nworld\n");
+}
+
+#[tokio::test]
+async fn an_error_reply_carries_one_reply_code() {
+    let root = Root::new("one-code");
+    let addr = serve(&root, "127.0.0.1:0", plain).await;
+    let mut c = Ctl::login(addr).await;
+    // MLST used to answer with the storage error's own text: `550 storage error: 550 ...`.
+    for cmd in ["MLST missing.txt", "SIZE missing.txt", "MDTM missing.txt", "CWD missing", "DELE missing.txt"] {
+        let (code, text) = c.cmd(cmd).await;
+        assert_eq!(code, 550, "{cmd}: {text}");
+        assert_eq!(text.matches("550").count(), 1, "{cmd}: {text}");
+        assert!(!text.contains("storage error"), "{cmd}: {text}");
+    }
+    assert_eq!(c.cmd("MLST missing.txt").await.1, "550 File not found\r\n");
+}
+
+/// The records a server logs, with their levels.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<(slog::Level, String)>>>);
+
+impl slog::Drain for Captured {
+    type Ok = ();
+    type Err = slog::Never;
+    fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        self.0.lock().unwrap().push((record.level(), record.msg().to_string()));
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Records at `warn` or above whose message contains `what`.
+    fn warnings_about(&self, what: &str) -> Vec<String> {
+        let records = self.0.lock().unwrap();
+        records
+            .iter()
+            .filter(|(level, msg)| level.is_at_least(slog::Level::Warning) && msg.contains(what))
+            .map(|(_, msg)| msg.clone())
+            .collect()
+    }
+
+    fn any(&self, what: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|(_, msg)| msg.contains(what))
+    }
+}
+
+/// Refuses `nobody` as an unknown user and every password but `right`.
+#[derive(Debug)]
+struct OnePassword;
+
+#[async_trait::async_trait]
+impl unftp_core::auth::Authenticator for OnePassword {
+    async fn authenticate(&self, username: &str, creds: &unftp_core::auth::Credentials) -> Result<unftp_core::auth::Principal, unftp_core::auth::AuthenticationError> {
+        match (username, creds.password.as_deref()) {
+            ("nobody", _) => Err(unftp_core::auth::AuthenticationError::BadUser),
+            (_, Some("right")) => Ok(unftp_core::auth::Principal { username: username.into() }),
+            _ => Err(unftp_core::auth::AuthenticationError::new("account expired")),
+        }
+    }
+}
+
+#[tokio::test]
+async fn refused_logins_and_refused_commands_are_logged_at_info_not_warn() {
+    let root = Root::new("log-levels");
+    let logs = Captured::default();
+    let logger = slog::Logger::root(logs.clone(), slog::o!());
+    let addr = serve(&root, "127.0.0.1:0", move |b| {
+        b.logger(logger.clone()).authenticator(std::sync::Arc::new(OnePassword))
+    })
+    .await;
+    for (user, pass) in [("nobody", "x"), ("alice", "wrong")] {
+        let mut c = Ctl::connect(addr).await;
+        assert_eq!(c.cmd(&format!("USER {user}")).await.0, 331);
+        assert_eq!(c.cmd(&format!("PASS {pass}")).await.0, 530);
+    }
+    let mut c = Ctl::connect(addr).await;
+    assert_eq!(c.cmd("USER alice").await.0, 331);
+    assert_eq!(c.cmd("PASS right").await.0, 230);
+    for cmd in ["CWD missing", "MKD hello.txt", "RMD missing", "SIZE missing"] {
+        assert_eq!(c.cmd(cmd).await.0, 550, "{cmd}");
+    }
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+    // The refusals are logged (at info, with the authenticator's reason) ...
+    assert!(logs.any("unknown user nobody"));
+    assert!(logs.any("account expired"));
+    assert!(logs.any("CWD: Failed to change directory"));
+    // ... and none at warn.
+    for what in ["PASS", "CWD", "MKD", "RMD", "SIZE"] {
+        assert_eq!(logs.warnings_about(what), Vec::<String>::new(), "{what}");
+    }
+}

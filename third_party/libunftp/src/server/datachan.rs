@@ -380,8 +380,9 @@ where
                         );
                     }
                 } else {
-                    slog::warn!(
+                    crate::storage::log_storage_error!(
                         self.logger,
+                        err,
                         "Error during RETR {:?} transfer after {}: {:?}; start_pos={}",
                         &path,
                         HumanDuration(duration),
@@ -447,7 +448,7 @@ where
                 }
             }
             Err(err) => {
-                slog::warn!(self.logger, "Error during STOR transfer after {}: {:?}", HumanDuration(duration), err);
+                crate::storage::log_storage_error!(self.logger, err, "Error during STOR transfer after {}: {:?}", HumanDuration(duration), err);
 
                 // only register transfer errors for a single file transfer once
                 if start_pos == 0 {
@@ -466,10 +467,15 @@ where
         let path = self.cwd.join(&path);
         let tx = self.control_msg_tx.clone();
 
-        // Get current file size, or 0 if file doesn't exist
-        let start_pos = match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
+        // A back-end that appends by itself is told to (patch 32); for the others, the current
+        // size, or 0 if the file doesn't exist (racy: see `storage::FEATURE_APPEND`).
+        let start_pos = if self.storage.supported_features() & crate::storage::FEATURE_APPEND != 0 {
+            crate::storage::APPEND
+        } else {
+            match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
+                Ok(meta) => meta.len(),
+                Err(_) => 0,
+            }
         };
 
         let start_time = Instant::now();
@@ -493,7 +499,7 @@ where
                     HumanDuration(duration),
                     HumanBytes(bytes),
                     TransferSpeed(bytes as f64 / duration.as_secs_f64()),
-                    start_pos,
+                    if start_pos == crate::storage::APPEND { "end".to_string() } else { start_pos.to_string() },
                 );
 
                 metrics::inc_transferred("appe", "success");
@@ -509,7 +515,7 @@ where
                 }
             }
             Err(err) => {
-                slog::warn!(self.logger, "Error during APPE transfer after {}: {:?}", HumanDuration(duration), err);
+                crate::storage::log_storage_error!(self.logger, err, "Error during APPE transfer after {}: {:?}", HumanDuration(duration), err);
 
                 categorize_and_register_error(&self.logger, &err, "appe");
 
@@ -611,8 +617,9 @@ where
             Err(err) => {
                 let duration = start_time.elapsed();
 
-                slog::warn!(
+                crate::storage::log_storage_error!(
                     self.logger,
+                    err,
                     "Failed to retrieve directory list for path {:?} ({} command) from storage backend after {}: {:?}",
                     path,
                     command.as_str(),

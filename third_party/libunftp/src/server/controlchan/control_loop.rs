@@ -28,7 +28,7 @@ use crate::{
         shutdown,
         tls::FtpsConfig,
     },
-    storage::{ErrorKind, Metadata, StorageBackend},
+    storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
@@ -443,26 +443,6 @@ const CONTROL_BUFFER: usize = 512;
 /// the next one gets `421` and the connection is closed.
 const MAX_PRELOGIN_STRIKES: u32 = 10;
 
-/// The reply to a storage back-end's error, by its kind: the same whether the error came from the
-/// data channel (after `150`) or from a preflight check before it (our patch 23).
-pub(crate) fn storage_error_reply(kind: ErrorKind) -> Reply {
-    match kind {
-        ErrorKind::ExceededStorageAllocationError => Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
-        ErrorKind::FileNameNotAllowedError => Reply::new(ReplyCode::BadFileName, "File name not allowed"),
-        ErrorKind::InsufficientStorageSpaceError => Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space"),
-        ErrorKind::LocalError => Reply::new(ReplyCode::LocalError, "Local error"),
-        ErrorKind::PageTypeUnknown => Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown"),
-        ErrorKind::TransientFileNotAvailable => Reply::new(ReplyCode::TransientFileError, "File not found"),
-        ErrorKind::PermanentFileNotAvailable => Reply::new(ReplyCode::FileError, "File not found"),
-        ErrorKind::PermanentDirectoryNotAvailable => Reply::new(ReplyCode::FileError, "Directory not found"),
-        ErrorKind::PermanentDirectoryNotEmpty => Reply::new(ReplyCode::FileError, "Directory not empty"),
-        ErrorKind::PermissionDenied => Reply::new(ReplyCode::FileError, "Permission denied"),
-        ErrorKind::CommandNotImplemented => Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented"),
-        ErrorKind::ConnectionClosed => Reply::new(ReplyCode::ConnectionClosed, "Connection closed"),
-        ErrorKind::InvalidRestOffset => Reply::new(ReplyCode::InvalidRestParameter, "Requested action not taken: invalid REST parameter"),
-    }
-}
-
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
     slog::warn!(logger, "Control channel error: {:?}", error);
@@ -560,7 +540,7 @@ where
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
                 Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
             }
-            StorageError(error_type) => Ok(storage_error_reply(error_type.kind())),
+            StorageError(error_type) => Ok(Reply::from_storage_error(error_type.kind())),
             CommandChannelReply(reply) => Ok(reply),
             // The control loop writes these itself, under their permit; answered the same way here.
             ListingReply(reply, _) => Ok(reply),

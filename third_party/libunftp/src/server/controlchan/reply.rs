@@ -212,6 +212,28 @@ impl Reply {
         }
     }
 
+    /// The reply to a storage back-end's error: its kind chooses the code and a short text. The
+    /// error's own text (`storage error: 550 ...`, which carries a code of its own) is for logs,
+    /// never for a reply (patch 33).
+    pub(crate) fn from_storage_error(kind: crate::storage::ErrorKind) -> Self {
+        use crate::storage::ErrorKind;
+        match kind {
+            ErrorKind::ExceededStorageAllocationError => Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
+            ErrorKind::FileNameNotAllowedError => Reply::new(ReplyCode::BadFileName, "File name not allowed"),
+            ErrorKind::InsufficientStorageSpaceError => Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space"),
+            ErrorKind::LocalError => Reply::new(ReplyCode::LocalError, "Local error"),
+            ErrorKind::PageTypeUnknown => Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown"),
+            ErrorKind::TransientFileNotAvailable => Reply::new(ReplyCode::TransientFileError, "File not found"),
+            ErrorKind::PermanentFileNotAvailable => Reply::new(ReplyCode::FileError, "File not found"),
+            ErrorKind::PermanentDirectoryNotAvailable => Reply::new(ReplyCode::FileError, "Directory not found"),
+            ErrorKind::PermanentDirectoryNotEmpty => Reply::new(ReplyCode::FileError, "Directory not empty"),
+            ErrorKind::PermissionDenied => Reply::new(ReplyCode::FileError, "Permission denied"),
+            ErrorKind::CommandNotImplemented => Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented"),
+            ErrorKind::ConnectionClosed => Reply::new(ReplyCode::ConnectionClosed, "Connection closed"),
+            ErrorKind::InvalidRestOffset => Reply::new(ReplyCode::InvalidRestParameter, "Requested action not taken: invalid REST parameter"),
+        }
+    }
+
     /// Create a no-op reply — no bytes are sent to the client.
     pub fn none() -> Self {
         Reply::None

@@ -51,7 +51,7 @@ where
         tokio::spawn(async move {
             match storage.mkd((*user).as_ref().unwrap(), &path).await {
                 Err(err) => {
-                    slog::warn!(logger, "MKD: Failure creating directory {:?} {}", path_str, err);
+                    crate::storage::log_storage_error!(logger, err, "MKD: Failure creating directory {:?}: {}", path_str, err);
                     if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
                         slog::warn!(logger, "MKD: Could not send internal message to notify of MKD failure: {}", err);
                     }

@@ -46,11 +46,11 @@ where
 
         let metadata = match storage.metadata((*user).as_ref().unwrap(), &path).await {
             Ok(m) => m,
+            // The reply follows the error's kind, as for every other command; its text (which
+            // holds a reply code of its own) only goes to the log (patch 33).
             Err(e) => {
-                return Ok(Reply::CodeAndMsg {
-                    code: ReplyCode::FileError,
-                    msg: e.to_string(),
-                });
+                slog::info!(args.logger, "MLST: Failed for {:?}: {}", path, e);
+                return Ok(Reply::from_storage_error(e.kind()));
             }
         };
 

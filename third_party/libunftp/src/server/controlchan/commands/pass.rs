@@ -132,12 +132,16 @@ where
                                 ControlChanMsg::AuthFailed
                             }
                         }
+                        // A refused login is the authenticator's decision, and it knows (and can log)
+                        // why: an expired account, a locked-out address, a wrong password. These
+                        // lines are `info`, so that an embedding server's own line is not joined at
+                        // `warn` by a second one that may name another reason (patch 34).
                         Err(unftp_core::auth::AuthenticationError::BadUser) => {
-                            slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
+                            slog::info!(logger, "PASS: Login attempt for unknown user {}", username);
                             ControlChanMsg::AuthFailed
                         }
                         Err(err) => {
-                            slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
+                            slog::info!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
                             if let Some(failed_logins) = failed_logins {
                                 let result = failed_logins.failed(source_ip, username.clone()).await;
                                 if let Some(state) = result {

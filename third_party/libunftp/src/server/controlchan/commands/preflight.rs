@@ -6,7 +6,7 @@
 // Sent after 150 it reads as a transfer that broke: wget retries it for minutes, curl reports
 // a partial transfer. So the handlers ask the back-end (`StorageBackend::check_get`,
 // `check_put`, `check_list`) first, and a refusal is the command's reply, with the code the
-// data channel would have used for the same error (`storage_error_reply`).
+// data channel would have used for the same error (`Reply::from_storage_error`).
 //
 // The data connection is left as it is: a passive connection the client already made, or the
 // active one libunftp opened at PORT, stays for the next transfer command, as vsftpd keeps its
@@ -15,7 +15,7 @@
 use crate::{
     auth::UserDetail,
     server::{
-        controlchan::{Reply, storage_error_reply},
+        controlchan::Reply,
         datachan::{categorize_and_register_error, listing_path},
         session::Session,
     },
@@ -58,5 +58,5 @@ where
     slog::info!(logger, "{} refused before the transfer: {:?}", command.to_uppercase(), err; "start_pos" => start_pos);
     categorize_and_register_error(logger, &err, command);
     session.start_pos = 0;
-    Some(storage_error_reply(err.kind()))
+    Some(Reply::from_storage_error(err.kind()))
 }

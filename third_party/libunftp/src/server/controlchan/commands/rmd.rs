@@ -48,7 +48,7 @@ where
         let logger = args.logger;
         match storage.rmd((*session.user).as_ref().unwrap(), path).await {
             Err(err) => {
-                slog::warn!(logger, "RMD: Failed to delete directory {}: {}", path_str, err);
+                crate::storage::log_storage_error!(logger, err, "RMD: Failed to delete directory {}: {}", path_str, err);
                 let r = tx.send(ControlChanMsg::StorageError(err)).await;
                 if let Err(e) = r {
                     slog::warn!(logger, "RMD: Could not send internal message to notify of RMD error: {}", e);
