@@ -2400,10 +2400,11 @@ fn appe_through_a_symlink_appends_to_its_target() {
         b"first second"
     );
     // The drop box takes APPE of a new name as a new upload, and refuses to append to an
-    // existing one (anonymous users may not modify files).
+    // existing one (anonymous users may not modify files): a name taken in the drop box is
+    // refused before 150 with 553, as STOR of one is.
     let mut anon = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
     assert_eq!(anon.upload("APPE", "incoming/appended", b"one"), 226);
-    assert_eq!(anon.upload("APPE", "incoming/appended", b"two"), 550);
+    assert_eq!(anon.upload("APPE", "incoming/appended", b"two"), 553);
     assert_eq!(
         std::fs::read(f.path().join("pub/incoming/appended")).expect("dropped"),
         b"one"
