@@ -235,9 +235,13 @@ impl Servers {
             .local_addr()
             .map_err(|e| StartError::Server("ftp-server", e))?;
 
+        // Both serve only the files this comparison made (or was given to compare), so every
+        // name is served alike, dotfiles too: both servers hide them by default.
         let mut tcp_config = tcp_fileserv::server::ServerConfig::new(root.to_path_buf());
         tcp_config.max_connections = tcp_config.max_connections.max(max_clients + 8);
+        tcp_config.hidden = true;
         let mut ftp_config = ftp_server::Config::new(root);
+        ftp_config.hidden = true;
         ftp_config.max_connections = ftp_config.max_connections.max(max_clients + 8);
         ftp_config.max_connections_per_ip = ftp_config.max_connections_per_ip.max(max_clients + 8);
         // A configuration error should surface here, not in a log line from a thread: check it
