@@ -82,11 +82,13 @@ pub enum ServerError {
 }
 
 /// Most directory listings (LIST, NLST, MLSD, STAT of a directory) produced at once, for all
-/// sessions together. libunftp builds each listing whole in memory and holds it until the client
-/// has read it (or the data timeout ends it): this bounds that memory whatever the number of
-/// sessions (libunftp patch 18). Small listings hold a permit for milliseconds. Measured with
-/// 16 clients stalling a LIST of 100,000 entries (100-byte names): peak RSS 294 MiB with 4, 560
-/// MiB with 8, 720 MiB without a limit (65 MiB for one such listing).
+/// sessions together (libunftp patch 18). LIST, NLST and MLSD are now written as the client
+/// reads them (libunftp patch 40, [`crate::storage::LIST_BATCH`] entries at a time): each holds
+/// a batch and a 16 KiB chunk, about 1.2 MiB of RSS for 20 unread listings of 100,000 entries.
+/// But STAT of a directory still answers with the whole listing as one reply on the control
+/// connection (a listing of 100,000 entries with 100-byte names took 65 MiB when built whole),
+/// held until the client has read it or the data timeout ends it: so the limit stays, and stays
+/// small. Small listings hold a permit for milliseconds.
 const MAX_LISTINGS: usize = 4;
 
 /// Refused connections that may wait (briefly) for their client to close; beyond this many, a

@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cap_std::fs::Dir;
+use futures_util::{StreamExt, stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
-use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
+use unftp_core::storage::{Error, ErrorKind, Fileinfo, ListStream, Result, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
 use crate::account::{FtpUser, Op, permits};
-use crate::listing::{self, Kind, ListError, Meta, Skip};
+use crate::listing::{self, Kind, ListError, Listing, Meta, Opened, Skip};
 use crate::names;
 use crate::path::{as_fs_path, confine};
 use crate::preflight;
@@ -74,6 +75,51 @@ pub struct FtpStorage {
     peer: SocketAddr,
 }
 
+/// How many directory entries a listing reads at a time ([`FtpStorage::list_stream`]).
+pub const LIST_BATCH: usize = 256;
+
+/// What a listing's log lines name: the session's peer.
+#[derive(Debug, Clone, Copy)]
+struct Logs {
+    peer: SocketAddr,
+}
+
+impl Logs {
+    /// The entries of `listing` as libunftp takes them; logs those left out (but dotfiles).
+    fn shown_named(
+        self,
+        user: &str,
+        rel: &Path,
+        listing: Listing,
+    ) -> Vec<Result<Fileinfo<PathBuf, Meta>>> {
+        for (name, why) in &listing.skipped {
+            // A name with CR or LF cannot be written in a line-based listing (LIST, NLST,
+            // MLSD): sent raw it would forge extra lines, and no FTP command can name such a
+            // file either (a command ends at LF). The others RETR would refuse.
+            if *why != Skip::Hidden {
+                tracing::info!(
+                    peer = %self.peer,
+                    user = %user,
+                    dir = %rel.display(),
+                    name = %filexfer::text::printable(&name.to_string_lossy()),
+                    why = why.as_str(),
+                    "left out of a listing"
+                );
+            }
+        }
+        listing
+            .entries
+            .into_iter()
+            .map(|(name, metadata)| {
+                Ok(Fileinfo {
+                    path: PathBuf::from(name),
+                    metadata,
+                })
+            })
+            .collect()
+    }
+}
+
 fn denied() -> Error {
     Error::from(ErrorKind::PermissionDenied)
 }
@@ -94,6 +140,16 @@ impl FtpStorage {
             shared,
             peer,
         }
+    }
+
+    /// [`Logs::shown_named`] for this session.
+    fn shown(
+        &self,
+        user: &FtpUser,
+        rel: &Path,
+        listing: Listing,
+    ) -> Vec<Result<Fileinfo<PathBuf, Meta>>> {
+        Logs { peer: self.peer }.shown_named(&user.name, rel, listing)
     }
 
     fn inner(&self) -> Result<&Filesystem> {
@@ -263,28 +319,59 @@ impl StorageBackend<FtpUser> for FtpStorage {
             }
             Err(e) => return Err(e.into()),
         };
-        for (name, why) in &listed.skipped {
-            // A name with CR or LF cannot be written in a line-based listing (LIST, NLST,
-            // MLSD): sent raw it would forge extra lines, and no FTP command can name such a
-            // file either (a command ends at LF). The others RETR would refuse.
-            if *why != Skip::Hidden {
-                tracing::info!(
-                    peer = %self.peer,
-                    dir = %rel.display(),
-                    name = %filexfer::text::printable(&name.to_string_lossy()),
-                    why = why.as_str(),
-                    "left out of a listing"
-                );
-            }
-        }
-        Ok(listed
-            .entries
-            .into_iter()
-            .map(|(name, metadata)| Fileinfo {
-                path: PathBuf::from(name),
-                metadata,
+        self.shown(user, &rel, listed).into_iter().collect()
+    }
+
+    async fn list_stream<P>(&self, user: &FtpUser, path: P) -> Result<ListStream<Meta>>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        let rel = self.check(user, Op::List, path.as_ref())?;
+        let home = self.home()?;
+        let hidden = self.shared.hidden;
+        let (h, r) = (home.clone(), rel.clone());
+        let opened = transfer::blocking(move || {
+            listing::open(&h, &r, hidden).map_err(|e| match e {
+                ListError::Io(e) => e,
+                other => io::Error::new(io::ErrorKind::InvalidInput, other),
             })
-            .collect())
+        })
+        .await;
+        let dir = match opened {
+            Ok(Opened::One(listing)) => {
+                return Ok(Box::pin(stream::iter(self.shown(user, &rel, listing))));
+            }
+            Ok(Opened::Dir(dir)) => dir,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), error = %e, "refused a listing");
+                return Err(Error::new(ErrorKind::PermanentFileNotAvailable, e));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let batches = stream::unfold(Some((dir, home)), |state| async move {
+            let (mut dir, home) = state?;
+            let read = transfer::blocking(move || {
+                let batch = dir.next_batch(&home, LIST_BATCH).map_err(|e| match e {
+                    ListError::Io(e) => e,
+                    other => io::Error::other(other),
+                })?;
+                Ok((batch, dir, home))
+            })
+            .await;
+            match read {
+                Ok((None, _, _)) => None,
+                Ok((Some(batch), dir, home)) => Some((Ok(batch), Some((dir, home)))),
+                // A failure mid-way ends the listing (libunftp answers 426).
+                Err(e) => Some((Err(Error::from(e)), None)),
+            }
+        });
+        let (this, user) = (Logs { peer: self.peer }, user.name.clone());
+        Ok(Box::pin(batches.flat_map(move |batch| {
+            stream::iter(match batch {
+                Ok(listing) => this.shown_named(&user, &rel, listing),
+                Err(e) => vec![Err(e)],
+            })
+        })))
     }
 
     async fn get_into<'a, P, W: ?Sized>(
