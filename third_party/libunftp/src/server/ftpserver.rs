@@ -1090,6 +1090,22 @@ where
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_until(tcp_stream, futures_util::future::pending()).await
+    }
+
+    /// Service a newly established connection as a control connection, as
+    /// [`service`](Server::service) does, until `shutdown` completes: then the control
+    /// connection is closed, as [`listen`](Server::listen) closes its connections when its
+    /// [`shutdown_indicator`](ServerBuilder::shutdown_indicator) fires (a command being
+    /// processed is finished first; a running transfer is left to its own task). Returns once
+    /// the control loop has ended.
+    ///
+    /// A caller that accepts connections itself can so end its sessions without holding a
+    /// duplicate of each socket to shut it down from outside.
+    pub async fn service_until<F>(self, tcp_stream: tokio::net::TcpStream, shutdown: F) -> std::result::Result<(), crate::server::ControlChanError>
+    where
+        F: Future<Output = ()> + Send,
+    {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
@@ -1100,8 +1116,16 @@ where
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
             }
-            Ok(jh) => {
-                if let Err(e) = jh.await {
+            Ok(mut jh) => {
+                let ended = tokio::select! {
+                    ended = &mut jh => ended,
+                    () = shutdown => {
+                        slog::debug!(self.logger, "Closing the control connection: shutdown");
+                        shutdown_notifier.notify().await;
+                        jh.await
+                    }
+                };
+                if let Err(e) = ended {
                     slog::error!(self.logger, "Control loop failed to complete: {:?}", e);
                 }
             }
