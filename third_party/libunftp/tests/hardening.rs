@@ -988,3 +988,34 @@ async fn service_until_closes_its_sessions_when_the_shutdown_signal_comes() {
     .await
     .expect("both service_until calls return");
 }
+
+#[tokio::test]
+async fn after_quit_the_server_waits_for_the_client_to_close_first() {
+    let root = Root::new("close-linger");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = |e: &std::sync::Arc<std::sync::atomic::AtomicUsize>| e.load(std::sync::atomic::Ordering::SeqCst);
+    // A linger far longer than the test: only the client's close or the shutdown end it.
+    let addr = serve_until(&root, stop.clone(), ended.clone(), |b| b.close_linger(Duration::from_secs(600))).await;
+    let mut a = Ctl::login(addr).await;
+    assert_eq!(a.cmd("QUIT").await.0, 221);
+    // After 221 the server does not close: the client's read finds no end of stream.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(300), a.reader.read(&mut byte)).await;
+    assert!(read.is_err(), "the server closed first after QUIT: {read:?}");
+    assert_eq!(count(&ended), 0);
+    // The client closes: the session ends.
+    drop(a);
+    tokio::time::timeout(WAIT, async {
+        while count(&ended) < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session ends once the client has closed");
+    // A client that never closes after QUIT is closed by a shutdown, without the linger.
+    let mut b = Ctl::login(addr).await;
+    assert_eq!(b.cmd("QUIT").await.0, 221);
+    stop.cancel();
+    assert_eq!(b.reply().await.0, 0, "closed at shutdown");
+}

@@ -74,6 +74,7 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    close_linger: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -111,6 +112,7 @@ where
     login_timeout: Option<std::time::Duration>,
     listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     data_stall_timeout: Option<std::time::Duration>,
+    close_linger: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -160,6 +162,7 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            close_linger: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -243,6 +246,7 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            close_linger: self.close_linger,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -299,6 +303,7 @@ where
             login_timeout: None,
             listing_permits: None,
             data_stall_timeout: None,
+            close_linger: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -390,6 +395,7 @@ where
             login_timeout: self.login_timeout,
             listing_permits: self.listing_permits,
             data_stall_timeout: self.data_stall_timeout,
+            close_linger: self.close_linger,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -595,6 +601,27 @@ where
     /// ```
     pub fn data_stall_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.data_stall_timeout = timeout.into();
+        self
+    }
+
+    /// Sets how long a session that ends (after `QUIT`'s `221`, or because the client closed)
+    /// waits for the client to close the control connection first, reading and dropping what
+    /// it still sends, before closing it. The side that closes first keeps the connection in
+    /// TIME-WAIT: with a linger that is the client, as RFC 959 expects (the user-PI closes after
+    /// `221`), and not the server, which would otherwise keep one for every session it has
+    /// served in the last minutes. A shutdown (`service_until`, `shutdown_indicator`) cuts the
+    /// wait short. The default, `None`, closes at once.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).close_linger(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn close_linger(mut self, linger: impl Into<Option<Duration>>) -> Self {
+        self.close_linger = linger.into();
         self
     }
 
@@ -1167,6 +1194,7 @@ where
             login_timeout: server.login_timeout,
             listing_permits: server.listing_permits.clone(),
             data_stall_timeout: server.data_stall_timeout,
+            close_linger: server.close_linger,
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),
@@ -1208,6 +1236,7 @@ where
             .field("login_timeout", &self.login_timeout)
             .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
+            .field("close_linger", &self.close_linger)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()
@@ -1237,6 +1266,7 @@ where
             .field("login_timeout", &self.login_timeout)
             .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
+            .field("close_linger", &self.close_linger)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()

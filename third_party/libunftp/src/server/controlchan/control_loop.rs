@@ -66,6 +66,7 @@ where
     pub login_timeout: Option<Duration>,
     pub listing_permits: Option<Arc<tokio::sync::Semaphore>>,
     pub data_stall_timeout: Option<Duration>,
+    pub close_linger: Option<Duration>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -105,6 +106,7 @@ where
         login_timeout,
         listing_permits,
         data_stall_timeout,
+        close_linger,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -287,6 +289,27 @@ where
                         slog::warn!(logger, "Could not send CloseDataPortCommand to channel: {}", err);
                         return;
                     };
+                    if let Some(linger) = close_linger {
+                        // RFC 959: after `221` the user-PI closes the control connection. Waiting
+                        // for it to do so (`ServerBuilder::close_linger`) leaves the TIME-WAIT on
+                        // its side, not one on ours for every session served; what it still sends
+                        // meanwhile is read and dropped, a few KiB at most. A shutdown (already
+                        // signalled when it is what ended the loop) does not wait.
+                        let mut io = command_source.into_inner().unsplit(reply_sink.into_inner());
+                        let mut buf = [0u8; 512];
+                        let drain = async {
+                            for _ in 0..8 {
+                                match tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(_) => {}
+                                }
+                            }
+                        };
+                        tokio::select! {
+                            () = shutdown.listen() => {}
+                            _ = tokio::time::timeout(linger, drain) => {}
+                        }
+                    }
                     slog::debug!(logger, "Exiting control loop");
                     return;
                 }
