@@ -13,9 +13,10 @@
 //!   [`TaskTracker`] says when running transfers are done (within the grace period), then the
 //!   remaining control connections are closed and the sessions' tracker is waited for.
 //!
-//! libunftp's `service()` consumes its `Server` and has no shutdown signal, so a (cheap)
-//! `Server` is built per connection and a duplicate of each control socket is kept to close it
-//! at shutdown; the accounts, lockout state and xferlog are shared between them.
+//! libunftp's `service_until()` consumes its `Server`, so a (cheap) `Server` is built per
+//! connection; the accounts, lockout state and xferlog are shared between them. Its shutdown
+//! signal (libunftp patch 41) closes the sessions at shutdown, and `close_linger` (patch 42)
+//! lets the client close first after `QUIT`, so no duplicate of a control socket is kept.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -95,8 +96,8 @@ const MAX_LISTINGS: usize = 4;
 /// refused connection is closed right after its `421` line.
 const MAX_REFUSERS: usize = 32;
 
-/// How long a lingering connection (refused, or ended by libunftp) waits for the client to
-/// close first.
+/// How long a lingering connection (refused, or ended by `QUIT`) waits for the client to close
+/// first.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// How long, after the last transfer ended at shutdown, its session gets to send the final
@@ -288,8 +289,9 @@ async fn serve(
     let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
     let listings = Arc::new(Semaphore::new(MAX_LISTINGS));
     let sessions = TaskTracker::new();
-    let controls: Arc<Mutex<HashMap<u64, std::net::TcpStream>>> = Arc::default();
-    let mut next_id: u64 = 0;
+    // Cancelled once running transfers are done (or the grace period is over): every session's
+    // control connection is then closed (libunftp's `service_until`).
+    let close = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -315,23 +317,6 @@ async fn serve(
                 continue;
             }
         };
-        next_id += 1;
-        let id = next_id;
-        // Keep a duplicate of the control socket so shutdown can close sessions that libunftp
-        // would otherwise keep open (service() has no shutdown signal of its own).
-        let stream = match stream.into_std().and_then(|s| {
-            let dup = s.try_clone()?;
-            Ok((TcpStream::from_std(s)?, dup))
-        }) {
-            Ok((s, dup)) => {
-                lock(&controls).insert(id, dup);
-                s
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer, error = %e, "cannot take over the connection");
-                continue;
-            }
-        };
         let auth = Arc::new(SessionAuth::new(accounts.clone()));
         let storage_shared = shared.clone();
         let server = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
@@ -348,6 +333,10 @@ async fn serve(
         // (libunftp patch 17): it cannot hold the listing and its task for longer.
         .data_stall_timeout(config.data_timeout)
         .listing_permits(listings.clone())
+        // libunftp closes right after `221` (QUIT); waiting for the client to close first
+        // leaves the TIME-WAIT on its side (without this, 100 curl sessions in a row left 90
+        // on ours). Cut short by the shutdown signal.
+        .close_linger(LINGER)
         .sitemd5(SiteMd5::None)
         // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
         // any connection (RFC 2577; our libunftp patches 6 and 7).
@@ -358,21 +347,13 @@ async fn serve(
         })
         .build()
         .map_err(ServerError::Engine)?;
-        let controls = controls.clone();
-        let stop = stop.clone();
+        let closed = close.clone().cancelled_owned();
         sessions.spawn(async move {
             let _admission = admission;
             let started = Instant::now();
             tracing::debug!(peer = %peer, "session opened");
-            if let Err(e) = server.service(stream).await {
+            if let Err(e) = server.service_until(stream, closed).await {
                 tracing::warn!(peer = %peer, error = %e, "session failed");
-            }
-            let dup = lock(&controls).remove(&id);
-            if let Some(s) = dup.and_then(|d| TcpStream::from_std(d).ok()) {
-                // libunftp closes right after `221` (QUIT); our duplicate keeps the socket
-                // open so that the client closes first and the TIME-WAIT is on its side
-                // (without this, 100 curl sessions in a row left 90 on ours).
-                linger(s, &stop).await;
             }
             tracing::debug!(peer = %peer, secs = started.elapsed().as_secs_f64(), "session closed");
         });
@@ -403,9 +384,7 @@ async fn serve(
         let settle = tokio::time::Instant::now() + REPLY_SETTLE;
         tokio::time::sleep_until(settle.min(deadline)).await;
     }
-    for (_, c) in lock(&controls).drain() {
-        let _ = c.shutdown(std::net::Shutdown::Both);
-    }
+    close.cancel();
     sessions.close();
     if tokio::time::timeout(Duration::from_secs(2), sessions.wait())
         .await
@@ -418,10 +397,6 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Refuses a connection beyond the limits with its `421` line. Cheap and bounded: the line goes
@@ -572,6 +547,6 @@ mod tests {
         assert_eq!(l.admit(b).err(), Some(Refusal::ServerFull));
         drop(p1);
         assert!(l.admit(a).is_ok(), "slot given back");
-        assert!(lock(&l.per_ip.counts).len() <= 2);
+        assert!(l.per_ip.lock().len() <= 2);
     }
 }

@@ -2406,3 +2406,39 @@ fn a_100000_entry_directory_lists_whole_to_curl_and_unread_lists_stay_bounded() 
     let mut c = Ftp::logged_in(addr, "anonymous", ANON_PASS);
     assert_eq!(listing(&mut c, "NLST huge").map(|l| l.len()), Ok(100_000));
 }
+
+/// Connections in TIME-WAIT whose local end is `port` on 127.0.0.1 (`/proc/net/tcp`).
+fn time_waits_on(port: u16) -> usize {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"06")
+        })
+        .count()
+}
+
+#[test]
+fn after_quit_the_client_closes_first_and_the_time_wait_is_its_own() {
+    let f = tree();
+    let srv = start(&f, "");
+    let port = srv.addr().port();
+    for _ in 0..20 {
+        let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+        assert_eq!(c.cmd("QUIT").0, 221);
+        // As a client does after 221, a moment later: it closes (and so should keep the
+        // TIME-WAIT itself, RFC 959's user-PI closing).
+        std::thread::sleep(Duration::from_millis(20));
+        drop(c);
+    }
+    // The server closes each once the client has (libunftp patch 42, `close_linger`): none of
+    // the 20 connections is left in TIME-WAIT on the server's port.
+    assert_eq!(time_waits_on(port), 0, "TIME-WAIT on the server's side");
+    // The sessions are closed at shutdown as before (libunftp patch 41, `service_until`).
+    let mut idle = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    srv.stop().expect("clean stop");
+    assert_eq!(idle.reply().0, 0, "idle session closed at shutdown");
+}
