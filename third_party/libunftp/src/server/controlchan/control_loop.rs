@@ -78,6 +78,24 @@ where
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
 }
 
+/// Waits up to `linger` (or until a shutdown) for the client to close the control connection,
+/// reading and dropping at most 4 KiB of what it still sends (`ServerBuilder::close_linger`).
+async fn wait_for_close(mut io: Box<dyn AsyncReadAsyncWriteSendUnpin>, linger: Duration, shutdown: &mut shutdown::Listener) {
+    let mut buf = vec![0u8; 512];
+    let drain = async {
+        for _ in 0..8 {
+            match tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown.listen() => {}
+        _ = tokio::time::timeout(linger, drain) => {}
+    }
+}
+
 /// Does TCP processing when an FTP client connects
 #[tracing_attributes::instrument]
 pub(crate) async fn spawn<Storage, User>(
@@ -295,20 +313,10 @@ where
                         // its side, not one on ours for every session served; what it still sends
                         // meanwhile is read and dropped, a few KiB at most. A shutdown (already
                         // signalled when it is what ended the loop) does not wait.
-                        let mut io = command_source.into_inner().unsplit(reply_sink.into_inner());
-                        let mut buf = [0u8; 512];
-                        let drain = async {
-                            for _ in 0..8 {
-                                match tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
-                                    Ok(0) | Err(_) => break,
-                                    Ok(_) => {}
-                                }
-                            }
-                        };
-                        tokio::select! {
-                            () = shutdown.listen() => {}
-                            _ = tokio::time::timeout(linger, drain) => {}
-                        }
+                        let io = command_source.into_inner().unsplit(reply_sink.into_inner());
+                        // Boxed: the wait's state is allocated for a session that ends, rather
+                        // than carried in the task of every idle session.
+                        Box::pin(wait_for_close(io, linger, &mut shutdown)).await;
                     }
                     slog::debug!(logger, "Exiting control loop");
                     return;
