@@ -10,6 +10,9 @@
 //!   leads out of the home or dangles (RETR would refuse it); FIFOs, sockets and devices (RETR
 //!   refuses them, and libunftp's listing formats can only say "file" or "directory"); names with
 //!   CR or LF, which would forge listing lines. All but the dotfiles are logged by the caller.
+//!   [`open`] begins the same listing and reads a directory a batch at a time
+//!   ([`DirListing::next_batch`]), so that LIST, NLST and MLSD are written as the client reads
+//!   them (libunftp patch 41) and hold one batch in memory, not the directory.
 //! - A glob matches only the last segment against one directory's entries: no recursion, no
 //!   `**`, a pattern of at most [`MAX_PATTERN`] bytes compiled by globset into a regular
 //!   expression whose matching is linear in the name, so the classic glob DoS (`*/../*/../*`
@@ -176,17 +179,138 @@ pub enum ListError {
 }
 
 /// Lists `rel`: a directory's entries, a file's own line, or the entries of its parent whose
-/// names match the glob in its last segment. `hidden` says whether dotfiles are shown.
+/// names match the glob in its last segment. `hidden` says whether dotfiles are shown. The
+/// whole listing at once: [`open`] reads it in batches instead.
 pub fn list(home: &Dir, rel: &Path, hidden: bool) -> Result<Listing, ListError> {
+    match open(home, rel, hidden)? {
+        Opened::One(listing) => Ok(listing),
+        Opened::Dir(mut dir) => {
+            let mut out = Listing::default();
+            while let Some(batch) = dir.next_batch(home, usize::MAX)? {
+                out.entries.extend(batch.entries);
+                out.skipped.extend(batch.skipped);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A listing begun by [`open`].
+#[derive(Debug)]
+pub enum Opened {
+    /// A file's own line: the whole listing.
+    One(Listing),
+    /// A directory (or a glob's parent) to read with [`DirListing::next_batch`].
+    Dir(DirListing),
+}
+
+/// A directory being listed: its entries are read a batch at a time, so that a listing of a
+/// large directory holds one batch in memory, not the directory.
+#[derive(Debug)]
+pub struct DirListing {
+    rel: std::path::PathBuf,
+    hidden: bool,
+    /// The glob's matcher, and whether it lists dotfiles; `None` for a directory's own listing.
+    glob: Option<(globset::GlobMatcher, bool)>,
+    entries: cap_std::fs::ReadDir,
+}
+
+impl DirListing {
+    /// Reads up to `max` more entries (shown or left out) of the directory, following links
+    /// beneath `home`; `None` once all have been read.
+    pub fn next_batch(&mut self, home: &Dir, max: usize) -> Result<Option<Listing>, ListError> {
+        let mut out = Listing::default();
+        let mut read = 0;
+        while read < max {
+            let Some(entry) = self.entries.next() else {
+                break;
+            };
+            read += 1;
+            self.entry(home, entry?, &mut out)?;
+        }
+        Ok((read > 0).then_some(out))
+    }
+
+    fn keep(&self, name: &str) -> bool {
+        match &self.glob {
+            None => true,
+            Some((glob, dots)) => (*dots || !name.starts_with('.')) && glob.is_match(name),
+        }
+    }
+
+    /// Adds one entry of the directory to `out`, shown or left out (and why).
+    fn entry(
+        &self,
+        home: &Dir,
+        entry: cap_std::fs::DirEntry,
+        out: &mut Listing,
+    ) -> Result<(), ListError> {
+        let name = entry.file_name();
+        // Temporary upload files are the server's own, never a client's: left out silently,
+        // whatever `hidden` says (see transfer::TEMP_PREFIX).
+        if crate::transfer::is_reserved(&name) {
+            return Ok(());
+        }
+        let bytes = name.as_bytes();
+        let skip = if bytes.first() == Some(&b'.') && !self.hidden {
+            Some(Skip::Hidden)
+        } else if bytes.contains(&b'\r') || bytes.contains(&b'\n') {
+            Some(Skip::LineBreak)
+        } else {
+            None
+        };
+        if let Some(why) = skip {
+            out.skipped.push((name, why));
+            return Ok(());
+        }
+        let shown = encode_os(&name).into_owned();
+        if !self.keep(&shown) {
+            return Ok(());
+        }
+        let meta = if entry.file_type()?.is_symlink() {
+            // Followed beneath the home, from the home (not from this directory: a link to
+            // `../x` that stays inside the home is fine).
+            match describe(home, &self.rel.join(&name)) {
+                Ok(m) => m,
+                Err(_) => {
+                    out.skipped.push((name, Skip::LeadsOut));
+                    return Ok(());
+                }
+            }
+        } else {
+            Meta::from_cap(&entry.metadata()?)
+        };
+        if meta.kind == Kind::Special {
+            out.skipped.push((name, Skip::Special));
+            return Ok(());
+        }
+        out.entries.push((shown, meta));
+        Ok(())
+    }
+}
+
+/// Begins the listing of `rel`, as [`list`] answers it: a file's own line at once, or a
+/// directory (a glob's parent) whose entries are then read in batches. Everything that makes
+/// the listing fail (a missing path, a bad pattern, a special file, a directory that cannot
+/// be opened) fails here, before any entry is read.
+pub fn open(home: &Dir, rel: &Path, hidden: bool) -> Result<Opened, ListError> {
+    let dir = |rel: &Path, glob| -> Result<Opened, ListError> {
+        Ok(Opened::Dir(DirListing {
+            rel: rel.to_path_buf(),
+            hidden,
+            glob,
+            entries: home.read_dir(as_fs_path(rel))?,
+        }))
+    };
     match describe(home, rel) {
         Ok(m) => match m.kind {
-            Kind::Dir => read_dir(home, rel, hidden, |_| true),
+            Kind::Dir => dir(rel, None),
             Kind::File => {
                 let name = rel.file_name().map(encode_os).unwrap_or_default();
-                Ok(Listing {
+                Ok(Opened::One(Listing {
                     entries: vec![(name.into_owned(), m)],
                     skipped: Vec::new(),
-                })
+                }))
             }
             Kind::Special => Err(ListError::Special),
         },
@@ -211,9 +335,7 @@ pub fn list(home: &Dir, rel: &Path, hidden: bool) -> Result<Listing, ListError> 
             // As in the shell, a wildcard does not match a leading dot: only a pattern that
             // starts with `.` lists dotfiles (and only when they are shown at all).
             let dots = pattern.starts_with('.');
-            read_dir(home, parent, hidden, |name| {
-                (dots || !name.starts_with('.')) && glob.is_match(name)
-            })
+            dir(parent, Some((glob, dots)))
         }
         Err(e) => Err(e.into()),
     }
@@ -242,60 +364,6 @@ pub fn listable(home: &Dir, rel: &Path) -> Result<(), ListError> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// The entries of directory `rel` whose wire name passes `keep`.
-fn read_dir(
-    home: &Dir,
-    rel: &Path,
-    hidden: bool,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Listing, ListError> {
-    let mut out = Listing::default();
-    for entry in home.read_dir(as_fs_path(rel))? {
-        let entry = entry?;
-        let name = entry.file_name();
-        // Temporary upload files are the server's own, never a client's: left out silently,
-        // whatever `hidden` says (see transfer::TEMP_PREFIX).
-        if crate::transfer::is_reserved(&name) {
-            continue;
-        }
-        let bytes = name.as_bytes();
-        let skip = if bytes.first() == Some(&b'.') && !hidden {
-            Some(Skip::Hidden)
-        } else if bytes.contains(&b'\r') || bytes.contains(&b'\n') {
-            Some(Skip::LineBreak)
-        } else {
-            None
-        };
-        if let Some(why) = skip {
-            out.skipped.push((name, why));
-            continue;
-        }
-        let shown = encode_os(&name).into_owned();
-        if !keep(&shown) {
-            continue;
-        }
-        let meta = if entry.file_type()?.is_symlink() {
-            // Followed beneath the home, from the home (not from this directory: a link to
-            // `../x` that stays inside the home is fine).
-            match describe(home, &rel.join(&name)) {
-                Ok(m) => m,
-                Err(_) => {
-                    out.skipped.push((name, Skip::LeadsOut));
-                    continue;
-                }
-            }
-        } else {
-            Meta::from_cap(&entry.metadata()?)
-        };
-        if meta.kind == Kind::Special {
-            out.skipped.push((name, Skip::Special));
-            continue;
-        }
-        out.entries.push((shown, meta));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -450,5 +518,46 @@ mod tests {
         let pattern = format!("{}b", "*a".repeat(60));
         let l = list(&home, Path::new(&pattern), false).expect("pattern");
         assert!(l.entries.is_empty());
+    }
+
+    #[test]
+    fn a_listing_read_in_batches_is_the_whole_listing() {
+        let (_t, home) = tree();
+        for (path, hidden) in [
+            ("", false),
+            ("", true),
+            ("*.txt", false),
+            ("sublink", false),
+        ] {
+            let whole = list(&home, Path::new(path), hidden).expect("list");
+            let Opened::Dir(mut dir) = open(&home, Path::new(path), hidden).expect("open") else {
+                panic!("{path:?} is a directory listing");
+            };
+            let mut batched = Listing::default();
+            let mut batches = 0;
+            while let Some(b) = dir.next_batch(&home, 2).expect("batch") {
+                assert!(b.entries.len() + b.skipped.len() <= 2, "{path:?}");
+                batched.entries.extend(b.entries);
+                batched.skipped.extend(b.skipped);
+                batches += 1;
+            }
+            // At most two entries read a batch: as many batches as that takes, at least.
+            let read = whole.entries.len() + whole.skipped.len();
+            assert!(batches >= read.div_ceil(2), "{path:?}: {batches} batches");
+            assert_eq!(names(&batched), names(&whole), "{path:?}");
+            assert_eq!(batched.skipped.len(), whole.skipped.len(), "{path:?}");
+        }
+        assert!(matches!(
+            open(&home, Path::new("a.txt"), false),
+            Ok(Opened::One(l)) if names(&l) == ["a.txt"]
+        ));
+        assert!(matches!(
+            open(&home, Path::new("missing"), false),
+            Err(ListError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+        assert!(matches!(
+            open(&home, Path::new("fifo"), false),
+            Err(ListError::Special)
+        ));
     }
 }

@@ -13,10 +13,12 @@
 //!   [`TaskTracker`] says when running transfers are done (within the grace period), then the
 //!   remaining control connections are closed and the sessions' tracker is waited for.
 //!
-//! libunftp's `service()` consumes its `Server` and has no shutdown signal, so a (cheap)
-//! `Server` is built per connection and a duplicate of each control socket is kept
-//! ([`crate::control`]) to close it at shutdown, and for the session's uploads to see whether
-//! their client is still there; the accounts, lockout state and xferlog are shared between them.
+//! libunftp's `service_until()` consumes its `Server`, so a (cheap) `Server` is built per
+//! connection; the accounts, lockout state and xferlog are shared between them. Its shutdown
+//! signal (libunftp patch 42) closes the sessions at shutdown, and `close_linger` (patch 43)
+//! lets the client close first after `QUIT`, so no duplicate of a control socket is needed for
+//! that; one is still kept ([`crate::control`]) for the session's uploads to see whether their
+//! client is still there.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -88,19 +90,21 @@ pub enum ServerError {
 }
 
 /// Most directory listings (LIST, NLST, MLSD, STAT of a directory) produced at once, for all
-/// sessions together. libunftp builds each listing whole in memory and holds it until the client
-/// has read it (or the data timeout ends it): this bounds that memory whatever the number of
-/// sessions (libunftp patch 18). Small listings hold a permit for milliseconds. Measured with
-/// 16 clients stalling a LIST of 100,000 entries (100-byte names): peak RSS 294 MiB with 4, 560
-/// MiB with 8, 720 MiB without a limit (65 MiB for one such listing).
+/// sessions together (libunftp patch 18). LIST, NLST and MLSD are now written as the client
+/// reads them (libunftp patch 41, [`crate::storage::LIST_BATCH`] entries at a time): each holds
+/// a batch and a 16 KiB chunk, about 1.2 MiB of RSS for 20 unread listings of 100,000 entries.
+/// But STAT of a directory still answers with the whole listing as one reply on the control
+/// connection (a listing of 100,000 entries with 100-byte names took 65 MiB when built whole),
+/// held until the client has read it or the data timeout ends it: so the limit stays, and stays
+/// small. Small listings hold a permit for milliseconds.
 const MAX_LISTINGS: usize = 4;
 
 /// Refused connections that may wait (briefly) for their client to close; beyond this many, a
 /// refused connection is closed right after its `421` line.
 const MAX_REFUSERS: usize = 32;
 
-/// How long a lingering connection (refused, or ended by libunftp) waits for the client to
-/// close first.
+/// How long a lingering connection (refused, or ended by `QUIT`) waits for the client to close
+/// first.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// How long, after the last transfer ended at shutdown, its session gets to send the final
@@ -353,6 +357,9 @@ async fn serve(
     let sessions = TaskTracker::new();
     let controls: Arc<ControlConnections> = Arc::default();
     let mut next_id: u64 = 0;
+    // Cancelled once running transfers are done (or the grace period is over): every session's
+    // control connection is then closed (libunftp's `service_until`).
+    let close = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
         let (accepted, implicit) = tokio::select! {
@@ -381,8 +388,8 @@ async fn serve(
         };
         next_id += 1;
         let id = next_id;
-        // Keep a duplicate of the control socket so shutdown can close sessions that libunftp
-        // would otherwise keep open (service() has no shutdown signal of its own).
+        // Keep a duplicate of the control socket, for the session's uploads to see whether
+        // their client is still there (crate::control).
         let stream = match stream.into_std().and_then(|s| {
             let dup = s.try_clone()?;
             Ok((TcpStream::from_std(s)?, dup))
@@ -423,6 +430,10 @@ async fn serve(
             // (libunftp patch 17): it cannot hold the listing and its task for longer.
             .data_stall_timeout(config.data_timeout)
             .listing_permits(listings.clone())
+            // libunftp closes right after `221` (QUIT); waiting for the client to close first
+            // leaves the TIME-WAIT on its side (without this, 100 curl sessions in a row left 90
+            // on ours). Cut short by the shutdown signal.
+            .close_linger(LINGER)
             .sitemd5(SiteMd5::None)
             // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
             // any connection (RFC 2577; our libunftp patches 6 and 7).
@@ -434,21 +445,15 @@ async fn serve(
             .build()
             .map_err(ServerError::Engine)?;
         let controls = controls.clone();
-        let stop = stop.clone();
+        let closed = close.clone().cancelled_owned();
         sessions.spawn(async move {
             let _admission = admission;
             let started = Instant::now();
             tracing::debug!(peer = %peer, "session opened");
-            if let Err(e) = server.service(stream).await {
+            if let Err(e) = server.service_until(stream, closed).await {
                 tracing::warn!(peer = %peer, error = %e, "session failed");
             }
-            let dup = controls.remove(id);
-            if let Some(s) = dup.and_then(|d| TcpStream::from_std(d).ok()) {
-                // libunftp closes right after `221` (QUIT); our duplicate keeps the socket
-                // open so that the client closes first and the TIME-WAIT is on its side
-                // (without this, 100 curl sessions in a row left 90 on ours).
-                linger(s, &stop).await;
-            }
+            controls.remove(id);
             tracing::debug!(peer = %peer, secs = started.elapsed().as_secs_f64(), "session closed");
         });
     }
@@ -479,7 +484,7 @@ async fn serve(
         let settle = tokio::time::Instant::now() + REPLY_SETTLE;
         tokio::time::sleep_until(settle.min(deadline)).await;
     }
-    controls.close_all();
+    close.cancel();
     sessions.close();
     if tokio::time::timeout(Duration::from_secs(2), sessions.wait())
         .await

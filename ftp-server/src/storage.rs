@@ -1,8 +1,10 @@
-//! The libunftp `StorageBackend` adapter: unftp-sbe-fs's `Filesystem` with the account
+//! The libunftp `StorageBackend` adapter: a cap-std handle on the user's home with the account
 //! classes' rules in front of it and our data path ([`crate::transfer`]) for RETR, STOR and APPE.
 //!
-//! - `enter()` is forwarded, so every user is chrooted to its home (unftp-sbe-rooter and
-//!   -restrict do not forward it). Our own cap-std handle on the home is opened in `enter()` too.
+//! - `enter()` chroots every user to its home: every operation goes through the cap-std handle
+//!   on it, which refuses paths that lead out. The handle is shared by the sessions of one home
+//!   while any of them is open ([`StorageShared::home`]), so a logged-in session holds no
+//!   descriptor of its own but its control connection.
 //! - Every path is read back from its wire form ([`crate::names`]: names that are not UTF-8)
 //!   and goes through [`crate::path::confine`]; `..` above the home is refused, and cap-std
 //!   refuses symlinks that lead out of it when a file is opened. Dotfiles are refused unless the
@@ -17,23 +19,24 @@
 //! - Each transfer is logged (tracing and the optional xferlog) and holds a token of the
 //!   server's transfer tracker, which graceful shutdown waits for.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cap_std::fs::Dir;
+use futures_util::{StreamExt, stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
-use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
-use unftp_sbe_fs::Filesystem;
+use unftp_core::storage::{Error, ErrorKind, Fileinfo, ListStream, Result, StorageBackend};
 
 use crate::account::{FtpUser, Op, permits};
 use crate::control::{ControlLink, UPLOAD_SETTLE};
-use crate::listing::{self, Kind, ListError, Meta, Skip};
+use crate::listing::{self, Kind, ListError, Listing, Meta, Opened, Skip};
 use crate::names;
 use crate::path::{as_fs_path, confine};
 use crate::preflight;
@@ -54,6 +57,8 @@ pub struct StorageShared {
     pub transfers: TaskTracker,
     /// Whether dotfiles are listed and served (`--hidden`); refused by default.
     pub hidden: bool,
+    /// The open homes, by path below the root ([`StorageShared::home`]).
+    homes: Mutex<HashMap<PathBuf, Weak<Dir>>>,
 }
 
 impl StorageShared {
@@ -65,18 +70,87 @@ impl StorageShared {
             xferlog,
             transfers: TaskTracker::new(),
             hidden: false,
+            homes: Mutex::default(),
         }
+    }
+
+    /// A handle on the home `rel` (below the root): the one the sessions of that home already
+    /// share if any is open, else a new one. All operations on it are relative (`openat` and
+    /// the like), so sessions can share it; with 10,000 sessions in one home, that is one
+    /// descriptor instead of 10,000. A home replaced on disk is seen by the sessions that start
+    /// once those holding the old one have ended.
+    pub fn home(&self, rel: &Path) -> io::Result<Arc<Dir>> {
+        let mut homes = self
+            .homes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(dir) = homes.get(rel).and_then(Weak::upgrade) {
+            return Ok(dir);
+        }
+        let root = Dir::open_ambient_dir(&self.root, cap_std::ambient_authority())?;
+        let dir = Arc::new(if rel.as_os_str().is_empty() {
+            root
+        } else {
+            root.open_dir(rel)?
+        });
+        homes.retain(|_, d| d.strong_count() > 0);
+        homes.insert(rel.to_path_buf(), Arc::downgrade(&dir));
+        Ok(dir)
     }
 }
 
 /// The per-session storage backend handed to libunftp.
 #[derive(Debug)]
 pub struct FtpStorage {
-    inner: Option<Filesystem>,
     home: Option<Arc<Dir>>,
     shared: Arc<StorageShared>,
     peer: SocketAddr,
     control: ControlLink,
+}
+
+/// How many directory entries a listing reads at a time ([`FtpStorage::list_stream`]).
+pub const LIST_BATCH: usize = 256;
+
+/// What a listing's log lines name: the session's peer.
+#[derive(Debug, Clone, Copy)]
+struct Logs {
+    peer: SocketAddr,
+}
+
+impl Logs {
+    /// The entries of `listing` as libunftp takes them; logs those left out (but dotfiles).
+    fn shown_named(
+        self,
+        user: &str,
+        rel: &Path,
+        listing: Listing,
+    ) -> Vec<Result<Fileinfo<PathBuf, Meta>>> {
+        for (name, why) in &listing.skipped {
+            // A name with CR or LF cannot be written in a line-based listing (LIST, NLST,
+            // MLSD): sent raw it would forge extra lines, and no FTP command can name such a
+            // file either (a command ends at LF). The others RETR would refuse.
+            if *why != Skip::Hidden {
+                tracing::info!(
+                    peer = %self.peer,
+                    user = %user,
+                    dir = %rel.display(),
+                    name = %filexfer::text::printable(&name.to_string_lossy()),
+                    why = why.as_str(),
+                    "left out of a listing"
+                );
+            }
+        }
+        listing
+            .entries
+            .into_iter()
+            .map(|(name, metadata)| {
+                Ok(Fileinfo {
+                    path: PathBuf::from(name),
+                    metadata,
+                })
+            })
+            .collect()
+    }
 }
 
 fn denied() -> Error {
@@ -87,15 +161,7 @@ impl FtpStorage {
     /// Storage for one session from `peer`, whose control connection `control` watches.
     /// Nothing is reachable until `enter()`.
     pub fn new(shared: Arc<StorageShared>, peer: SocketAddr, control: ControlLink) -> Self {
-        let inner = match Filesystem::new(shared.root.clone()) {
-            Ok(fs) => Some(fs),
-            Err(e) => {
-                tracing::error!(root = %shared.root.display(), error = %e, "cannot open the root");
-                None
-            }
-        };
         Self {
-            inner,
             home: None,
             shared,
             peer,
@@ -103,10 +169,14 @@ impl FtpStorage {
         }
     }
 
-    fn inner(&self) -> Result<&Filesystem> {
-        self.inner
-            .as_ref()
-            .ok_or_else(|| Error::from(ErrorKind::LocalError))
+    /// [`Logs::shown_named`] for this session.
+    fn shown(
+        &self,
+        user: &FtpUser,
+        rel: &Path,
+        listing: Listing,
+    ) -> Vec<Result<Fileinfo<PathBuf, Meta>>> {
+        Logs { peer: self.peer }.shown_named(&user.name, rel, listing)
     }
 
     fn home(&self) -> Result<Arc<Dir>> {
@@ -212,18 +282,9 @@ impl StorageBackend<FtpUser> for FtpStorage {
     type Metadata = Meta;
 
     fn enter(&mut self, user: &FtpUser) -> io::Result<()> {
-        let inner = self
-            .inner
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the root could not be opened"))?;
-        inner.enter(user)?;
-        let root = Dir::open_ambient_dir(&self.shared.root, cap_std::ambient_authority())?;
-        let home = if user.home_rel.as_os_str().is_empty() {
-            root
-        } else {
-            root.open_dir(&user.home_rel)?
-        };
-        self.home = Some(Arc::new(home));
+        self.home = Some(self.shared.home(&user.home_rel).inspect_err(|e| {
+            tracing::error!(root = %self.shared.root.display(), home = %user.home_rel.display(), error = %e, "cannot open the home");
+        })?);
         Ok(())
     }
 
@@ -282,28 +343,59 @@ impl StorageBackend<FtpUser> for FtpStorage {
             }
             Err(e) => return Err(e.into()),
         };
-        for (name, why) in &listed.skipped {
-            // A name with CR or LF cannot be written in a line-based listing (LIST, NLST,
-            // MLSD): sent raw it would forge extra lines, and no FTP command can name such a
-            // file either (a command ends at LF). The others RETR would refuse.
-            if *why != Skip::Hidden {
-                tracing::info!(
-                    peer = %self.peer,
-                    dir = %rel.display(),
-                    name = %filexfer::text::printable(&name.to_string_lossy()),
-                    why = why.as_str(),
-                    "left out of a listing"
-                );
-            }
-        }
-        Ok(listed
-            .entries
-            .into_iter()
-            .map(|(name, metadata)| Fileinfo {
-                path: PathBuf::from(name),
-                metadata,
+        self.shown(user, &rel, listed).into_iter().collect()
+    }
+
+    async fn list_stream<P>(&self, user: &FtpUser, path: P) -> Result<ListStream<Meta>>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        let rel = self.check(user, Op::List, path.as_ref())?;
+        let home = self.home()?;
+        let hidden = self.shared.hidden;
+        let (h, r) = (home.clone(), rel.clone());
+        let opened = transfer::blocking(move || {
+            listing::open(&h, &r, hidden).map_err(|e| match e {
+                ListError::Io(e) => e,
+                other => io::Error::new(io::ErrorKind::InvalidInput, other),
             })
-            .collect())
+        })
+        .await;
+        let dir = match opened {
+            Ok(Opened::One(listing)) => {
+                return Ok(Box::pin(stream::iter(self.shown(user, &rel, listing))));
+            }
+            Ok(Opened::Dir(dir)) => dir,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                tracing::info!(peer = %self.peer, user = %user.name, path = %rel.display(), error = %e, "refused a listing");
+                return Err(Error::new(ErrorKind::PermanentFileNotAvailable, e));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let batches = stream::unfold(Some((dir, home)), |state| async move {
+            let (mut dir, home) = state?;
+            let read = transfer::blocking(move || {
+                let batch = dir.next_batch(&home, LIST_BATCH).map_err(|e| match e {
+                    ListError::Io(e) => e,
+                    other => io::Error::other(other),
+                })?;
+                Ok((batch, dir, home))
+            })
+            .await;
+            match read {
+                Ok((None, _, _)) => None,
+                Ok((Some(batch), dir, home)) => Some((Ok(batch), Some((dir, home)))),
+                // A failure mid-way ends the listing (libunftp answers 426).
+                Err(e) => Some((Err(Error::from(e)), None)),
+            }
+        });
+        let (this, user) = (Logs { peer: self.peer }, user.name.clone());
+        Ok(Box::pin(batches.flat_map(move |batch| {
+            stream::iter(match batch {
+                Ok(listing) => this.shown_named(&user, &rel, listing),
+                Err(e) => vec![Err(e)],
+            })
+        })))
     }
 
     async fn get_into<'a, P, W: ?Sized>(
@@ -398,12 +490,14 @@ impl StorageBackend<FtpUser> for FtpStorage {
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         let rel = self.check(user, Op::Delete, path.as_ref())?;
-        self.inner()?.del(user, as_fs_path(&rel)).await
+        let (home, p) = (self.home()?, as_fs_path(&rel).to_path_buf());
+        Ok(transfer::blocking(move || home.remove_file(p)).await?)
     }
 
     async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         let rel = self.check(user, Op::Mkdir, path.as_ref())?;
-        self.inner()?.mkd(user, as_fs_path(&rel)).await
+        let (home, p) = (self.home()?, as_fs_path(&rel).to_path_buf());
+        Ok(transfer::blocking(move || home.create_dir(p)).await?)
     }
 
     async fn rename<P: AsRef<Path> + Send + Debug>(
@@ -414,9 +508,22 @@ impl StorageBackend<FtpUser> for FtpStorage {
     ) -> Result<()> {
         let from = self.check(user, Op::Rename, from.as_ref())?;
         let to = self.check(user, Op::Rename, to.as_ref())?;
-        self.inner()?
-            .rename(user, as_fs_path(&from), as_fs_path(&to))
-            .await
+        let home = self.home()?;
+        let (from, to) = (
+            as_fs_path(&from).to_path_buf(),
+            as_fs_path(&to).to_path_buf(),
+        );
+        // A file or a directory itself (not a link's target), as unftp-sbe-fs did; every
+        // failure is a 550.
+        transfer::blocking(move || {
+            let m = home.symlink_metadata(&from)?;
+            if !(m.is_file() || m.is_dir()) {
+                return Err(io::Error::from(io::ErrorKind::NotFound));
+            }
+            home.rename(&from, &home, &to)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::PermanentFileNotAvailable, e))
     }
 
     async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
@@ -424,7 +531,8 @@ impl StorageBackend<FtpUser> for FtpStorage {
         if rel.as_os_str().is_empty() {
             return Err(denied());
         }
-        self.inner()?.rmd(user, as_fs_path(&rel)).await
+        let (home, p) = (self.home()?, as_fs_path(&rel).to_path_buf());
+        Ok(transfer::blocking(move || home.remove_dir(p)).await?)
     }
 
     /// CWD: to a directory, or a symlink to one inside the home, as listings show it (unftp-sbe-fs
@@ -504,5 +612,32 @@ impl FtpStorage {
             cause = error.get_io_error().map(|io| io.to_string()).unwrap_or_default(),
             "refused before the transfer"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sessions_of_a_home_share_one_handle_while_any_is_open() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(t.path().join("pub/sub")).expect("mkdir");
+        let shared = StorageShared::new(t.path().to_path_buf(), Duration::from_secs(1), None);
+        let a = shared.home(Path::new("pub")).expect("home");
+        let b = shared.home(Path::new("pub")).expect("home");
+        assert!(Arc::ptr_eq(&a, &b), "one handle for two sessions of a home");
+        let root = shared.home(Path::new("")).expect("root");
+        assert!(!Arc::ptr_eq(&a, &root), "another home, another handle");
+        assert!(root.metadata("pub/sub").expect("below the root").is_dir());
+        assert!(a.metadata("sub").expect("below the home").is_dir());
+        drop((a, b));
+        // Once no session holds it, the next session opens the home again (and sees it as it
+        // is now).
+        std::fs::rename(t.path().join("pub"), t.path().join("old")).expect("rename");
+        std::fs::create_dir_all(t.path().join("pub/new")).expect("mkdir");
+        let c = shared.home(Path::new("pub")).expect("home");
+        assert!(c.metadata("new").expect("the new home").is_dir());
+        assert!(shared.home(Path::new("missing")).is_err());
     }
 }

@@ -2627,3 +2627,135 @@ fn refused_logins_and_commands_make_one_readable_log_line_each() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Listings are produced as the client reads them (issue 10, libunftp patch 41).
+
+#[test]
+#[cfg_attr(
+    not(peer_curl),
+    ignore = "needs curl (under CI=true this fails instead)"
+)]
+fn a_100000_entry_directory_lists_whole_to_curl_and_unread_lists_stay_bounded() {
+    let curl = require_tool("curl");
+    let f = tree();
+    let huge = f.path().join("pub/huge");
+    std::fs::create_dir_all(&huge).expect("mkdir");
+    // Names with a space, quotes and non-ASCII, as hostile as a listing line can carry.
+    let name = |i: usize| format!("entry ünï 'q' \"{i:06}\" [x].dat");
+    for i in 0..100_000 {
+        std::fs::File::create(huge.join(name(i))).expect("create");
+    }
+    let cfg = f.write(
+        "many.toml",
+        config_text(
+            "max_connections_per_ip = 64\nmax_connections = 64",
+            "2020-01-01T00:00:00Z",
+        )
+        .as_bytes(),
+    );
+    let (child, addr, _) = spawn_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ]);
+    let rss_kib = || {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+    };
+
+    // curl reads both listings whole: every entry, once.
+    let out = run_ok(Command::new(&curl).args(["-sS", "--max-time", "120", &url(addr, "huge/")]));
+    let list = String::from_utf8(out.stdout).expect("UTF-8 listing");
+    assert_eq!(list.lines().count(), 100_000, "LIST lines");
+    assert!(list.lines().all(|l| l.ends_with("].dat")), "LIST lines");
+    let out = run_ok(Command::new(&curl).args([
+        "-sS",
+        "--list-only",
+        "--max-time",
+        "120",
+        &url(addr, "huge/"),
+    ]));
+    let mut names: Vec<String> = String::from_utf8(out.stdout)
+        .expect("UTF-8 listing")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort_unstable();
+    let mut want: Vec<String> = (0..100_000).map(name).collect();
+    want.sort_unstable();
+    assert!(names == want, "NLST names differ from the directory's");
+
+    // 20 sessions ask for the listing on data connections they never read.
+    let before = rss_kib();
+    let mut stalled = Vec::new();
+    for i in 0..20 {
+        let mut c = Ftp::logged_in(addr, "anonymous", ANON_PASS);
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        s.connect_timeout(&c.epsv_addr().into(), IO_TIMEOUT)
+            .expect("data connect");
+        let cmd = ["LIST huge", "NLST huge", "MLSD huge"][i % 3];
+        assert_eq!(c.cmd(cmd).0, 150, "{cmd}");
+        stalled.push((c, TcpStream::from(s)));
+    }
+    // The listings run (four at a time, the listing permits) and stall on the full sockets;
+    // the server's memory is sampled meanwhile.
+    let mut peak = 0;
+    for _ in 0..30 {
+        peak = peak.max(rss_kib());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("20 unread listings of 100,000 entries: RSS peak {peak} KiB, {before} KiB before");
+    assert!(
+        peak < before + 16 * 1024,
+        "20 unread listings of 100,000 entries: RSS {peak} KiB, {before} KiB before"
+    );
+    // Those sessions go away; another client is listed whole meanwhile and after.
+    drop(stalled);
+    let mut c = Ftp::logged_in(addr, "anonymous", ANON_PASS);
+    assert_eq!(listing(&mut c, "NLST huge").map(|l| l.len()), Ok(100_000));
+}
+
+/// Connections in TIME-WAIT whose local end is `port` on 127.0.0.1 (`/proc/net/tcp`).
+fn time_waits_on(port: u16) -> usize {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"06")
+        })
+        .count()
+}
+
+#[test]
+fn after_quit_the_client_closes_first_and_the_time_wait_is_its_own() {
+    let f = tree();
+    let srv = start(&f, "");
+    let port = srv.addr().port();
+    for _ in 0..20 {
+        let mut c = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+        assert_eq!(c.cmd("QUIT").0, 221);
+        // As a client does after 221, a moment later: it closes (and so should keep the
+        // TIME-WAIT itself, RFC 959's user-PI closing).
+        std::thread::sleep(Duration::from_millis(20));
+        drop(c);
+    }
+    // The server closes each once the client has (libunftp patch 43, `close_linger`): none of
+    // the 20 connections is left in TIME-WAIT on the server's port.
+    assert_eq!(time_waits_on(port), 0, "TIME-WAIT on the server's side");
+    // The sessions are closed at shutdown as before (libunftp patch 42, `service_until`).
+    let mut idle = Ftp::logged_in(srv.addr(), "anonymous", ANON_PASS);
+    srv.stop().expect("clean stop");
+    assert_eq!(idle.reply().0, 0, "idle session closed at shutdown");
+}

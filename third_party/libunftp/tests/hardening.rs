@@ -1482,3 +1482,85 @@ async fn refused_logins_and_refused_commands_are_logged_at_info_not_warn() {
         assert_eq!(logs.warnings_about(what), Vec::<String>::new(), "{what}");
     }
 }
+
+/// Serves `root` with `service_until`, every session ending when `stop` is cancelled; each
+/// session's end (its `service_until` returning) is counted in `ended`.
+async fn serve_until(
+    root: &Root,
+    stop: tokio_util::sync::CancellationToken,
+    ended: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tune: impl Fn(Builder) -> Builder + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let path = root.0.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let path = path.clone();
+            let server = tune(ServerBuilder::new(Box::new(move || Filesystem::new(path.clone()).unwrap())))
+                .build()
+                .unwrap();
+            let (stop, ended) = (stop.clone(), ended.clone());
+            tokio::spawn(async move {
+                server.service_until(stream, stop.cancelled_owned()).await.unwrap();
+                ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn service_until_closes_its_sessions_when_the_shutdown_signal_comes() {
+    let root = Root::new("service-until");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = serve_until(&root, stop.clone(), ended.clone(), |b| b).await;
+    let mut idle = Ctl::login(addr).await;
+    let mut fresh = Ctl::connect(addr).await;
+    assert_eq!(idle.cmd("NOOP").await.0, 200);
+    assert_eq!(ended.load(std::sync::atomic::Ordering::SeqCst), 0);
+    stop.cancel();
+    // Both connections are closed by the server (end of stream), and both services return.
+    assert_eq!(idle.reply().await.0, 0, "the logged-in session is closed");
+    assert_eq!(fresh.reply().await.0, 0, "the session before login is closed");
+    tokio::time::timeout(WAIT, async {
+        while ended.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both service_until calls return");
+}
+
+#[tokio::test]
+async fn after_quit_the_server_waits_for_the_client_to_close_first() {
+    let root = Root::new("close-linger");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = |e: &std::sync::Arc<std::sync::atomic::AtomicUsize>| e.load(std::sync::atomic::Ordering::SeqCst);
+    // A linger far longer than the test: only the client's close or the shutdown end it.
+    let addr = serve_until(&root, stop.clone(), ended.clone(), |b| b.close_linger(Duration::from_secs(600))).await;
+    let mut a = Ctl::login(addr).await;
+    assert_eq!(a.cmd("QUIT").await.0, 221);
+    // After 221 the server does not close: the client's read finds no end of stream.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(300), a.reader.read(&mut byte)).await;
+    assert!(read.is_err(), "the server closed first after QUIT: {read:?}");
+    assert_eq!(count(&ended), 0);
+    // The client closes: the session ends.
+    drop(a);
+    tokio::time::timeout(WAIT, async {
+        while count(&ended) < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session ends once the client has closed");
+    // A client that never closes after QUIT is closed by a shutdown, without the linger.
+    let mut b = Ctl::login(addr).await;
+    assert_eq!(b.cmd("QUIT").await.0, 221);
+    stop.cancel();
+    assert_eq!(b.reply().await.0, 0, "closed at shutdown");
+}

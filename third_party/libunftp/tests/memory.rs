@@ -198,3 +198,162 @@ async fn stalled_listings_in_memory_at_once_are_bounded_by_the_listing_permits()
         mb(one)
     );
 }
+
+mod streamed {
+    //! A back-end that produces a listing of a million synthetic entries as a stream, without
+    //! ever holding them (libunftp patch 41, `StorageBackend::list_stream`).
+
+    use std::fmt::Debug;
+    use std::path::{Path, PathBuf};
+    use std::time::SystemTime;
+
+    use async_trait::async_trait;
+    use unftp_core::auth::DefaultUser;
+    use unftp_core::storage::{Error, ErrorKind, Fileinfo, ListStream, Metadata, Result, StorageBackend};
+
+    pub const ENTRIES: usize = 1_000_000;
+
+    #[derive(Debug)]
+    pub struct Meta;
+
+    impl Metadata for Meta {
+        fn len(&self) -> u64 {
+            4096
+        }
+        fn is_dir(&self) -> bool {
+            false
+        }
+        fn is_file(&self) -> bool {
+            true
+        }
+        fn is_symlink(&self) -> bool {
+            false
+        }
+        fn modified(&self) -> Result<SystemTime> {
+            Ok(SystemTime::UNIX_EPOCH)
+        }
+        fn gid(&self) -> u32 {
+            0
+        }
+        fn uid(&self) -> u32 {
+            0
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct Million;
+
+    fn refused<T>() -> Result<T> {
+        Err(Error::from(ErrorKind::PermissionDenied))
+    }
+
+    #[async_trait]
+    impl StorageBackend<DefaultUser> for Million {
+        type Metadata = Meta;
+
+        async fn metadata<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<Meta> {
+            Ok(Meta)
+        }
+        async fn list<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+            panic!("the server asks for the stream, never for the whole list")
+        }
+        async fn list_stream<P>(&self, _: &DefaultUser, _: P) -> Result<ListStream<Meta>>
+        where
+            P: AsRef<Path> + Send + Debug,
+        {
+            let entries = (0..ENTRIES).map(|i| {
+                Ok(Fileinfo {
+                    path: PathBuf::from(format!("synthetic entry number {i:010}.dat")),
+                    metadata: Meta,
+                })
+            });
+            Ok(Box::pin(futures_util::stream::iter(entries)))
+        }
+        async fn get<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P, _: u64) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+            refused()
+        }
+        async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+            &self,
+            _: &DefaultUser,
+            _: R,
+            _: P,
+            _: u64,
+        ) -> Result<u64> {
+            refused()
+        }
+        async fn del<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            refused()
+        }
+        async fn mkd<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            refused()
+        }
+        async fn rename<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P, _: P) -> Result<()> {
+            refused()
+        }
+        async fn rmd<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            refused()
+        }
+        async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<()> {
+            Ok(())
+        }
+    }
+}
+
+/// Reads a data connection to its end slowly (64 KiB, then a pause), counting lines.
+async fn read_slowly(mut data: TcpStream, buf: &mut [u8]) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut lines = 0;
+    let mut reads = 0u32;
+    loop {
+        let n = data.read(buf).await.unwrap();
+        if n == 0 {
+            return lines;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        reads += 1;
+        if reads % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_listing_of_a_million_entries_to_a_slow_reader_holds_a_bounded_heap() {
+    let _serial = SERIAL.lock().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let server = ServerBuilder::new(Box::new(|| streamed::Million))
+                .data_stall_timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            tokio::spawn(server.service(stream));
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    for (command, at_least) in [("LIST", 60), ("NLST", 40), ("MLSD", 60)] {
+        let mut c = login(addr).await;
+        c.get_mut().write_all(b"EPSV\r\n").await.unwrap();
+        let line = reply(&mut c).await;
+        let port: u16 = line[line.find("|||").expect("229") + 3..].split('|').next().unwrap().parse().unwrap();
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_recv_buffer_size(16 * 1024).unwrap();
+        let data = s.connect((addr.ip(), port).into()).await.unwrap();
+        let base = reset_peak();
+        c.get_mut().write_all(format!("{command}\r\n").as_bytes()).await.unwrap();
+        assert!(reply(&mut c).await.starts_with("150"));
+        let lines = read_slowly(data, &mut buf).await;
+        let line = reply(&mut c).await;
+        assert!(line.starts_with("226"), "{command}: {line}");
+        let peak = PEAK.load(Ordering::Relaxed) - base;
+        eprintln!("{command} of {} entries: heap peak {:.1} KB", streamed::ENTRIES, peak as f64 / 1e3);
+        assert_eq!(lines, streamed::ENTRIES, "{command}");
+        // The listing itself is at_least bytes an entry (tens of MB); the server holds a chunk.
+        assert!(
+            peak < 1024 * 1024 && (peak as usize) < streamed::ENTRIES * at_least / 50,
+            "{command} of a million entries grew the heap by {peak} bytes"
+        );
+    }
+}

@@ -10,6 +10,8 @@ use crate::{
     auth::UserDetail,
     storage::{Error, ErrorKind, Metadata, StorageBackend},
 };
+use futures_util::StreamExt;
+use unftp_core::storage::{Fileinfo, ListStream};
 
 use crate::server::chancomms::DataChanCmd;
 use std::{path::PathBuf, sync::Arc};
@@ -302,7 +304,7 @@ where
                 this.exec_list_variant(path, ListCommand::Nlst).await;
             }
             DataChanCmd::Mlsd { path } => {
-                this.exec_mlsd(path).await;
+                this.exec_list_variant(path, ListCommand::Mlsd).await;
             }
         }
     }
@@ -533,38 +535,35 @@ where
         let tx = self.control_msg_tx.clone();
         let mut output = Self::writer(self.socket, command.as_lower_str()).await;
 
-        // Held until the listing is sent: it bounds how many listings are in memory at once.
+        // Held until the listing is sent: it bounds how many listings are produced at once (and,
+        // for a back-end whose `list_stream` is the default, held whole in memory).
         let _permit = listing_permit(&self.listing_permits).await;
         let start_time = Instant::now();
 
+        let user = (*self.user).as_ref().unwrap();
+        let list_result = self.storage.list_stream(user, path.clone()).await;
+        let line = match command {
+            ListCommand::List => Line::List,
+            ListCommand::Mlsd => Line::Mlsd,
+            // RFC 959: NLST sends "valid pathname strings" for "a program to further process
+            // the files automatically", e.g. a multiple get. The names of a directory's
+            // entries are relative to it, as the client asked for the directory; but the
+            // matches of `sub/*.txt` (or the file `sub/a.txt`) are fetched from the working
+            // directory, so they keep the client's directory part, as vsftpd writes them.
+            ListCommand::Nlst => Line::Nlst(match prefix {
+                Some(prefix) if list_result.is_ok() && !matches!(self.storage.metadata(user, path.clone()).await, Ok(m) if m.is_dir()) => prefix,
+                _ => String::new(),
+            }),
+        };
         let list_result = match command {
-            ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
-            ListCommand::Nlst => {
-                let user = (*self.user).as_ref().unwrap();
-                let names = self
-                    .storage
-                    .nlst(user, path.clone())
-                    .await
-                    .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e));
-                // RFC 959: NLST sends "valid pathname strings" for "a program to further process
-                // the files automatically", e.g. a multiple get. The names of a directory's
-                // entries are relative to it, as the client asked for the directory; but the
-                // matches of `sub/*.txt` (or the file `sub/a.txt`) are fetched from the working
-                // directory, so they keep the client's directory part, as vsftpd writes them.
-                match (names, prefix) {
-                    (Ok(cursor), Some(prefix)) if !matches!(self.storage.metadata(user, path.clone()).await, Ok(m) if m.is_dir()) => {
-                        Ok(std::io::Cursor::new(prefix_lines(cursor.get_ref(), prefix.as_bytes())))
-                    }
-                    (names, _) => names,
-                }
-            }
+            ListCommand::Nlst => list_result.map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e)),
+            _ => list_result,
         };
 
         match list_result {
-            Ok(cursor) => {
+            Ok(entries) => {
                 slog::debug!(self.logger, "Copying future for {}", command.as_str());
-                let mut input = cursor;
-                let result = send_listing(&mut input, &mut output, self.stall).await;
+                let result = send_entries(entries, &line, &mut output, self.stall).await;
 
                 if let Err(err) = shut_down(&mut output, self.stall).await {
                     match err.kind() {
@@ -583,7 +582,8 @@ where
                     Ok(bytes) => {
                         slog::info!(
                             self.logger,
-                            "Successful LIST {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
+                            "Successful {} {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
+                            command.as_str(),
                             path,
                             HumanDuration(duration),
                             HumanBytes(bytes),
@@ -637,103 +637,6 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn exec_mlsd(self, path: Option<String>) {
-        let path = self.resolve_path(path);
-        let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, "mlsd").await;
-
-        // Held until the listing is sent: it bounds how many listings are in memory at once.
-        let _permit = listing_permit(&self.listing_permits).await;
-        let start_time = Instant::now();
-
-        let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
-
-        match list_result {
-            Ok(files) => {
-                let mut buffer = String::new();
-                for file_info in files {
-                    let filename = file_info
-                        .path
-                        .as_path()
-                        .components()
-                        .next_back()
-                        .map(|component| component.as_os_str().to_string_lossy())
-                        .unwrap_or("unknown".into());
-
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata);
-                    let line = format!("{} {}", facts_str, filename);
-                    buffer.push_str(&line);
-                    buffer.push_str("\r\n");
-                }
-
-                // Send the formatted data
-                let mut input = std::io::Cursor::new(buffer.into_bytes());
-                let result = send_listing(&mut input, &mut output, self.stall).await;
-
-                if let Err(err) = shut_down(&mut output, self.stall).await {
-                    match err.kind() {
-                        std::io::ErrorKind::BrokenPipe => {
-                            slog::debug!(self.logger, "Output stream was already closed by peer after MLSD: {:?}", err);
-                        }
-                        std::io::ErrorKind::NotConnected => {
-                            slog::debug!(self.logger, "Output stream was already closed after MLSD: {:?}", err);
-                        }
-                        _ => slog::warn!(self.logger, "Could not shutdown output stream after MLSD: {:?}", err),
-                    }
-                }
-
-                let duration = start_time.elapsed();
-
-                match result {
-                    Ok(bytes) => {
-                        slog::info!(
-                            self.logger,
-                            "Successful MLSD {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
-                            path,
-                            HumanDuration(duration),
-                            HumanBytes(bytes),
-                            TransferSpeed(bytes as f64 / duration.as_secs_f64())
-                        );
-
-                        metrics::inc_transferred("mlsd", "success");
-
-                        if let Err(err) = tx.send(ControlChanMsg::DirectorySuccessfullyListed).await {
-                            slog::error!(self.logger, "Could not notify control channel of successful MLSD: {:?}", err);
-                        }
-                    }
-                    Err(err) => {
-                        slog::warn!(
-                            self.logger,
-                            "Failed to copy MLSD data to client after {}. Error: {:?}",
-                            HumanDuration(duration),
-                            err
-                        );
-                        if let Err(err) = tx.send(listing_aborted()).await {
-                            slog::error!(self.logger, "Could not notify control channel of failed MLSD: {:?}", err);
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                let duration = start_time.elapsed();
-                slog::warn!(
-                    self.logger,
-                    "Failed to retrieve directory list for path {:?} (MLSD command) from storage backend after {}: {:?}",
-                    path,
-                    HumanDuration(duration),
-                    err,
-                );
-
-                categorize_and_register_error(&self.logger, &err, "mlsd");
-
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with MLSD: {:?}", err);
-                }
-            }
-        }
-    }
-
-    #[tracing_attributes::instrument]
     async fn writer(socket: DataSocket, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
         Box::new(MeasuringWriter::new(socket, command))
     }
@@ -753,16 +656,6 @@ fn nlst_prefix(arg: Option<&str>) -> Option<String> {
     let arg = arg?;
     let end = arg.rfind('/')? + 1;
     Some(arg[..end].to_string())
-}
-
-/// `prefix` before every CRLF-separated line of `listing`.
-fn prefix_lines(listing: &[u8], prefix: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(listing.len() + listing.len() / 8 * prefix.len());
-    for line in listing.split_inclusive(|&b| b == b'\n') {
-        out.extend_from_slice(prefix);
-        out.extend_from_slice(line);
-    }
-    out
 }
 
 /// Starts processing for the data connection. This will spawn a new async task that will wait for
@@ -924,6 +817,77 @@ where
     }
 }
 
+/// How a listing writes one entry.
+#[derive(Debug)]
+enum Line {
+    /// `LIST`: the entry as `ls -l` would show it.
+    List,
+    /// `NLST`: the name, after this directory part (empty for a directory's own entries).
+    Nlst(String),
+    /// `MLSD`: the facts, then the name (RFC 3659).
+    Mlsd,
+}
+
+impl Line {
+    fn write<M: Metadata>(&self, entry: &Fileinfo<PathBuf, M>, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let _ = match self {
+            Line::List => write!(out, "{}\r\n", entry),
+            Line::Nlst(prefix) => write!(
+                out,
+                "{}{}\r\n",
+                prefix,
+                entry.path.file_name().unwrap_or_else(|| std::ffi::OsStr::new("")).to_str().unwrap_or("")
+            ),
+            Line::Mlsd => {
+                let name = entry
+                    .path
+                    .as_path()
+                    .components()
+                    .next_back()
+                    .map(|component| component.as_os_str().to_string_lossy())
+                    .unwrap_or("unknown".into());
+                let facts = crate::server::controlchan::commands::mlst::format_facts(&entry.metadata);
+                write!(out, "{} {}\r\n", facts, name)
+            }
+        };
+    }
+}
+
+/// A listing is written in chunks of about this many bytes: what it holds in memory besides the
+/// back-end's own batch, however large the directory.
+const LISTING_CHUNK: usize = 16 * 1024;
+
+/// Writes a listing entry by entry as the client takes it: the next entries are asked of the
+/// back-end only once the previous chunk has been written, so a client that reads slowly makes
+/// the listing wait rather than pile up. With a stall limit, fails with `TimedOut` as soon as
+/// no byte could be written for that long. An error from the back-end ends the listing.
+async fn send_entries<M, W>(mut entries: ListStream<M>, line: &Line, output: &mut W, stall: Option<Duration>) -> std::io::Result<u64>
+where
+    M: Metadata,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut buf = Vec::with_capacity(LISTING_CHUNK + 512);
+    let mut total = 0u64;
+    loop {
+        let entry = entries.next().await;
+        if let Some(entry) = &entry {
+            match entry {
+                Ok(entry) => line.write(entry, &mut buf),
+                Err(e) => return Err(std::io::Error::other(format!("the listing failed: {e}"))),
+            }
+        }
+        if buf.len() >= LISTING_CHUNK || (entry.is_none() && !buf.is_empty()) {
+            let mut input = &buf[..];
+            total += send_listing(&mut input, output, stall).await?;
+            buf.clear();
+        }
+        if entry.is_none() {
+            return Ok(total);
+        }
+    }
+}
+
 /// Shuts the data connection down, within the stall limit if there is one.
 async fn shut_down<W: AsyncWrite + Unpin + ?Sized>(output: &mut W, stall: Option<Duration>) -> std::io::Result<()> {
     match stall {
@@ -1038,6 +1002,7 @@ pub(crate) fn categorize_and_register_error(logger: &slog::Logger, err: &Error, 
 enum ListCommand {
     List,
     Nlst,
+    Mlsd,
 }
 
 impl ListCommand {
@@ -1045,19 +1010,21 @@ impl ListCommand {
         match self {
             ListCommand::List => "LIST",
             ListCommand::Nlst => "NLST",
+            ListCommand::Mlsd => "MLSD",
         }
     }
     fn as_lower_str(&self) -> &'static str {
         match self {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
+            ListCommand::Mlsd => "mlsd",
         }
     }
 }
 
 #[cfg(test)]
 mod nlst_tests {
-    use super::{nlst_prefix, prefix_lines};
+    use super::nlst_prefix;
 
     #[test]
     fn the_directory_part_of_an_nlst_argument() {
@@ -1070,11 +1037,5 @@ mod nlst_tests {
         ] {
             assert_eq!(nlst_prefix(arg).as_deref(), want, "{arg:?}");
         }
-    }
-
-    #[test]
-    fn every_line_gets_the_prefix() {
-        assert_eq!(prefix_lines(b"a.txt\r\nb c.txt\r\n", b"sub/"), b"sub/a.txt\r\nsub/b c.txt\r\n");
-        assert_eq!(prefix_lines(b"", b"sub/"), b"");
     }
 }

@@ -77,6 +77,7 @@ where
     ftps_implicit: bool,
     ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
+    close_linger: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -117,6 +118,7 @@ where
     ftps_implicit: bool,
     ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
+    close_linger: Option<std::time::Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -169,6 +171,7 @@ where
             ftps_implicit: false,
             ftps_require_resumption: false,
             ftps_required_for: None,
+            close_linger: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -255,6 +258,7 @@ where
             ftps_implicit: self.ftps_implicit,
             ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
+            close_linger: self.close_linger,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -314,6 +318,7 @@ where
             ftps_implicit: false,
             ftps_require_resumption: false,
             ftps_required_for: None,
+            close_linger: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -408,6 +413,7 @@ where
             ftps_implicit: self.ftps_implicit,
             ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
+            close_linger: self.close_linger,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -679,6 +685,27 @@ where
     /// ```
     pub fn data_stall_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.data_stall_timeout = timeout.into();
+        self
+    }
+
+    /// Sets how long a session that ends (after `QUIT`'s `221`, or because the client closed)
+    /// waits for the client to close the control connection first, reading and dropping what
+    /// it still sends, before closing it. The side that closes first keeps the connection in
+    /// TIME-WAIT: with a linger that is the client, as RFC 959 expects (the user-PI closes after
+    /// `221`), and not the server, which would otherwise keep one for every session it has
+    /// served in the last minutes. A shutdown (`service_until`, `shutdown_indicator`) cuts the
+    /// wait short. The default, `None`, closes at once.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).close_linger(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn close_linger(mut self, linger: impl Into<Option<Duration>>) -> Self {
+        self.close_linger = linger.into();
         self
     }
 
@@ -1174,6 +1201,22 @@ where
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_until(tcp_stream, futures_util::future::pending()).await
+    }
+
+    /// Service a newly established connection as a control connection, as
+    /// [`service`](Server::service) does, until `shutdown` completes: then the control
+    /// connection is closed, as [`listen`](Server::listen) closes its connections when its
+    /// [`shutdown_indicator`](ServerBuilder::shutdown_indicator) fires (a command being
+    /// processed is finished first; a running transfer is left to its own task). Returns once
+    /// the control loop has ended.
+    ///
+    /// A caller that accepts connections itself can so end its sessions without holding a
+    /// duplicate of each socket to shut it down from outside.
+    pub async fn service_until<F>(self, tcp_stream: tokio::net::TcpStream, shutdown: F) -> std::result::Result<(), crate::server::ControlChanError>
+    where
+        F: Future<Output = ()> + Send,
+    {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
@@ -1184,8 +1227,16 @@ where
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
             }
-            Ok(jh) => {
-                if let Err(e) = jh.await {
+            Ok(mut jh) => {
+                let ended = tokio::select! {
+                    ended = &mut jh => ended,
+                    () = shutdown => {
+                        slog::debug!(self.logger, "Closing the control connection: shutdown");
+                        shutdown_notifier.notify().await;
+                        jh.await
+                    }
+                };
+                if let Err(e) = ended {
                     slog::error!(self.logger, "Control loop failed to complete: {:?}", e);
                 }
             }
@@ -1230,6 +1281,7 @@ where
             ftps_implicit: server.ftps_implicit,
             ftps_require_resumption: server.ftps_require_resumption,
             ftps_required_for: server.ftps_required_for.clone(),
+            close_linger: server.close_linger,
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),
@@ -1271,6 +1323,7 @@ where
             .field("login_timeout", &self.login_timeout)
             .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
+            .field("close_linger", &self.close_linger)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()
@@ -1300,6 +1353,7 @@ where
             .field("login_timeout", &self.login_timeout)
             .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
+            .field("close_linger", &self.close_linger)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()

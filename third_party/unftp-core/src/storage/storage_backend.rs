@@ -26,6 +26,30 @@ pub const FEATURE_SITEMD5: u32 = 0b0000_0010;
 /// Result type used by traits in this module
 pub type Result<T> = result::Result<T, Error>;
 
+/// The entries of a directory as [`StorageBackend::list_stream`] produces them.
+pub type ListStream<M> = std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Fileinfo<std::path::PathBuf, M>>> + Send>>;
+
+/// A stream of an iterator's items, each ready at once: the default `list_stream`.
+struct IterStream<I>(I);
+
+// The iterator is never pinned: it is only ever used through `&mut`.
+impl<I> Unpin for IterStream<I> {}
+
+impl<I, T> futures_core::Stream for IterStream<I>
+where
+    I: Iterator<Item = T>,
+{
+    type Item = Result<T>;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.get_mut().0.next().map(Ok))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
 /// Represents the metadata of a _FTP File_
 pub trait Metadata {
     /// Returns the length (size) of the file in bytes.
@@ -236,6 +260,26 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Vec<Fileinfo<std::path::PathBuf, Self::Metadata>>>
     where
         <Self as StorageBackend<User>>::Metadata: Metadata;
+
+    /// Returns the entries of the given directory as a stream, produced as the consumer asks for
+    /// them. The server formats and writes a `LIST`, `NLST` or `MLSD` listing entry by entry as
+    /// the client reads it, so a back-end that implements this (reading its directory in small
+    /// batches) keeps only a bounded part of a listing in memory, however large the directory
+    /// and however slowly the client reads. The stream is dropped, and the work should stop,
+    /// when the listing ends early (the client went away, `ABOR`, a stall).
+    ///
+    /// The default wraps [`list`](StorageBackend::list): the whole directory is read first, as
+    /// before. An error before the first entry (the path does not exist, permission) should be
+    /// this method's own `Err`, so that it becomes the command's reply; an error in the stream
+    /// ends the listing.
+    async fn list_stream<P>(&self, user: &User, path: P) -> Result<ListStream<Self::Metadata>>
+    where
+        P: AsRef<Path> + Send + Debug,
+        Self::Metadata: Metadata + 'static,
+    {
+        let list = self.list(user, path).await?;
+        Ok(Box::pin(IterStream(list.into_iter())))
+    }
 
     /// Returns some bytes that make up a directory listing that can immediately be sent to the client.
     #[allow(clippy::type_complexity)]
@@ -587,5 +631,66 @@ mod tests {
         assert_eq!(kind(ready(sbe.check_put(&user, "/x", 0, false))), ErrorKind::FileNameNotAllowedError);
         assert_eq!(kind(ready(sbe.check_put(&user, "/x", 0, true))), ErrorKind::PermissionDenied);
         assert_eq!(kind(ready(sbe.check_list(&user, "/"))), ErrorKind::PermanentDirectoryNotAvailable);
+    }
+
+    /// A back-end whose `list` answers three entries, and whose other operations refuse.
+    #[derive(Debug)]
+    struct ListsThree;
+
+    #[async_trait]
+    impl StorageBackend<DefaultUser> for ListsThree {
+        type Metadata = NoMeta;
+
+        async fn metadata<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<NoMeta> {
+            RefusesEverything.metadata(u, p).await
+        }
+        async fn list<P: AsRef<Path> + Send + Debug>(&self, _: &DefaultUser, _: P) -> Result<Vec<Fileinfo<PathBuf, NoMeta>>> {
+            Ok(["a", "b c", "d"]
+                .into_iter()
+                .map(|n| Fileinfo {
+                    path: PathBuf::from(n),
+                    metadata: NoMeta,
+                })
+                .collect())
+        }
+        async fn get<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P, s: u64) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+            RefusesEverything.get(u, p, s).await
+        }
+        async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+            &self,
+            u: &DefaultUser,
+            r: R,
+            p: P,
+            s: u64,
+        ) -> Result<u64> {
+            RefusesEverything.put(u, r, p, s).await
+        }
+        async fn del<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            RefusesEverything.del(u, p).await
+        }
+        async fn mkd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            RefusesEverything.mkd(u, p).await
+        }
+        async fn rename<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, f: P, t: P) -> Result<()> {
+            RefusesEverything.rename(u, f, t).await
+        }
+        async fn rmd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            RefusesEverything.rmd(u, p).await
+        }
+        async fn cwd<P: AsRef<Path> + Send + Debug>(&self, u: &DefaultUser, p: P) -> Result<()> {
+            RefusesEverything.cwd(u, p).await
+        }
+    }
+
+    #[test]
+    fn the_default_list_stream_yields_what_list_answers() {
+        let mut stream = ready(ListsThree.list_stream(&DefaultUser, "/")).expect("listed");
+        let mut names = Vec::new();
+        while let Poll::Ready(Some(entry)) = stream.as_mut().poll_next(&mut Context::from_waker(Waker::noop())) {
+            names.push(entry.expect("an entry").path);
+        }
+        assert_eq!(names, [PathBuf::from("a"), PathBuf::from("b c"), PathBuf::from("d")]);
+        let refused = ready(RefusesEverything.list_stream(&DefaultUser, "/")).err().expect("refused");
+        assert_eq!(refused.kind(), ErrorKind::PermissionDenied);
     }
 }

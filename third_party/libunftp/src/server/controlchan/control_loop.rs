@@ -69,6 +69,7 @@ where
     pub ftps_implicit: bool,
     pub ftps_require_resumption: bool,
     pub ftps_required_for: Option<crate::options::FtpsRequiredFor>,
+    pub close_linger: Option<Duration>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -78,6 +79,24 @@ where
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+}
+
+/// Waits up to `linger` (or until a shutdown) for the client to close the control connection,
+/// reading and dropping at most 4 KiB of what it still sends (`ServerBuilder::close_linger`).
+async fn wait_for_close(mut io: Box<dyn AsyncReadAsyncWriteSendUnpin>, linger: Duration, shutdown: &mut shutdown::Listener) {
+    let mut buf = vec![0u8; 512];
+    let drain = async {
+        for _ in 0..8 {
+            match tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown.listen() => {}
+        _ = tokio::time::timeout(linger, drain) => {}
+    }
 }
 
 /// Does TCP processing when an FTP client connects
@@ -111,6 +130,7 @@ where
         ftps_implicit,
         ftps_require_resumption,
         ftps_required_for,
+        close_linger,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -333,6 +353,17 @@ where
                         slog::warn!(logger, "Could not send CloseDataPortCommand to channel: {}", err);
                         return;
                     };
+                    if let Some(linger) = close_linger {
+                        // RFC 959: after `221` the user-PI closes the control connection. Waiting
+                        // for it to do so (`ServerBuilder::close_linger`) leaves the TIME-WAIT on
+                        // its side, not one on ours for every session served; what it still sends
+                        // meanwhile is read and dropped, a few KiB at most. A shutdown (already
+                        // signalled when it is what ended the loop) does not wait.
+                        let io = command_source.into_inner().unsplit(reply_sink.into_inner());
+                        // Boxed: the wait's state is allocated for a session that ends, rather
+                        // than carried in the task of every idle session.
+                        Box::pin(wait_for_close(io, linger, &mut shutdown)).await;
+                    }
                     slog::debug!(logger, "Exiting control loop");
                     return;
                 }
