@@ -1564,3 +1564,30 @@ async fn after_quit_the_server_waits_for_the_client_to_close_first() {
     stop.cancel();
     assert_eq!(b.reply().await.0, 0, "closed at shutdown");
 }
+
+// Patch 44: the embedder learns when a session's control loop ends, even while a transfer runs.
+
+#[tokio::test]
+async fn the_session_end_signal_fires_when_the_client_leaves_during_an_upload() {
+    let root = Root::new("session-end");
+    let ended = tokio_util::sync::CancellationToken::new();
+    let signal = ended.clone();
+    let addr = serve(&root, "127.0.0.1:0", move |b| b.session_end_signal(signal.clone())).await;
+    let mut c = Ctl::login(addr).await;
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let mut data = tokio::time::timeout(WAIT, TcpStream::connect(SocketAddr::new(addr.ip(), epsv_port(&text))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.cmd("STOR up.bin").await.0, 150);
+    data.write_all(b"the first part of an upload").await.unwrap();
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+    assert!(!ended.is_cancelled(), "the client is still there");
+    // The client goes away; its data connection stays open, the upload unfinished.
+    drop(c);
+    tokio::time::timeout(WAIT, ended.cancelled())
+        .await
+        .expect("the signal fires while the upload is still running");
+    drop(data);
+}

@@ -78,6 +78,7 @@ where
     ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
     close_linger: Option<std::time::Duration>,
+    session_end_signal: Option<tokio_util::sync::CancellationToken>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -119,6 +120,7 @@ where
     ftps_require_resumption: bool,
     ftps_required_for: Option<options::FtpsRequiredFor>,
     close_linger: Option<std::time::Duration>,
+    session_end_signal: Option<tokio_util::sync::CancellationToken>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -172,6 +174,7 @@ where
             ftps_require_resumption: false,
             ftps_required_for: None,
             close_linger: None,
+            session_end_signal: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -259,6 +262,7 @@ where
             ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
             close_linger: self.close_linger,
+            session_end_signal: self.session_end_signal,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -319,6 +323,7 @@ where
             ftps_require_resumption: false,
             ftps_required_for: None,
             close_linger: None,
+            session_end_signal: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -414,6 +419,7 @@ where
             ftps_require_resumption: self.ftps_require_resumption,
             ftps_required_for: self.ftps_required_for,
             close_linger: self.close_linger,
+            session_end_signal: self.session_end_signal,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -706,6 +712,32 @@ where
     /// ```
     pub fn close_linger(mut self, linger: impl Into<Option<Duration>>) -> Self {
         self.close_linger = linger.into();
+        self
+    }
+
+    /// Sets a token that the control loop cancels when it ends, whatever way: the client closed
+    /// or reset the control connection, sent `QUIT`, timed out, or the server shut the session
+    /// down. It is cancelled as soon as the loop has read the end of the control connection,
+    /// while a data transfer may still be running, so that a storage back-end can ask, before it
+    /// publishes an upload, whether its client is still there (in stream mode, RFC 959 §3.4.1,
+    /// the end of the data is the close of the data connection: a client that died mid-upload
+    /// and one that finished look alike there, not on the control connection).
+    ///
+    /// Meant for a `Server` that serves one session (`service`, `service_until`): with
+    /// `listen`, every session would cancel the same token.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use tokio_util::sync::CancellationToken;
+    /// use unftp_sbe_fs::Filesystem;
+    ///
+    /// let ended = CancellationToken::new();
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap())).session_end_signal(ended.clone());
+    /// ```
+    pub fn session_end_signal(mut self, token: tokio_util::sync::CancellationToken) -> Self {
+        self.session_end_signal = Some(token);
         self
     }
 
@@ -1282,6 +1314,7 @@ where
             ftps_require_resumption: server.ftps_require_resumption,
             ftps_required_for: server.ftps_required_for.clone(),
             close_linger: server.close_linger,
+            session_end_signal: server.session_end_signal.clone(),
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),
@@ -1324,6 +1357,7 @@ where
             .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
             .field("close_linger", &self.close_linger)
+            .field("session_end_signal", &self.session_end_signal)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()
@@ -1354,6 +1388,7 @@ where
             .field("listing_permits", &self.listing_permits)
             .field("data_stall_timeout", &self.data_stall_timeout)
             .field("close_linger", &self.close_linger)
+            .field("session_end_signal", &self.session_end_signal)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()

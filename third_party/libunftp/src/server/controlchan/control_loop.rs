@@ -70,6 +70,7 @@ where
     pub ftps_require_resumption: bool,
     pub ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     pub close_linger: Option<Duration>,
+    pub session_end_signal: Option<tokio_util::sync::CancellationToken>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -131,6 +132,7 @@ where
         ftps_require_resumption,
         ftps_required_for,
         close_linger,
+        session_end_signal,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -166,6 +168,8 @@ where
     let stop_passive = crate::server::session::StopPassiveOnDrop(session.passive_listener.clone());
     // And so does its listing, if one is running or waiting (patch 19).
     let session_gone = session.gone.clone().drop_guard();
+    // The embedder's signal (`ServerBuilder::session_end_signal`) goes with it.
+    let session_end = session_end_signal.map(|t| t.drop_guard());
     let shared_session: SharedSession<Storage, User> = Arc::new(Mutex::new(session));
 
     let event_chain = PrimaryEventHandler {
@@ -270,6 +274,7 @@ where
         }
         let _stop_passive = stop_passive;
         let _session_gone = session_gone;
+        let _session_end = session_end;
         // Unknown, malformed or login-requiring commands seen before a login (see MAX_PRELOGIN_STRIKES).
         let mut prelogin_strikes: u32 = 0;
         // The login deadline, while not logged in: a client that never logs in is disconnected
