@@ -16,9 +16,9 @@
 //! libunftp's `service_until()` consumes its `Server`, so a (cheap) `Server` is built per
 //! connection; the accounts, lockout state and xferlog are shared between them. Its shutdown
 //! signal (libunftp patch 42) closes the sessions at shutdown, and `close_linger` (patch 43)
-//! lets the client close first after `QUIT`, so no duplicate of a control socket is needed for
-//! that; one is still kept ([`crate::control`]) for the session's uploads to see whether their
-//! client is still there.
+//! lets the client close first after `QUIT`, and its session end signal (patch 44) tells the
+//! session's uploads whether their client is still there ([`crate::control`]), so no duplicate
+//! of a control socket is kept: a session holds one descriptor.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use crate::account::FtpUser;
 use crate::auth::{Accounts, SessionAuth};
 use crate::config::Config;
-use crate::control::ControlConnections;
+use crate::control::ControlLink;
 use crate::storage::{FtpStorage, StorageShared};
 use crate::xferlog::XferLog;
 
@@ -355,8 +355,6 @@ async fn serve(
     let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
     let listings = Arc::new(Semaphore::new(MAX_LISTINGS));
     let sessions = TaskTracker::new();
-    let controls: Arc<ControlConnections> = Arc::default();
-    let mut next_id: u64 = 0;
     // Cancelled once running transfers are done (or the grace period is over): every session's
     // control connection is then closed (libunftp's `service_until`).
     let close = CancellationToken::new();
@@ -386,26 +384,12 @@ async fn serve(
                 continue;
             }
         };
-        next_id += 1;
-        let id = next_id;
-        // Keep a duplicate of the control socket, for the session's uploads to see whether
-        // their client is still there (crate::control).
-        let stream = match stream.into_std().and_then(|s| {
-            let dup = s.try_clone()?;
-            Ok((TcpStream::from_std(s)?, dup))
-        }) {
-            Ok((s, dup)) => {
-                controls.insert(id, dup);
-                s
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer, error = %e, "cannot take over the connection");
-                continue;
-            }
-        };
         let auth = Arc::new(SessionAuth::new(accounts.clone()));
         let storage_shared = shared.clone();
-        let control = controls.link(id);
+        // Cancelled by libunftp when the session ends (patch 44): its uploads ask it whether
+        // their client is still there (crate::control).
+        let ended = CancellationToken::new();
+        let control = ControlLink::new(ended.clone());
         let mut builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
             Box::new(move || FtpStorage::new(storage_shared.clone(), peer, control.clone())),
             auth.clone(),
@@ -434,6 +418,7 @@ async fn serve(
             // leaves the TIME-WAIT on its side (without this, 100 curl sessions in a row left 90
             // on ours). Cut short by the shutdown signal.
             .close_linger(LINGER)
+            .session_end_signal(ended)
             .sitemd5(SiteMd5::None)
             // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
             // any connection (RFC 2577; our libunftp patches 6 and 7).
@@ -444,7 +429,6 @@ async fn serve(
             })
             .build()
             .map_err(ServerError::Engine)?;
-        let controls = controls.clone();
         let closed = close.clone().cancelled_owned();
         sessions.spawn(async move {
             let _admission = admission;
@@ -453,7 +437,6 @@ async fn serve(
             if let Err(e) = server.service_until(stream, closed).await {
                 tracing::warn!(peer = %peer, error = %e, "session failed");
             }
-            controls.remove(id);
             tracing::debug!(peer = %peer, secs = started.elapsed().as_secs_f64(), "session closed");
         });
     }
