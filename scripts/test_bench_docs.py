@@ -25,7 +25,7 @@ SAMPLE = {
         "ftp-server": {"status": "skipped", "missing": ["vsftpd"]},
         "ftp-vs-tcp": {
             "status": "ran",
-            "command": ["target/release/ftp-vs-tcp", "--quiet"],
+            "command": [os.path.join(bench_docs.ROOT, "target/release/ftp-vs-tcp"), "--quiet"],
             "tables": [],
             "results": {
                 "sizes": [
@@ -77,6 +77,7 @@ class RewriteTest(unittest.TestCase):
         self.assertIn("| same file, nc | 1000 MB/s | tcp-fileserv >= nc: 2.00x |", text)
         self.assertIn("load average 1.50, 2.25, 3.00", text)
         self.assertIn("`scripts/bench-tcp-fileserv`", text)
+        self.assertIn("`target/release/ftp-vs-tcp --quiet`", text, "paths below the checkout")
         # ftp-vs-tcp: each protocol's figure beside its ratio to TCP of the same run; a
         # protocol missing at a size is a dash, not a shifted column.
         self.assertIn("| size | TCP MB/s | FTP MB/s (time / TCP) | FTPS MB/s (time / TCP) |", text)
