@@ -26,6 +26,7 @@ fn colour(p: Protocol) -> RGBColor {
     match p {
         Protocol::Tcp => RGBColor(31, 119, 180),
         Protocol::Ftp => RGBColor(214, 39, 40),
+        Protocol::Ftps => RGBColor(44, 160, 44),
     }
 }
 

@@ -23,8 +23,7 @@ use tcp_fileserv::config::HostPort;
 use tcp_fileserv::protocol::Kind;
 use thiserror::Error;
 
-/// The protocols compared. FTPS joins here, as a third row per size, once ftp-server and
-/// ftp-client speak it (its set-up then adds the TLS handshakes of both connections).
+/// The protocols compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -32,6 +31,10 @@ pub enum Protocol {
     Tcp,
     /// FTP (RFC 959): a control connection and a data connection per transfer.
     Ftp,
+    /// FTP over TLS (RFC 4217), explicit: `AUTH TLS` on the control connection, `PBSZ 0` and
+    /// `PROT P`, and a TLS handshake (resuming the control connection's session) on each data
+    /// connection.
+    Ftps,
 }
 
 impl Protocol {
@@ -40,6 +43,7 @@ impl Protocol {
         match self {
             Self::Tcp => "TCP",
             Self::Ftp => "FTP",
+            Self::Ftps => "FTPS",
         }
     }
 }
@@ -78,6 +82,12 @@ pub struct Sample {
     pub prepare: Duration,
     /// FTP: `EPSV` (or `PASV`) and opening the data connection.
     pub passive: Duration,
+    /// FTPS: `AUTH TLS`, the control connection's TLS handshake, `PBSZ 0` and `PROT P`
+    /// (after `connect`, before `login`).
+    pub tls_control: Duration,
+    /// FTPS: the data connection's TLS handshake, from the `150` that answers `RETR` to the
+    /// handshake's end (after `setup`, before the first byte).
+    pub tls_data: Duration,
     /// Everything before the request for the file is sent (`GET`, `RETR`).
     pub setup: Duration,
     /// Round trips (see the module's documentation).
@@ -186,10 +196,20 @@ pub struct FtpFile {
     pub dirs: Vec<String>,
     /// The file's name in the last of them.
     pub name: String,
+    /// FTPS (explicit, `AUTH TLS`, data protected) trusting this; `None`: plain FTP.
+    pub tls: Option<Trust>,
 }
 
-/// The protocol trace, timestamped: what ftp-client sent (`> CMD`) and the data connections
-/// it opened, so that phases and round trips come from what really happened.
+/// The kind of event recorded for a reply (`< ...`): kept for timing, not a round trip.
+pub const REPLY: &str = "<";
+/// The kind of event recorded when a TLS handshake ended (`* TLS on the control connection`).
+pub const TLS_CONTROL: &str = "TLS-CONTROL";
+/// The kind of event recorded when a data connection's TLS handshake ended.
+pub const TLS_DATA: &str = "TLS-DATA";
+
+/// The protocol trace, timestamped: what ftp-client sent (`> CMD`), the replies, the data
+/// connections it opened and the TLS handshakes it finished, so that phases and round trips
+/// come from what really happened.
 #[derive(Clone, Default)]
 pub struct Events(Arc<Mutex<Vec<(Instant, String)>>>);
 
@@ -197,19 +217,37 @@ impl Events {
     /// A tracer for [`Session::connect`] that records into these events.
     pub fn tracer(&self) -> ftp_client::Tracer {
         let events = self.0.clone();
-        Arc::new(move |line: &str| {
-            let kind = if let Some(cmd) = line.strip_prefix("> ") {
-                cmd.split(' ').next().unwrap_or("").to_ascii_uppercase()
-            } else if line.starts_with("* data connection") {
-                "DATA".to_owned()
-            } else {
-                return;
-            };
-            events
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push((Instant::now(), kind));
+        Arc::new(move |text: &str| {
+            let now = Instant::now();
+            // One call may carry several lines (`> PBSZ 0` and `> PROT P` after AUTH TLS).
+            for line in text.lines() {
+                let kind = if let Some(cmd) = line.strip_prefix("> ") {
+                    cmd.split(' ').next().unwrap_or("").to_ascii_uppercase()
+                } else if line.starts_with("< ") {
+                    REPLY.to_owned()
+                } else if line.starts_with("* data connection") {
+                    "DATA".to_owned()
+                } else if line.starts_with("* TLS on the control connection") {
+                    TLS_CONTROL.to_owned()
+                } else if line.starts_with("* TLS on the data connection") {
+                    TLS_DATA.to_owned()
+                } else {
+                    continue;
+                };
+                events
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((now, kind));
+            }
         })
+    }
+
+    /// The events so far, leaving them.
+    pub fn snapshot(&self) -> Vec<(Instant, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The events so far, leaving none.
@@ -231,10 +269,12 @@ fn first_of(events: &[(Instant, String)], kinds: &[&str]) -> Option<Instant> {
         .map(|(t, _)| *t)
 }
 
-/// Round trips of a recorded dialog: one per command and per data connection, plus the
-/// control connection's own when `connected` is true.
+/// Round trips of a recorded dialog: one per command, per data connection and per TLS
+/// handshake (TLS 1.3: one round trip before the client may send, resumed or not; RFC 8446
+/// §2), plus the control connection's own when `connected` is true. Replies are not counted:
+/// each answers a command already counted.
 pub fn round_trips(events: &[(Instant, String)], connected: bool) -> u32 {
-    u32::from(connected) + events.len() as u32
+    u32::from(connected) + events.iter().filter(|(_, k)| k != REPLY).count() as u32
 }
 
 /// Logs in to an FTP server (connect, USER, PASS, the CWDs, TYPE I), timing each step into a
@@ -245,25 +285,32 @@ pub async fn ftp_login(
     events: &Events,
     t0: Instant,
 ) -> Result<(Session, Sample), MeasureError> {
-    let plain = (TlsMode::Off, &Trust::System);
-    let mut s = Session::connect(
-        &f.host,
-        f.port,
-        timeout,
-        Some(events.tracer()),
-        false,
-        plain,
-    )
-    .await?;
-    let connect = t0.elapsed();
+    let tls = match &f.tls {
+        None => (TlsMode::Off, &Trust::System),
+        Some(trust) => (TlsMode::Explicit { required: true }, trust),
+    };
+    let mut s =
+        Session::connect(&f.host, f.port, timeout, Some(events.tracer()), false, tls).await?;
+    let connected = t0.elapsed();
+    // With TLS, the greeting came before AUTH TLS went out; the rest is the handshake.
+    let auth = events
+        .snapshot()
+        .iter()
+        .find(|(_, k)| k == "AUTH")
+        .map(|(t, _)| *t - t0);
+    let (connect, tls_control) = match auth {
+        Some(a) => (a, connected.saturating_sub(a)),
+        None => (connected, Duration::ZERO),
+    };
     s.login(&f.user, &f.password).await?;
-    let login = t0.elapsed() - connect;
+    let login = t0.elapsed() - connected;
     s.cwd_all(&f.dirs).await?;
     s.set_type(false).await?;
     Ok((
         s,
         Sample {
             connect,
+            tls_control,
             login,
             ..Sample::default()
         },
@@ -311,10 +358,21 @@ pub async fn ftp_get(f: &FtpFile, hash: bool, timeout: Duration) -> Result<Sampl
     let at = |kinds: &[&str]| first_of(&ev, kinds).map(|t| t - t0);
     let passive_at = at(&["EPSV", "PASV"]).unwrap_or_default();
     let setup = at(&["RETR"]).unwrap_or(body.total);
+    // The data handshake starts when the 150 answering RETR arrives (RFC 4217 §9).
+    let tls_data = ev
+        .iter()
+        .position(|(_, k)| k == TLS_DATA)
+        .and_then(|end| {
+            let start = ev[..end].iter().rev().find(|(_, k)| k == REPLY)?.0;
+            Some(ev[end].0 - start)
+        })
+        .unwrap_or_default();
     Ok(Sample {
         connect: head.connect,
+        tls_control: head.tls_control,
         login: head.login,
-        prepare: passive_at.saturating_sub(head.connect + head.login),
+        tls_data,
+        prepare: passive_at.saturating_sub(head.connect + head.tls_control + head.login),
         passive: setup.saturating_sub(passive_at),
         setup,
         round_trips: round_trips(&ev, true),
@@ -338,13 +396,24 @@ mod tests {
             "* data connection to 127.0.0.1:5000",
             "* ignoring the PASV address",
             "> RETR a b.bin",
+            "< 150 Sending",
+            "* TLS on the data connection: TLSv1_3 (resumed); certificate checked against x",
+            "> AUTH TLS",
+            "> PBSZ 0\n> PROT P\n* (sent by suppaftp after AUTH TLS; both accepted)",
         ] {
             tracer(line);
         }
         let ev = events.take();
         let kinds: Vec<&str> = ev.iter().map(|(_, k)| k.as_str()).collect();
-        assert_eq!(kinds, ["USER", "PASS", "EPSV", "DATA", "RETR"]);
-        assert_eq!(round_trips(&ev, true), 6);
+        assert_eq!(
+            kinds,
+            [
+                "USER", REPLY, "PASS", "EPSV", "DATA", "RETR", REPLY, TLS_DATA, "AUTH", "PBSZ",
+                "PROT"
+            ]
+        );
+        // Replies are not round trips of their own; the handshake and PBSZ, PROT are.
+        assert_eq!(round_trips(&ev, true), 10);
         assert!(first_of(&ev, &["PASV", "EPSV"]).is_some());
         assert!(events.take().is_empty(), "taken once");
     }

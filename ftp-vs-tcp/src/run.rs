@@ -1,5 +1,5 @@
 //! The comparison itself: creates the files, starts the servers, runs every download in turn
-//! (TCP then FTP, run after run, so that a change in the machine's load hits both alike),
+//! (TCP, FTP then FTPS, run after run, so that a change in the machine's load hits all alike),
 //! checks the bytes, then the scenarios; returns a [`Report`].
 
 use std::io;
@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ftp_client::tls::Trust;
 use indicatif::{ProgressBar, ProgressStyle};
 use tcp_fileserv::client::Client;
 use tcp_fileserv::config::HostPort;
@@ -20,9 +21,12 @@ use crate::measure::{
 };
 use crate::netns::{Link, LinkError, SERVER_IP};
 use crate::report::{
-    CPU_METHOD, FTPS_NOT_YET, Report, ScenarioRow, Shaped, SizeRow, fill_ratios, median, size_row,
+    CPU_METHOD, FTPS_HOW, FTPS_REMOTE, Report, ScenarioRow, Shaped, SizeRow, fill_ratios, median,
+    size_row,
 };
-use crate::servers::{self, FTP_THREADS, SMALL_DIR, Servers, StartError, TCP_THREADS};
+use crate::servers::{
+    self, FTP_THREADS, FTPS_THREADS, SMALL_DIR, Servers, StartError, TCP_THREADS,
+};
 
 /// Thread-name prefix of the FTP client's runtime.
 pub const FTP_CLIENT_THREADS: &str = "cli-ftp";
@@ -188,6 +192,7 @@ impl Bench {
         let prefix = match p {
             Protocol::Tcp => TCP_THREADS,
             Protocol::Ftp => FTP_THREADS,
+            Protocol::Ftps => FTPS_THREADS,
         };
         if !self.local {
             return (f(), Duration::ZERO);
@@ -211,9 +216,14 @@ impl Bench {
     }
 
     fn ftp_one(&self, f: &FtpFile, hash: bool) -> Result<(Sample, Duration), MeasureError> {
+        let protocol = if f.tls.is_some() {
+            Protocol::Ftps
+        } else {
+            Protocol::Ftp
+        };
         let (f, timeout) = (f.clone(), self.timeout);
         let before = cpu::of_threads(FTP_CLIENT_THREADS);
-        let (r, cpu) = self.with_server_cpu(Protocol::Ftp, || {
+        let (r, cpu) = self.with_server_cpu(protocol, || {
             self.ftp(async move { ftp_get(&f, hash, timeout).await })
         });
         let mut s = r?;
@@ -229,6 +239,8 @@ struct Pair {
     tcp: HostPort,
     tcp_name: String,
     ftp: FtpFile,
+    /// The same file over FTPS (`None`: not measured).
+    ftps: Option<FtpFile>,
     /// The expected SHA-256 (`None` remote: the two downloads are compared with each other).
     sha256: Option<String>,
 }
@@ -247,9 +259,10 @@ fn check(what: &str, got: Option<String>, want: &str, against: &str) -> Result<(
     }
 }
 
-fn measure_pair(b: &Bench, p: &Pair, runs: u32) -> Result<[SizeRow; 2], RunError> {
+fn measure_pair(b: &Bench, p: &Pair, runs: u32) -> Result<Vec<SizeRow>, RunError> {
     let tcp_what = format!("TCP download of {} ({})", p.tcp_name, p.label);
     let ftp_what = format!("FTP download of {} ({})", p.ftp.name, p.label);
+    let ftps_what = format!("FTPS download of {} ({})", p.ftp.name, p.label);
     b.bar
         .set_message(format!("{}: checking the bytes", p.label));
     // The first download of each is hashed (and warms every cache); it is not counted.
@@ -259,10 +272,21 @@ fn measure_pair(b: &Bench, p: &Pair, runs: u32) -> Result<[SizeRow; 2], RunError
     b.bar.inc(1);
     let (f, _) = b.ftp_one(&p.ftp, true).map_err(failed(&ftp_what))?;
     b.bar.inc(1);
+    let secure = match &p.ftps {
+        Some(file) => {
+            let (s, _) = b.ftp_one(file, true).map_err(failed(&ftps_what))?;
+            b.bar.inc(1);
+            Some(s.sha256)
+        }
+        None => None,
+    };
     match &p.sha256 {
         Some(want) => {
             check(&tcp_what, t.sha256, want, "the served file")?;
             check(&ftp_what, f.sha256, want, "the served file")?;
+            if let Some(got) = secure {
+                check(&ftps_what, got, want, "the served file")?;
+            }
         }
         None => check(
             &ftp_what,
@@ -271,8 +295,8 @@ fn measure_pair(b: &Bench, p: &Pair, runs: u32) -> Result<[SizeRow; 2], RunError
             "the TCP download",
         )?,
     }
-    let (mut ts, mut fs) = (Vec::new(), Vec::new());
-    let (mut tcpu, mut fcpu) = (Duration::ZERO, Duration::ZERO);
+    let (mut ts, mut fs, mut ss) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tcpu, mut fcpu, mut scpu) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for i in 0..runs {
         b.bar
             .set_message(format!("{}: run {}/{runs}", p.label, i + 1));
@@ -286,7 +310,14 @@ fn measure_pair(b: &Bench, p: &Pair, runs: u32) -> Result<[SizeRow; 2], RunError
         fs.push(s);
         fcpu += c;
         b.bar.inc(1);
+        if let Some(file) = &p.ftps {
+            let (s, c) = b.ftp_one(file, false).map_err(failed(&ftps_what))?;
+            ss.push(s);
+            scpu += c;
+            b.bar.inc(1);
+        }
     }
+    let scpu = b.local.then_some(scpu);
     let (tcp_path, ftp_path, tcpu, fcpu) = if b.local {
         // tcp-fileserv sends a body of up to 64 KiB with its header in one write; larger ones
         // go through filexfer's send_range, which uses sendfile on a plain TCP socket.
@@ -300,10 +331,22 @@ fn measure_pair(b: &Bench, p: &Pair, runs: u32) -> Result<[SizeRow; 2], RunError
     } else {
         ("unknown", "unknown", None, None)
     };
-    Ok([
+    let mut rows = vec![
         size_row(Protocol::Tcp, p.size, tcp_path, ts, tcpu, true),
         size_row(Protocol::Ftp, p.size, ftp_path, fs, fcpu, true),
-    ])
+    ];
+    if p.ftps.is_some() {
+        // rustls encrypts from ftp-server's buffer: the same copy, plus AES-GCM.
+        rows.push(size_row(
+            Protocol::Ftps,
+            p.size,
+            "buffered copy + TLS",
+            ss,
+            scpu,
+            true,
+        ));
+    }
+    Ok(rows)
 }
 
 /// One scenario's runs: `f` returns (wall time, round trips, client CPU) per run.
@@ -606,6 +649,12 @@ fn shaped(
         password: "ftp-vs-tcp@".into(),
         dirs,
         name: name.to_owned(),
+        tls: None,
+    };
+    let ftps_file = |name: &str| FtpFile {
+        port: srv.ftps.port(),
+        tls: Some(Trust::Pin(srv.ftps_pin)),
+        ..ftp_file(Vec::new(), name)
     };
     let mut out = Shaped {
         link: format!(
@@ -635,6 +684,7 @@ fn shaped(
             tcp: HostPort::from(srv.tcp),
             tcp_name: s.name.clone(),
             ftp: ftp_file(Vec::new(), &s.name),
+            ftps: Some(ftps_file(&s.name)),
             sha256: Some(s.sha256.clone()),
         };
         out.sizes.extend(measure_pair(&b, &p, config.runs)?);
@@ -688,7 +738,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 .filter(|&s| s <= CONCURRENT_MAX_SIZE)
                 .max()
                 .unwrap_or_else(|| sizes.iter().copied().min().unwrap_or(SMALL_SIZE));
-            let steps = sizes.len() as u64 * 2 * (1 + u64::from(runs))
+            let steps = sizes.len() as u64 * 3 * (1 + u64::from(runs))
                 + if config.scenarios {
                     u64::from(runs)
                         * (if small > 0 { 4 } else { 0 } + 2 * config.clients.len() as u64)
@@ -697,7 +747,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 }
                 + if config.link.is_some() {
                     let shaped = sizes.iter().filter(|&&s| s <= SHAPED_MAX_SIZE).count() as u64;
-                    shaped * 2 * (1 + u64::from(runs))
+                    shaped * 3 * (1 + u64::from(runs))
                         + if small > 0 { 4 * u64::from(runs) } else { 0 }
                 } else {
                     0
@@ -725,6 +775,12 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 password: "ftp-vs-tcp@".into(),
                 dirs,
                 name: name.to_owned(),
+                tls: None,
+            };
+            let ftps_file = |name: &str| FtpFile {
+                port: srv.ftps.port(),
+                tls: Some(Trust::Pin(srv.ftps_pin)),
+                ..ftp_file(Vec::new(), name)
             };
             let pair = |s: &servers::Served| Pair {
                 size: s.size,
@@ -732,6 +788,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 tcp: HostPort::from(srv.tcp),
                 tcp_name: s.name.clone(),
                 ftp: ftp_file(Vec::new(), &s.name),
+                ftps: Some(ftps_file(&s.name)),
                 sha256: Some(s.sha256.clone()),
             };
             let mut report = Report {
@@ -740,7 +797,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 cpu_method: CPU_METHOD,
                 sizes: Vec::new(),
                 scenarios: Vec::new(),
-                ftps: FTPS_NOT_YET,
+                ftps: FTPS_HOW.into(),
                 shaped: None,
             };
             // The first downloads of a fresh process are slower (thread pools growing, code
@@ -753,6 +810,10 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                         .map_err(failed("TCP warm-up download"))?;
                     b.ftp_one(&pair(s).ftp, false)
                         .map_err(failed("FTP warm-up download"))?;
+                    if let Some(f) = &pair(s).ftps {
+                        b.ftp_one(f, false)
+                            .map_err(failed("FTPS warm-up download"))?;
+                    }
                 }
             }
             for s in served.iter().filter(|s| sizes.contains(&s.size)) {
@@ -796,6 +857,7 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 password: ftp.password.clone().unwrap_or_else(|| "ftp-vs-tcp@".into()),
                 dirs: ftp.dirs.clone(),
                 name: ftp.file.clone().unwrap_or_default(),
+                tls: None,
             };
             // The size is what the TCP server announces.
             let probe = b
@@ -808,15 +870,16 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 tcp: tcp.clone(),
                 tcp_name: tcp_name.clone(),
                 ftp: file,
+                ftps: None,
                 sha256: None,
             };
             let mut report = Report {
                 target: format!("ftp://{}:{} and {tcp}", p.ftp.host, p.ftp.port),
                 cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 cpu_method: CPU_METHOD,
-                sizes: measure_pair(&b, &p, runs)?.into(),
+                sizes: measure_pair(&b, &p, runs)?,
                 scenarios: Vec::new(),
-                ftps: FTPS_NOT_YET,
+                ftps: FTPS_REMOTE.into(),
                 shaped: None,
             };
             b.bar.finish_and_clear();

@@ -1,6 +1,11 @@
-//! The two servers, started in this process on loopback over one directory, each on a tokio
-//! runtime of its own whose threads carry its name (`srv-tcp`, `srv-ftp`) so that
+//! The servers, started in this process on loopback over one directory, each on a tokio
+//! runtime of its own whose threads carry its name (`srv-tcp`, `srv-ftp`, `srv-tls` for FTPS) so that
 //! [`crate::cpu::of_threads`] can tell their CPU time apart; and the files they serve.
+//!
+//! FTPS is a second ftp-server with a certificate (its own self-signed one, made in a
+//! temporary state directory outside the served root), not the FTP one with TLS optional: each
+//! protocol's server CPU time stays its own, and plain FTP is measured on a server that has no
+//! TLS configured at all, as most are.
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,6 +21,9 @@ use tokio::sync::oneshot;
 pub const TCP_THREADS: &str = "srv-tcp";
 /// Thread-name prefix of ftp-server's runtime.
 pub const FTP_THREADS: &str = "srv-ftp";
+/// Thread-name prefix of the FTPS ftp-server's runtime (not `srv-ftps`:
+/// [`crate::cpu::of_threads`] matches by prefix, and that would count it as FTP's).
+pub const FTPS_THREADS: &str = "srv-tls";
 /// The directory of the many-small-files scenario, below the served root.
 pub const SMALL_DIR: &str = "small";
 
@@ -31,6 +39,12 @@ pub enum StartError {
     /// ftp-server refused its configuration.
     #[error("ftp-server refused to start")]
     Ftp(#[source] ftp_server::ServerError),
+    /// The FTPS server's certificate could not be made.
+    #[error("cannot make the FTPS server's certificate")]
+    Tls(#[source] ftp_server::tls::TlsError),
+    /// The certificate's fingerprint did not parse as a pin (a bug).
+    #[error("cannot pin the FTPS server's certificate: {0}")]
+    Pin(String),
 }
 
 /// A file created to be served: its name below the root, size and SHA-256.
@@ -191,14 +205,20 @@ where
     })
 }
 
-/// Both servers, serving the same directory on loopback; stopped on drop.
+/// The servers, serving the same directory on loopback; stopped on drop.
 #[derive(Debug)]
 pub struct Servers {
     /// tcp-fileserv's address.
     pub tcp: SocketAddr,
-    /// ftp-server's address.
+    /// ftp-server's address (plain FTP).
     pub ftp: SocketAddr,
+    /// The FTPS ftp-server's address (explicit FTPS: `AUTH TLS` on this port).
+    pub ftps: SocketAddr,
+    /// SHA-256 of the FTPS server's certificate, for [`ftp_client::tls::Trust::Pin`].
+    pub ftps_pin: [u8; 32],
     _running: Vec<Running>,
+    /// The FTPS server's state directory (its certificate); after the servers, removed.
+    _state: tempfile::TempDir,
 }
 
 impl Servers {
@@ -222,11 +242,11 @@ impl Servers {
                 crate::netns::enter(n).map_err(io::Error::other)?;
             }
             let bind = || std::net::TcpListener::bind((ip, 0));
-            Ok::<_, io::Error>((bind()?, bind()?))
+            Ok::<_, io::Error>((bind()?, bind()?, bind()?))
         })
         .join()
         .map_err(|_| StartError::Server("servers", io::Error::other("bind thread panicked")))?;
-        let (tcp_listener, ftp_listener) =
+        let (tcp_listener, ftp_listener, ftps_listener) =
             bound.map_err(|e| StartError::Server("tcp-fileserv and ftp-server", e))?;
         let tcp = tcp_listener
             .local_addr()
@@ -234,6 +254,9 @@ impl Servers {
         let ftp = ftp_listener
             .local_addr()
             .map_err(|e| StartError::Server("ftp-server", e))?;
+        let ftps = ftps_listener
+            .local_addr()
+            .map_err(|e| StartError::Server("ftp-server (FTPS)", e))?;
 
         // Both serve only the files this comparison made (or was given to compare), so every
         // name is served alike, dotfiles too: both servers hide them by default.
@@ -248,6 +271,26 @@ impl Servers {
         // by starting (and at once stopping) a background server with the same settings.
         drop(ftp_server::BackgroundServer::start(ftp_config.clone()).map_err(StartError::Ftp)?);
 
+        // FTPS: the same settings plus ftp-server's own self-signed certificate, made here
+        // first so that the client can pin its fingerprint. Anonymous logins may then use TLS
+        // (the default for the anonymous class with a certificate is `optional`).
+        let state = tempfile::Builder::new()
+            .prefix("ftp-vs-tcp-tls.")
+            .tempdir()
+            .map_err(|e| StartError::Server("ftp-server (FTPS)", e))?;
+        let source = ftp_server::config::CertSource::SelfSigned {
+            state_dir: state.path().to_path_buf(),
+        };
+        let material = ftp_server::tls::load(&source).map_err(StartError::Tls)?;
+        let ftps_pin =
+            ftp_client::tls::parse_pin(&material.fingerprint).map_err(StartError::Pin)?;
+        let mut ftps_config = ftp_config.clone();
+        ftps_config.tls = Some(ftp_server::config::TlsSettings {
+            source,
+            implicit_bind: None,
+            require_reuse: false,
+        });
+
         let running = vec![
             spawn_server(
                 TCP_THREADS,
@@ -259,19 +302,35 @@ impl Servers {
                     }
                 },
             )?,
-            spawn_server(FTP_THREADS, ftp_listener, ns, move |l, stop| async move {
+            spawn_server(
+                FTP_THREADS,
+                ftp_listener,
+                ns.clone(),
+                move |l, stop| async move {
+                    let stop = async {
+                        let _ = stop.await;
+                    };
+                    if let Err(e) = ftp_server::run(l, ftp_config, stop).await {
+                        tracing::error!(error = %e, "ftp-server stopped");
+                    }
+                },
+            )?,
+            spawn_server(FTPS_THREADS, ftps_listener, ns, move |l, stop| async move {
                 let stop = async {
                     let _ = stop.await;
                 };
-                if let Err(e) = ftp_server::run(l, ftp_config, stop).await {
-                    tracing::error!(error = %e, "ftp-server stopped");
+                if let Err(e) = ftp_server::run(l, ftps_config, stop).await {
+                    tracing::error!(error = %e, "ftp-server (FTPS) stopped");
                 }
             })?,
         ];
         Ok(Self {
             tcp,
             ftp,
+            ftps,
+            ftps_pin,
             _running: running,
+            _state: state,
         })
     }
 }

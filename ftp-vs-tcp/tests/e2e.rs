@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ftp_client::tls::Trust;
 use ftp_vs_tcp::measure::{FtpFile, ftp_get, tcp_get};
 use ftp_vs_tcp::report::{CSV_COLUMNS, SCENARIO_COLUMNS, SIZE_COLUMNS};
 use ftp_vs_tcp::servers::Servers;
@@ -91,8 +92,10 @@ fn a_small_comparison_prints_the_table_and_writes_json_csv_and_svg() {
         [
             ("1 KiB", "TCP"),
             ("1 KiB", "FTP"),
+            ("1 KiB", "FTPS"),
             ("64 KiB", "TCP"),
-            ("64 KiB", "FTP")
+            ("64 KiB", "FTP"),
+            ("64 KiB", "FTPS")
         ],
         "\n{stdout}"
     );
@@ -104,7 +107,11 @@ fn a_small_comparison_prints_the_table_and_writes_json_csv_and_svg() {
     assert_eq!(rows[0][9], "1.00x", "TCP is the reference");
     // FTP's set-up is shown split: connect + login + TYPE/SIZE + EPSV.
     assert_eq!(rows[1][5].matches(" + ").count(), 3, "{:?}", rows[1]);
-    assert!(stdout.contains("FTPS: not measured yet"), "{stdout}");
+    // FTPS's adds the control connection's handshake, and shows the data connection's.
+    assert_eq!(rows[2][5].matches(" + ").count(), 4, "{:?}", rows[2]);
+    assert!(rows[2][5].contains("+ TLS "), "{:?}", rows[2]);
+    assert!(rows[2][5].contains("; data TLS "), "{:?}", rows[2]);
+    assert!(stdout.contains("FTPS: explicit FTPS"), "{stdout}");
     let shead = lines
         .iter()
         .position(|l| cells(l) == SCENARIO_COLUMNS)
@@ -129,22 +136,39 @@ fn a_small_comparison_prints_the_table_and_writes_json_csv_and_svg() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
     let sizes = v["sizes"].as_array().expect("sizes");
-    assert_eq!(sizes.len(), 4);
+    assert_eq!(sizes.len(), 6);
     for s in sizes {
         assert_eq!(s["verified"], true, "{s}");
         assert_eq!(s["runs"], 2, "{s}");
         assert_eq!(s["samples"].as_array().map(Vec::len), Some(2), "{s}");
         let rt = s["round_trips"].as_u64().unwrap();
-        // TCP: connect + GET. FTP: connect, USER, PASS, TYPE, SIZE, EPSV, data, RETR.
-        assert_eq!(rt, if s["protocol"] == "tcp" { 2 } else { 8 }, "{s}");
+        // TCP: connect + GET. FTP: connect, USER, PASS, TYPE, SIZE, EPSV, data, RETR. FTPS:
+        // also AUTH TLS, the control handshake, PBSZ, PROT and the data handshake.
+        let want = match s["protocol"].as_str() {
+            Some("tcp") => 2,
+            Some("ftp") => 8,
+            _ => 13,
+        };
+        assert_eq!(rt, want, "{s}");
+        let tls =
+            s["tls_control_s"].as_f64().unwrap() > 0.0 && s["tls_data_s"].as_f64().unwrap() > 0.0;
+        assert_eq!(
+            tls,
+            s["protocol"] == "ftps",
+            "TLS phases only for FTPS: {s}"
+        );
     }
+    assert_eq!(
+        v["ftps"].as_str().map(|s| s.starts_with("explicit")),
+        Some(true)
+    );
     assert_eq!(v["scenarios"].as_array().map(Vec::len), Some(8));
 
     // CSV: the header, then one line per size row and scenario row, all as wide.
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<Vec<String>> = text.lines().map(csv_fields).collect();
     assert_eq!(lines[0], CSV_COLUMNS);
-    assert_eq!(lines.len(), 1 + 4 + 8);
+    assert_eq!(lines.len(), 1 + 6 + 8);
     assert!(lines.iter().all(|l| l.len() == CSV_COLUMNS.len()), "{text}");
     assert!(
         lines.iter().any(|l| l[1] == "5 x 1 KiB, one session"),
@@ -163,8 +187,10 @@ fn a_small_comparison_prints_the_table_and_writes_json_csv_and_svg() {
     for want in [
         "TCP",
         "FTP",
+        "FTPS",
         "TCP total",
         "FTP set-up (before the request)",
+        "FTPS total",
         "1 KiB",
         "64 KiB",
     ] {
@@ -175,8 +201,8 @@ fn a_small_comparison_prints_the_table_and_writes_json_csv_and_svg() {
         .filter(|n| n.has_tag_name("polyline"))
         .count();
     assert!(
-        lines >= 4,
-        "throughput and time lines for both protocols: {lines}"
+        lines >= 6,
+        "throughput and time lines for the three protocols: {lines}"
     );
 
     assert!(
@@ -187,7 +213,7 @@ fn a_small_comparison_prints_the_table_and_writes_json_csv_and_svg() {
 }
 
 #[test]
-fn both_clients_receive_every_hostile_name_byte_for_byte() {
+fn every_client_receives_every_hostile_name_byte_for_byte() {
     let fixture = Fixture::with_hostile_files(100_000);
     let servers = Servers::start(fixture.path(), 4).expect("servers start");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -208,6 +234,12 @@ fn both_clients_receive_every_hostile_name_byte_for_byte() {
             password: "test@".into(),
             dirs: Vec::new(),
             name: name.clone(),
+            tls: None,
+        };
+        let secure = FtpFile {
+            port: servers.ftps.port(),
+            tls: Some(Trust::Pin(servers.ftps_pin)),
+            ..f.clone()
         };
         let f = rt
             .block_on(ftp_get(&f, true, timeout))
@@ -218,6 +250,19 @@ fn both_clients_receive_every_hostile_name_byte_for_byte() {
             "FTP {name:?}"
         );
         assert!(f.setup >= f.connect + f.login, "phases add up: {f:?}");
+        assert_eq!(f.tls_control + f.tls_data, Duration::ZERO, "no TLS: {f:?}");
+        let s = rt
+            .block_on(ftp_get(&secure, true, timeout))
+            .unwrap_or_else(|e| panic!("FTPS {name:?}: {e:?}"));
+        assert_eq!(
+            (s.bytes, s.sha256.as_deref()),
+            (100_000, Some(&*want)),
+            "FTPS {name:?}"
+        );
+        assert!(
+            s.setup >= s.connect + s.tls_control + s.login,
+            "phases add up: {s:?}"
+        );
     }
 }
 
@@ -283,7 +328,7 @@ fn the_shaped_link_is_measured_and_removed() {
     let shaped = &v["shaped"];
     assert_eq!(
         shaped["sizes"].as_array().map(Vec::len),
-        Some(4),
+        Some(6),
         "{shaped}"
     );
     assert!(
