@@ -1591,3 +1591,22 @@ async fn the_session_end_signal_fires_when_the_client_leaves_during_an_upload() 
         .expect("the signal fires while the upload is still running");
     drop(data);
 }
+
+// Patch 46: the future of `service_until` holds what the session needs, not the `Server`.
+
+#[tokio::test]
+async fn a_served_session_holds_a_small_future() {
+    let root = Root::new("small-future");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let path = root.0.clone();
+    let server = ServerBuilder::new(Box::new(move || Filesystem::new(path.clone()).unwrap())).build().unwrap();
+    let session = server.service_until(stream, futures_util::future::pending());
+    // Before the patch the future held the `Server`, its options and the spawn step inline:
+    // 3,032 bytes for ftp-server's session, kept for the session's whole life.
+    let size = std::mem::size_of_val(&session);
+    assert!(size < 1024, "the session's future is {size} bytes");
+    drop(session);
+    drop(client);
+}

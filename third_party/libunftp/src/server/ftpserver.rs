@@ -1245,35 +1245,51 @@ where
     ///
     /// A caller that accepts connections itself can so end its sessions without holding a
     /// duplicate of each socket to shut it down from outside.
-    pub async fn service_until<F>(self, tcp_stream: tokio::net::TcpStream, shutdown: F) -> std::result::Result<(), crate::server::ControlChanError>
+    ///
+    /// The returned future holds only what the session needs while it runs (the `Server`, its
+    /// options and the spawn step are gone by then, patch 45): a process serving thousands of
+    /// sessions this way keeps a few hundred bytes per session here, not several KiB.
+    pub fn service_until<F>(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        shutdown: F,
+    ) -> impl Future<Output = std::result::Result<(), crate::server::ControlChanError>> + Send + use<F, Storage, User>
     where
         F: Future<Output = ()> + Send,
     {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
-        let shutdown_notifier = Arc::new(shutdown::Notifier::new());
-        let shutdown_listener = shutdown_notifier.subscribe().await;
-        slog::debug!(self.logger, "Servicing control connection from");
-        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
-        match result {
-            Err(err) => {
-                slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
-            }
-            Ok(mut jh) => {
-                let ended = tokio::select! {
-                    ended = &mut jh => ended,
-                    () = shutdown => {
-                        slog::debug!(self.logger, "Closing the control connection: shutdown");
-                        shutdown_notifier.notify().await;
-                        jh.await
+        // Boxed: held by the future only until the control loop is spawned.
+        let config: Box<controlchan::LoopConfig<Storage, User>> = Box::new((&options).into());
+        let logger = self.logger.clone();
+        drop(options);
+        drop(self);
+        async move {
+            let shutdown_notifier = Arc::new(shutdown::Notifier::new());
+            let shutdown_listener = shutdown_notifier.subscribe().await;
+            slog::debug!(logger, "Servicing control connection from");
+            // Boxed too: its state (the loop's configuration) is gone once it has spawned the loop.
+            let result = Box::pin(controlchan::spawn_loop::<Storage, User>(*config, tcp_stream, None, None, shutdown_listener, failed_logins)).await;
+            match result {
+                Err(err) => {
+                    slog::error!(logger, "Could not spawn control channel loop: {:?}", err);
+                }
+                Ok(mut jh) => {
+                    let ended = tokio::select! {
+                        ended = &mut jh => ended,
+                        () = shutdown => {
+                            slog::debug!(logger, "Closing the control connection: shutdown");
+                            shutdown_notifier.notify().await;
+                            jh.await
+                        }
+                    };
+                    if let Err(e) = ended {
+                        slog::error!(logger, "Control loop failed to complete: {:?}", e);
                     }
-                };
-                if let Err(e) = ended {
-                    slog::error!(self.logger, "Control loop failed to complete: {:?}", e);
                 }
             }
+            Ok(())
         }
-        Ok(())
     }
 
     // Waits for sub-components to shut down gracefully or aborts if the grace period expires
