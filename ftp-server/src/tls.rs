@@ -7,6 +7,13 @@
 //! `~/.local/state/ftp-server`), so that its SHA-256 fingerprint, printed in the start-up
 //! banner, stays the same across restarts and clients can pin it (`ftp-client --pin-sha256`).
 //! TLS 1.2 and 1.3 only (all rustls speaks).
+//!
+//! The certificate's validity is checked at start-up: one that has expired or is not valid
+//! yet is a start-up error naming the file and the dates (nginx and vsftpd start with it and
+//! let every client fail its handshake with "certificate has expired", far from the cause;
+//! since real accounts require TLS by default, such a server could not log anyone in safely),
+//! and one that expires within [`EXPIRY_WARNING_DAYS`] days gets a warning. An expired
+//! self-signed certificate is made anew; its fingerprint changes, and the warning prints both.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +28,9 @@ use crate::config::CertSource;
 /// File names of the self-signed certificate and key inside the state directory.
 const SELF_SIGNED_CERT: &str = "tls-cert.pem";
 const SELF_SIGNED_KEY: &str = "tls-key.pem";
+
+/// A certificate that expires within this many days gets a warning at start-up.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// Why the TLS configuration could not be built. Each names the file and the cause.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +67,24 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// The certificate is outside its validity period (RFC 5280 §4.1.2.5): expired, or not
+    /// valid yet (often a clock that is wrong).
+    #[error(
+        "TLS certificate {}: {state}: valid from {} to {}, and it is now {}",
+        path.display(), day(*not_before), day(*not_after), day(*now)
+    )]
+    Validity {
+        /// The certificate file.
+        path: PathBuf,
+        /// "has expired" or "is not valid yet".
+        state: &'static str,
+        /// Its notBefore.
+        not_before: time::OffsetDateTime,
+        /// Its notAfter.
+        not_after: time::OffsetDateTime,
+        /// The time of the check.
+        now: time::OffsetDateTime,
+    },
     /// The self-signed certificate could not be made or stored.
     #[error("cannot create the self-signed certificate in {}: {message}", dir.display())]
     SelfSigned {
@@ -76,6 +104,55 @@ pub struct TlsMaterial {
     pub fingerprint: String,
     /// The certificate file in use.
     pub cert_path: PathBuf,
+    /// Warnings for the operator (already logged): a certificate about to expire, a renewed
+    /// self-signed one.
+    pub warnings: Vec<String>,
+}
+
+/// Where a certificate stands in its validity period at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// Valid for more than [`EXPIRY_WARNING_DAYS`] days.
+    Good,
+    /// Valid, but expires within [`EXPIRY_WARNING_DAYS`] days.
+    ExpiresSoon,
+    /// Past its notAfter.
+    Expired,
+    /// Before its notBefore.
+    NotYetValid,
+}
+
+/// The validity period (notBefore, notAfter) of a DER certificate.
+pub fn validity_period(der: &[u8]) -> Result<(time::OffsetDateTime, time::OffsetDateTime), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("not a valid X.509 certificate ({e})"))?;
+    let v = cert.validity();
+    Ok((v.not_before.to_datetime(), v.not_after.to_datetime()))
+}
+
+/// Classifies a validity period at `now`.
+pub fn validity_at(
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+) -> Validity {
+    if now < not_before {
+        Validity::NotYetValid
+    } else if now > not_after {
+        Validity::Expired
+    } else if not_after - now < time::Duration::days(EXPIRY_WARNING_DAYS) {
+        Validity::ExpiresSoon
+    } else {
+        Validity::Good
+    }
+}
+
+/// A date for messages: `2026-11-29 23:59:59 UTC`.
+fn day(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// The default state directory: `$XDG_STATE_HOME/ftp-server`, else
@@ -105,9 +182,17 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// Loads (or, for a self-signed source, makes once) the certificate and builds the rustls
 /// configuration.
 pub fn load(source: &CertSource) -> Result<TlsMaterial, TlsError> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut warnings = Vec::new();
     let (cert_path, key_path) = match source {
         CertSource::Files { cert, key } => (cert.clone(), key.clone()),
-        CertSource::SelfSigned { state_dir } => ensure_self_signed(state_dir)?,
+        CertSource::SelfSigned { state_dir } => {
+            let (cert, key) = ensure_self_signed(state_dir, now)?;
+            if let Some(w) = renew_if_expired(state_dir, &cert, now)? {
+                warnings.push(w);
+            }
+            (cert, key)
+        }
     };
     let cert_pem = std::fs::read(&cert_path).map_err(|source| TlsError::Read {
         what: "TLS certificate",
@@ -129,6 +214,33 @@ pub fn load(source: &CertSource) -> Result<TlsMaterial, TlsError> {
         });
     };
     let fingerprint = fingerprint(leaf.as_ref());
+    let (not_before, not_after) =
+        validity_period(leaf.as_ref()).map_err(|message| TlsError::Invalid {
+            what: "TLS certificate",
+            path: cert_path.clone(),
+            message,
+        })?;
+    let invalid = |state| TlsError::Validity {
+        path: cert_path.clone(),
+        state,
+        not_before,
+        not_after,
+        now,
+    };
+    match validity_at(not_before, not_after, now) {
+        Validity::Expired => return Err(invalid("has expired")),
+        Validity::NotYetValid => return Err(invalid("is not valid yet")),
+        Validity::ExpiresSoon => warnings.push(format!(
+            "TLS certificate {} expires on {}, in {} days: renew it (clients will refuse it then)",
+            cert_path.display(),
+            day(not_after),
+            (not_after - now).whole_days()
+        )),
+        Validity::Good => {}
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let key_pem = std::fs::read(&key_path).map_err(|source| TlsError::Read {
         what: "TLS key",
         path: key_path.clone(),
@@ -164,18 +276,65 @@ pub fn load(source: &CertSource) -> Result<TlsMaterial, TlsError> {
         server_config: Arc::new(config),
         fingerprint,
         cert_path,
+        warnings,
     })
+}
+
+/// An expired self-signed certificate in `dir` is replaced by a new one (an expired one would
+/// make every start-up fail, and nobody else renews it). Returns the warning that says so,
+/// with the old and the new fingerprint: clients that pinned the old one must pin the new.
+fn renew_if_expired(
+    dir: &Path,
+    cert: &Path,
+    now: time::OffsetDateTime,
+) -> Result<Option<String>, TlsError> {
+    let Ok(pem) = std::fs::read(cert) else {
+        return Ok(None); // load() reports the unreadable file.
+    };
+    let Some(Ok(der)) = CertificateDer::pem_slice_iter(&pem).next() else {
+        return Ok(None);
+    };
+    let Ok((not_before, not_after)) = validity_period(der.as_ref()) else {
+        return Ok(None);
+    };
+    if validity_at(not_before, not_after, now) != Validity::Expired {
+        return Ok(None);
+    }
+    let old = fingerprint(der.as_ref());
+    make_self_signed(dir, now)?;
+    let new = std::fs::read(cert)
+        .ok()
+        .and_then(|p| CertificateDer::pem_slice_iter(&p).next()?.ok())
+        .map(|d| fingerprint(d.as_ref()))
+        .unwrap_or_default();
+    Ok(Some(format!(
+        "the self-signed TLS certificate {} expired on {}: made a new one; its SHA-256 \
+         fingerprint changed from {old} to {new} (clients that pinned the old one must pin the new one)",
+        cert.display(),
+        day(not_after)
+    )))
 }
 
 /// The self-signed certificate and key in `dir`, made on first use. The key is written with
 /// mode 0600 and both files are written under temporary names and renamed, the certificate
 /// last, so a crash never leaves a certificate without its key.
-fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+fn ensure_self_signed(
+    dir: &Path,
+    now: time::OffsetDateTime,
+) -> Result<(PathBuf, PathBuf), TlsError> {
     let cert = dir.join(SELF_SIGNED_CERT);
     let key = dir.join(SELF_SIGNED_KEY);
     if cert.is_file() && key.is_file() {
         return Ok((cert, key));
     }
+    make_self_signed(dir, now)
+}
+
+/// Makes (or replaces) the self-signed certificate and key in `dir`, valid from a day before
+/// `now` for ten years.
+fn make_self_signed(dir: &Path, now: time::OffsetDateTime) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert = dir.join(SELF_SIGNED_CERT);
+    let key = dir.join(SELF_SIGNED_KEY);
     let fail = |message: String| TlsError::SelfSigned {
         dir: dir.to_path_buf(),
         message,
@@ -199,7 +358,6 @@ fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
         rcgen::SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()),
     ]);
-    let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(3650);
     let pair = rcgen::KeyPair::generate().map_err(|e| fail(format!("key: {e}")))?;
@@ -310,5 +468,98 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    /// A certificate and key made by rcgen, valid from `from` to `to` days after now, written
+    /// into `dir` under hostile names; returns the source.
+    fn cert_valid(dir: &Path, from: i64, to: i64) -> CertSource {
+        let now = time::OffsetDateTime::now_utc();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(to);
+        let pair = rcgen::KeyPair::generate().expect("key");
+        let made = params.self_signed(&pair).expect("signed");
+        let cert = dir.join(format!("cert {from} 'ünï\\ $x.pem"));
+        let key = dir.join(format!("key {from} \"-k\".pem"));
+        std::fs::write(&cert, made.pem()).expect("write cert");
+        std::fs::write(&key, pair.serialize_pem()).expect("write key");
+        CertSource::Files { cert, key }
+    }
+
+    #[test]
+    fn validity_periods_are_classified() {
+        let now = time::OffsetDateTime::now_utc();
+        let d = time::Duration::days;
+        assert_eq!(validity_at(now - d(1), now + d(365), now), Validity::Good);
+        assert_eq!(
+            validity_at(now - d(1), now + d(29), now),
+            Validity::ExpiresSoon
+        );
+        assert_eq!(validity_at(now - d(1), now + d(31), now), Validity::Good);
+        assert_eq!(validity_at(now - d(9), now - d(1), now), Validity::Expired);
+        assert_eq!(
+            validity_at(now + d(1), now + d(9), now),
+            Validity::NotYetValid
+        );
+    }
+
+    #[test]
+    fn an_expired_or_not_yet_valid_certificate_fails_start_up_naming_file_and_dates() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for (from, to, state) in [(-30, -2, "has expired"), (3, 400, "is not valid yet")] {
+            let source = cert_valid(d.path(), from, to);
+            let CertSource::Files { cert, .. } = &source else {
+                unreachable!()
+            };
+            let e = load(&source).expect_err("refused");
+            let msg = e.to_string();
+            assert!(matches!(e, TlsError::Validity { .. }), "{msg}");
+            assert!(msg.contains(&cert.display().to_string()), "{msg}");
+            assert!(msg.contains(state), "{msg}");
+            let now = time::OffsetDateTime::now_utc();
+            for days in [from, to] {
+                let date = day(now + time::Duration::days(days));
+                assert!(msg.contains(&date[..10]), "{msg} lacks {date}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_certificate_expiring_within_30_days_starts_with_a_warning() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let soon = cert_valid(d.path(), -300, 12);
+        let m = load(&soon).expect("still valid");
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert!(m.warnings[0].contains("expires on"), "{:?}", m.warnings);
+        assert!(m.warnings[0].contains(&m.cert_path.display().to_string()));
+        let fine = cert_valid(d.path(), -1, 90);
+        assert_eq!(load(&fine).expect("valid").warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_expired_self_signed_certificate_is_renewed_and_its_new_fingerprint_printed() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = d.path().join("state");
+        let now = time::OffsetDateTime::now_utc();
+        // Made eleven years ago: valid for ten, so expired a year ago.
+        make_self_signed(&dir, now - time::Duration::days(11 * 365)).expect("old one");
+        let old = fingerprint(
+            CertificateDer::from_pem_file(dir.join(SELF_SIGNED_CERT))
+                .expect("pem")
+                .as_ref(),
+        );
+        let source = CertSource::SelfSigned {
+            state_dir: dir.clone(),
+        };
+        let m = load(&source).expect("renewed");
+        assert_ne!(m.fingerprint, old);
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        let w = &m.warnings[0];
+        assert!(w.contains(&old) && w.contains(&m.fingerprint), "{w}");
+        assert!(w.contains("expired"), "{w}");
+        // Kept: the next start uses the new one, without a warning.
+        let again = load(&source).expect("loaded");
+        assert_eq!(again.fingerprint, m.fingerprint);
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     }
 }
