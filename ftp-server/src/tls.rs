@@ -8,12 +8,13 @@
 //! banner, stays the same across restarts and clients can pin it (`ftp-client --pin-sha256`).
 //! TLS 1.2 and 1.3 only (all rustls speaks).
 //!
-//! The certificate's validity is checked at start-up: one that has expired or is not valid
-//! yet is a start-up error naming the file and the dates (nginx and vsftpd start with it and
-//! let every client fail its handshake with "certificate has expired", far from the cause;
-//! since real accounts require TLS by default, such a server could not log anyone in safely),
-//! and one that expires within [`EXPIRY_WARNING_DAYS`] days gets a warning. An expired
-//! self-signed certificate is made anew; its fingerprint changes, and the warning prints both.
+//! The certificate's validity is checked at start-up. One that has expired, is not valid yet
+//! or expires within [`EXPIRY_WARNING_DAYS`] days gets a warning that names the file and the
+//! dates, in the log and in the banner. The server still starts, as nginx and vsftpd do (they
+//! say nothing): plain FTP and anonymous access do not need the certificate, a wrong clock
+//! should not take a LAN server down, and no security is lost, since clients refuse the
+//! certificate themselves (curl exit 60). An expired self-signed certificate is made anew
+//! instead; its fingerprint changes, and the warning prints both.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,24 +67,6 @@ pub enum TlsError {
         /// rustls's reason.
         #[source]
         source: rustls::Error,
-    },
-    /// The certificate is outside its validity period (RFC 5280 §4.1.2.5): expired, or not
-    /// valid yet (often a clock that is wrong).
-    #[error(
-        "TLS certificate {}: {state}: valid from {} to {}, and it is now {}",
-        path.display(), day(*not_before), day(*not_after), day(*now)
-    )]
-    Validity {
-        /// The certificate file.
-        path: PathBuf,
-        /// "has expired" or "is not valid yet".
-        state: &'static str,
-        /// Its notBefore.
-        not_before: time::OffsetDateTime,
-        /// Its notAfter.
-        not_after: time::OffsetDateTime,
-        /// The time of the check.
-        now: time::OffsetDateTime,
     },
     /// The self-signed certificate could not be made or stored.
     #[error("cannot create the self-signed certificate in {}: {message}", dir.display())]
@@ -220,20 +203,24 @@ pub fn load(source: &CertSource) -> Result<TlsMaterial, TlsError> {
             path: cert_path.clone(),
             message,
         })?;
-    let invalid = |state| TlsError::Validity {
-        path: cert_path.clone(),
-        state,
-        not_before,
-        not_after,
-        now,
-    };
+    let period = format!(
+        "valid from {} to {}, and it is now {}",
+        day(not_before),
+        day(not_after),
+        day(now)
+    );
+    let path = cert_path.display();
     match validity_at(not_before, not_after, now) {
-        Validity::Expired => return Err(invalid("has expired")),
-        Validity::NotYetValid => return Err(invalid("is not valid yet")),
+        Validity::Expired => warnings.push(format!(
+            "TLS certificate {path} HAS EXPIRED ({period}): clients that check it will refuse \
+             every TLS connection; renew it"
+        )),
+        Validity::NotYetValid => warnings.push(format!(
+            "TLS certificate {path} IS NOT VALID YET ({period}): clients that check it will \
+             refuse every TLS connection; is this machine's clock right?"
+        )),
         Validity::ExpiresSoon => warnings.push(format!(
-            "TLS certificate {} expires on {}, in {} days: renew it (clients will refuse it then)",
-            cert_path.display(),
-            day(not_after),
+            "TLS certificate {path} expires in {} days ({period}): renew it",
             (not_after - now).whole_days()
         )),
         Validity::Good => {}
@@ -504,34 +491,25 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_or_not_yet_valid_certificate_fails_start_up_naming_file_and_dates() {
+    fn certificates_out_of_date_or_nearly_start_with_a_warning_naming_file_and_dates() {
         let d = tempfile::tempdir().expect("tempdir");
-        for (from, to, state) in [(-30, -2, "has expired"), (3, 400, "is not valid yet")] {
+        let now = time::OffsetDateTime::now_utc();
+        for (from, to, state) in [
+            (-30, -2, "HAS EXPIRED"),
+            (3, 400, "IS NOT VALID YET"),
+            (-300, 12, "expires in 11 days"),
+        ] {
             let source = cert_valid(d.path(), from, to);
-            let CertSource::Files { cert, .. } = &source else {
-                unreachable!()
-            };
-            let e = load(&source).expect_err("refused");
-            let msg = e.to_string();
-            assert!(matches!(e, TlsError::Validity { .. }), "{msg}");
-            assert!(msg.contains(&cert.display().to_string()), "{msg}");
-            assert!(msg.contains(state), "{msg}");
-            let now = time::OffsetDateTime::now_utc();
+            let m = load(&source).expect("starts anyway");
+            assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+            let w = &m.warnings[0];
+            assert!(w.contains(&m.cert_path.display().to_string()), "{w}");
+            assert!(w.contains(state), "{w}");
             for days in [from, to] {
                 let date = day(now + time::Duration::days(days));
-                assert!(msg.contains(&date[..10]), "{msg} lacks {date}");
+                assert!(w.contains(&date[..10]), "{w} lacks {date}");
             }
         }
-    }
-
-    #[test]
-    fn a_certificate_expiring_within_30_days_starts_with_a_warning() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let soon = cert_valid(d.path(), -300, 12);
-        let m = load(&soon).expect("still valid");
-        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
-        assert!(m.warnings[0].contains("expires on"), "{:?}", m.warnings);
-        assert!(m.warnings[0].contains(&m.cert_path.display().to_string()));
         let fine = cert_valid(d.path(), -1, 90);
         assert_eq!(load(&fine).expect("valid").warnings, Vec::<String>::new());
     }

@@ -471,3 +471,31 @@ fn certificate_errors_stop_the_start_naming_the_file_and_the_cause() {
     out.expect_code(2);
     assert!(out.stderr().contains("anonymous.tls"), "{}", out.describe());
 }
+
+/// A certificate past its date still starts the server (as nginx and vsftpd do), with a
+/// `WARNING:` line in the banner naming the file; clients refuse it themselves (above).
+#[test]
+fn an_expired_certificate_is_named_by_a_warning_in_the_banner() {
+    let (f, _) = tree();
+    let (d, ca, _) = pki();
+    let expired = ca.server_cert("expired", true);
+    let args: Vec<std::ffi::OsString> = vec![
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+        "--root".into(),
+        f.path().join("pub").into(),
+        "--tls-cert".into(),
+        expired.cert.clone().into(),
+        "--tls-key".into(),
+        expired.key.clone().into(),
+    ];
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
+    let (child, lines) = banner(&refs);
+    drop(child);
+    let warning = format!(
+        "WARNING: TLS certificate {} HAS EXPIRED",
+        expired.cert.display()
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&warning)), "{lines:?}");
+    drop(d);
+}
