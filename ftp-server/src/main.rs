@@ -114,6 +114,9 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
                 // What a client pins a self-signed certificate with (ftp-client --pin-sha256).
                 writeln!(out, "TLS certificate SHA-256 fingerprint: {fp}")?;
             }
+            for w in prepared.tls_warnings() {
+                writeln!(out, "WARNING: {w}")?;
+            }
             if let Some(t) = cfg.tls_summary() {
                 writeln!(out, "TLS: {t}")?;
             }

@@ -243,6 +243,11 @@ impl Prepared {
         self.tls.as_ref().map(|t| t.fingerprint.as_str())
     }
 
+    /// Warnings about the TLS certificate (out of date, expiring soon, renewed), for the banner.
+    pub fn tls_warnings(&self) -> &[String] {
+        self.tls.as_ref().map_or(&[], |t| t.warnings.as_slice())
+    }
+
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -281,24 +281,37 @@ fn lftp_with_ssl_force_downloads_and_without_tls_cannot_log_in() {
     let (d, ca, cert) = pki();
     let srv = start(&f, &with_cert(&cert, ""));
     let dest = d.path().join("got.bin");
-    let script = |ssl: &str| {
+    let other_ca = TestCa::new(d.path(), "another");
+    let script = |ssl: &str, ca_file: &Path| {
         format!(
             "set net:max-retries 1; set net:timeout 10; set ftp:ssl-force {ssl}; set ftp:ssl-allow {ssl}; \
-             set ftp:ssl-protect-data true; set ssl:ca-file {ca}; \
+             set ftp:ssl-protect-data true; set ssl:verify-certificate true; set ssl:ca-file {ca}; \
              open -u alice,'{pw}' ftp://localhost:{port}; get '{name}' -o {dest}",
-            ca = ca.cert_path.display(),
+            ca = ca_file.display(),
             pw = ALICE_PW,
             port = srv.addr().port(),
             dest = dest.display(),
         )
     };
-    run(Command::new(&lftp).arg("-c").arg(script("true"))).expect_code(0);
+    run(Command::new(&lftp)
+        .arg("-c")
+        .arg(script("true", &ca.cert_path)))
+    .expect_code(0);
     assert_eq!(
         sha256(&std::fs::read(&dest).expect("downloaded")),
         sha256(&pattern_bytes(300_000, 2))
     );
     std::fs::remove_file(&dest).expect("rm");
-    let out = run(Command::new(&lftp).arg("-c").arg(script("false")));
+    let out = run(Command::new(&lftp)
+        .arg("-c")
+        .arg(script("false", &ca.cert_path)));
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(!dest.exists());
+    // ssl:verify-certificate on, with a CA that did not sign the server's certificate: lftp
+    // refuses the server rather than going on.
+    let out = run(Command::new(&lftp)
+        .arg("-c")
+        .arg(script("true", &other_ca.cert_path)));
     assert_ne!(out.code(), Some(0), "{}", out.describe());
     assert!(!dest.exists());
 }
@@ -470,4 +483,123 @@ fn certificate_errors_stop_the_start_naming_the_file_and_the_cause() {
         .arg(&cfg));
     out.expect_code(2);
     assert!(out.stderr().contains("anonymous.tls"), "{}", out.describe());
+}
+
+/// The `ftp://` port in a banner.
+fn banner_port(lines: &[String]) -> u16 {
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("ftp://127.0.0.1:"))
+        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no ftp:// address in {lines:?}"))
+}
+
+/// What a LAN user does with `--tls-self-signed`: compare the banner's fingerprint with
+/// `openssl x509 -fingerprint -sha256`, then pin the certificate's public key in curl
+/// (`--pinnedpubkey`, with `-k` since no authority signed it). A key that is not the server's
+/// is refused (curl exit 90).
+#[test]
+#[cfg_attr(
+    not(all(peer_curl, peer_openssl)),
+    ignore = "needs curl and openssl (under CI=true this fails instead)"
+)]
+fn curl_pins_the_self_signed_key_whose_fingerprint_openssl_confirms() {
+    let curl = require_tool("curl");
+    let openssl = require_tool("openssl");
+    let (f, name) = tree();
+    let state = f.path().join("state 'dir'");
+    let mut args: Vec<std::ffi::OsString> = ["--bind", "127.0.0.1:0", "--tls-self-signed"]
+        .map(Into::into)
+        .to_vec();
+    args.extend(["--root".into(), f.path().join("pub").into_os_string()]);
+    args.extend(["--state-dir".into(), state.clone().into_os_string()]);
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
+    let (child, lines) = banner(&refs);
+    let fp = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("TLS certificate SHA-256 fingerprint: "))
+        .unwrap_or_else(|| panic!("no fingerprint in {lines:?}"))
+        .to_string();
+    let cert = state.join("tls-cert.pem");
+    let out = run(Command::new(&openssl)
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert));
+    out.expect_code(0);
+    let theirs = out.stdout();
+    // "sha256 Fingerprint=AB:CD:..." (OpenSSL 3) or "SHA256 Fingerprint=..." (1.1).
+    let theirs = theirs.trim().rsplit('=').next().expect("a fingerprint");
+    assert_eq!(fp, theirs, "{}", out.describe());
+
+    let pubkey = f.path().join("server-pub.pem");
+    run(Command::new(&openssl)
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(&cert)
+        .arg("-out")
+        .arg(&pubkey))
+    .expect_code(0);
+    let port = banner_port(&lines);
+    let url = format!("ftp://127.0.0.1:{port}/{}", enc(&name));
+    let got = f.path().join("got.bin");
+    run(Command::new(&curl)
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--ssl-reqd",
+            "-k",
+            "--pinnedpubkey",
+        ])
+        .arg(&pubkey)
+        .arg("-o")
+        .arg(&got)
+        .arg(&url))
+    .expect_code(0);
+    assert_eq!(
+        sha256(&std::fs::read(&got).expect("downloaded")),
+        sha256(&pattern_bytes(70_000, 1))
+    );
+    let wrong = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    run(Command::new(&curl)
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--ssl-reqd",
+            "-k",
+            "--pinnedpubkey",
+            wrong,
+        ])
+        .arg("-o")
+        .arg(f.path().join("not.bin"))
+        .arg(&url))
+    .expect_code(90);
+    drop(child);
+}
+
+/// A certificate past its date still starts the server (as nginx and vsftpd do), with a
+/// `WARNING:` line in the banner naming the file; clients refuse it themselves (above).
+#[test]
+fn an_expired_certificate_is_named_by_a_warning_in_the_banner() {
+    let (f, _) = tree();
+    let (d, ca, _) = pki();
+    let expired = ca.server_cert("expired", true);
+    let args: Vec<std::ffi::OsString> = vec![
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+        "--root".into(),
+        f.path().join("pub").into(),
+        "--tls-cert".into(),
+        expired.cert.clone().into(),
+        "--tls-key".into(),
+        expired.key.clone().into(),
+    ];
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
+    let (child, lines) = banner(&refs);
+    drop(child);
+    let warning = format!(
+        "WARNING: TLS certificate {} HAS EXPIRED",
+        expired.cert.display()
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&warning)), "{lines:?}");
+    drop(d);
 }

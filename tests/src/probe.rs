@@ -26,6 +26,8 @@ pub enum Peer {
 /// Every peer the suite's tests use.
 pub const PEERS: &[Peer] = &[
     Peer::Tool("curl"),
+    // FTPS tests compare fingerprints and pin keys with what openssl prints.
+    Peer::Tool("openssl"),
     Peer::Tool("wget"),
     Peer::Tool("lftp"),
     Peer::Tool("tnftp"),

@@ -15,7 +15,7 @@ use unftp_core::storage::{Fileinfo, ListStream};
 
 use crate::server::chancomms::DataChanCmd;
 use std::{path::PathBuf, sync::Arc};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio_rustls::TlsAcceptor;
@@ -52,7 +52,19 @@ where
 #[derive(Debug)]
 enum DataSocket {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<BufReader<TcpStream>>>),
+}
+
+/// Bytes read from a TLS data connection's socket at once. rustls reads its transport into
+/// its record buffer, at most one record (16 KiB) and often 4 KiB at a time (`read_tls`), so
+/// without a buffer below it an upload costs at least one `read(2)` per record; with one it
+/// costs one per this many bytes, and rustls's reads are copies from memory.
+const DATA_TLS_READ_BUFFER: usize = 256 << 10;
+
+/// The transport under a data connection's TLS: the socket behind a read buffer (writes pass
+/// straight through: rustls already writes whole records).
+fn tls_transport<S: AsyncRead>(tcp: S) -> BufReader<S> {
+    BufReader::with_capacity(DATA_TLS_READ_BUFFER, tcp)
 }
 
 impl AsyncRead for DataSocket {
@@ -255,7 +267,7 @@ where
         data_config.send_tls13_tickets = 0;
         let acceptor: TlsAcceptor = Arc::new(data_config).into();
         let limit = self.stall.unwrap_or(DATA_HANDSHAKE_TIMEOUT);
-        let tls = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        let tls = match tokio::time::timeout(limit, acceptor.accept(tls_transport(tcp))).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 slog::warn!(self.logger, "TLS handshake on the data connection failed: {}", e);
@@ -1037,5 +1049,127 @@ mod nlst_tests {
         ] {
             assert_eq!(nlst_prefix(arg).as_deref(), want, "{arg:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_transport_tests {
+    use super::tls_transport;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+    /// A transport that counts the reads rustls makes of it.
+    struct Counting<S> {
+        inner: S,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Accepts the test certificate unchecked: this test is about the server's reads.
+    #[derive(Debug)]
+    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// A 4 MiB upload over TLS (256 records of 16 KiB) is read from the transport in far fewer
+    /// reads than records: without the buffer rustls made one read (one `read(2)` on a
+    /// socket) per record or more (265 here).
+    #[tokio::test]
+    async fn a_tls_upload_is_read_from_the_socket_in_large_reads() {
+        let res = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/resources");
+        let server = crate::server::tls::new_config(
+            res.join("ftps-test.crt"),
+            res.join("ftps-test.key"),
+            crate::options::TlsFlags::default(),
+            crate::options::FtpsClientAuth::Off,
+            res.join("ftps-test.crt"),
+        )
+        .expect("server config");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth();
+        let (near, far) = tokio::io::duplex(8 << 20);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = Counting {
+            inner: far,
+            reads: reads.clone(),
+        };
+        let body = vec![0x5au8; 4 << 20];
+        let sent = body.clone();
+        let uploader = tokio::spawn(async move {
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(ServerName::try_from("localhost").expect("name"), near)
+                .await
+                .expect("client handshake");
+            tls.write_all(&sent).await.expect("upload");
+            tls.shutdown().await.expect("close");
+        });
+        let mut tls = tokio_rustls::TlsAcceptor::from(server)
+            .accept(tls_transport(counted))
+            .await
+            .expect("server handshake");
+        let after_handshake = reads.load(Ordering::Relaxed);
+        let mut got = Vec::new();
+        tls.read_to_end(&mut got).await.expect("download");
+        uploader.await.expect("uploader");
+        assert_eq!(got.len(), body.len());
+        let n = reads.load(Ordering::Relaxed) - after_handshake;
+        assert!(n < 64, "{n} reads of the transport for 256 TLS records");
     }
 }
