@@ -1174,12 +1174,27 @@ where
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_with_peer(tcp_stream, None).await
+    }
+
+    /// Service a newly established connection as a control connection, on behalf of the client
+    /// at `client` when the connection comes through a proxy (a load balancer that passed the
+    /// client's address with the PROXY protocol, which the caller has read and checked).
+    ///
+    /// `client` is then the address that the authenticator (and its failed-login policy) sees,
+    /// that passive data connections must come from, that `PORT`/`EPRT` must name and that the
+    /// logs show, as the connection's peer is otherwise. With `None` this is [`service`](Server::service).
+    pub async fn service_with_peer(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        client: Option<std::net::SocketAddr>,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
         let shutdown_listener = shutdown_notifier.subscribe().await;
         slog::debug!(self.logger, "Servicing control connection from");
-        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
+        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, client, None, None, shutdown_listener, failed_logins.clone()).await;
         match result {
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
