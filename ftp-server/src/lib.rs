@@ -32,6 +32,7 @@ pub mod listing;
 pub mod names;
 pub mod path;
 pub mod preflight;
+pub mod proxy;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -347,11 +347,22 @@ async fn serve(
     };
     let require_reuse = config.tls.as_ref().is_some_and(|t| t.require_reuse);
     let stop = CancellationToken::new();
-    let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
-    let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
-    let listings = Arc::new(Semaphore::new(MAX_LISTINGS));
     let sessions = TaskTracker::new();
     let controls: Arc<ControlConnections> = Arc::default();
+    let ctx = Arc::new(Sessions {
+        limits: Limits::new(config.max_connections, config.max_connections_per_ip),
+        refusers: Arc::new(Semaphore::new(MAX_REFUSERS)),
+        listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
+        sessions: sessions.clone(),
+        controls: controls.clone(),
+        stop: stop.clone(),
+        accounts,
+        shared: shared.clone(),
+        tls,
+        tls_required,
+        require_reuse,
+        config,
+    });
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -372,90 +383,49 @@ async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(peer = %peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let admission = match limits.admit(peer.ip()) {
-            Ok(a) => a,
-            Err(refusal) => {
-                refuse(stream, peer, refusal, &refusers, &sessions, &stop);
-                continue;
-            }
-        };
         next_id += 1;
         let id = next_id;
-        // Keep a duplicate of the control socket so shutdown can close sessions that libunftp
-        // would otherwise keep open (service() has no shutdown signal of its own).
-        let stream = match stream.into_std().and_then(|s| {
-            let dup = s.try_clone()?;
-            Ok((TcpStream::from_std(s)?, dup))
-        }) {
-            Ok((s, dup)) => {
-                controls.insert(id, dup);
-                s
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer, error = %e, "cannot take over the connection");
-                continue;
-            }
+        let Some(proxy) = ctx.config.proxy.as_ref() else {
+            ctx.start(stream, peer, None, id, implicit)?;
+            continue;
         };
-        let auth = Arc::new(SessionAuth::new(accounts.clone()));
-        let storage_shared = shared.clone();
-        let control = controls.link(id);
-        let mut builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
-            Box::new(move || FtpStorage::new(storage_shared.clone(), peer, control.clone())),
-            auth.clone(),
-        );
-        if let Some(t) = &tls {
-            // One rustls configuration for every session: its session cache and ticket keys
-            // let data connections resume the control connection's TLS session.
-            builder = builder
-                .ftps_manual::<std::path::PathBuf>(t.server_config.clone())
-                .ftps_required_for(tls_required.clone())
-                .ftps_require_resumption(require_reuse)
-                .ftps_implicit(implicit);
+        // Behind a balancer only the listed balancers may connect, and only with a PROXY
+        // header: from anyone else a header would be a forged client address (and a direct
+        // client would bypass the balancer), so the connection is closed unread.
+        if !proxy.trusts(peer.ip()) {
+            tracing::warn!(peer = %peer, "connection refused: not a listed PROXY protocol balancer");
+            continue;
         }
-        let server = builder
-            .authenticator(auth)
-            .greeting(GREETING)
-            .passive_ports(config.passive_ports.clone())
-            .passive_host(config.passive_host.clone())
-            .idle_session_timeout(config.idle_timeout.as_secs())
-            .login_timeout(config.login_timeout)
-            // A listing the client does not read ends after the data timeout, as RETR and STOR do
-            // (libunftp patch 17): it cannot hold the listing and its task for longer.
-            .data_stall_timeout(config.data_timeout)
-            .listing_permits(listings.clone())
-            .sitemd5(SiteMd5::None)
-            // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
-            // any connection (RFC 2577; our libunftp patches 6 and 7).
-            .active_passive_mode(if config.active {
-                ActivePassiveMode::ActiveAndPassive
-            } else {
-                ActivePassiveMode::PassiveOnly
-            })
-            .build()
-            .map_err(ServerError::Engine)?;
-        let controls = controls.clone();
-        let stop = stop.clone();
+        let timeout = proxy.header_timeout;
+        let ctx = ctx.clone();
+        // The header is read in the connection's own task, so a slow balancer connection
+        // never holds up the accept loop.
         sessions.spawn(async move {
-            let _admission = admission;
-            let started = Instant::now();
-            tracing::debug!(peer = %peer, "session opened");
-            if let Err(e) = server.service(stream).await {
-                tracing::warn!(peer = %peer, error = %e, "session failed");
+            let mut stream = stream;
+            let header = tokio::select! {
+                () = ctx.stop.cancelled() => return,
+                h = crate::proxy::read_header(&mut stream, timeout) => h,
+            };
+            match header {
+                Ok(client) => {
+                    if let Err(e) = ctx.start(stream, peer, client, id, implicit) {
+                        tracing::warn!(peer = %peer, error = %e, "cannot start the session");
+                    }
+                }
+                // A balancer's TCP health check connects and closes without a byte.
+                Err(crate::proxy::ProxyError::Truncated) => {
+                    tracing::debug!(peer = %peer, "connection closed: no PROXY header");
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "connection refused: bad PROXY header");
+                }
             }
-            let dup = controls.remove(id);
-            if let Some(s) = dup.and_then(|d| TcpStream::from_std(d).ok()) {
-                // libunftp closes right after `221` (QUIT); our duplicate keeps the socket
-                // open so that the client closes first and the TIME-WAIT is on its side
-                // (without this, 100 curl sessions in a row left 90 on ours).
-                linger(s, &stop).await;
-            }
-            tracing::debug!(peer = %peer, secs = started.elapsed().as_secs_f64(), "session closed");
         });
     }
     stop.cancel();
     drop(listener);
     drop(implicit_listener);
-    let grace = config.shutdown_grace;
+    let grace = ctx.config.shutdown_grace;
     shared.transfers.close();
     let running = shared.transfers.len();
     tracing::info!(
@@ -492,6 +462,126 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What every session of a server shares, and how a session is started.
+struct Sessions {
+    config: Config,
+    accounts: Arc<Accounts>,
+    shared: Arc<StorageShared>,
+    tls: Option<crate::tls::TlsMaterial>,
+    tls_required: libunftp::options::FtpsRequiredFor,
+    require_reuse: bool,
+    limits: Limits,
+    refusers: Arc<Semaphore>,
+    listings: Arc<Semaphore>,
+    sessions: TaskTracker,
+    controls: Arc<ControlConnections>,
+    stop: CancellationToken,
+}
+
+impl Sessions {
+    /// Admits a connection from `peer` (on behalf of `proxied`, the client a PROXY header
+    /// named, when there is one) within the limits and starts its session.
+    fn start(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        proxied: Option<SocketAddr>,
+        id: u64,
+        implicit: bool,
+    ) -> Result<(), ServerError> {
+        // The client: what the limits, the lockout, the data-connection checks and the logs
+        // see (libunftp patch 45).
+        let client = proxied.unwrap_or(peer);
+        let admission = match self.limits.admit(client.ip()) {
+            Ok(a) => a,
+            Err(refusal) => {
+                refuse(
+                    stream,
+                    client,
+                    refusal,
+                    &self.refusers,
+                    &self.sessions,
+                    &self.stop,
+                );
+                return Ok(());
+            }
+        };
+        let config = &self.config;
+        let controls = &self.controls;
+        // Keep a duplicate of the control socket so shutdown can close sessions that libunftp
+        // would otherwise keep open (service() has no shutdown signal of its own).
+        let stream = match stream.into_std().and_then(|s| {
+            let dup = s.try_clone()?;
+            Ok((TcpStream::from_std(s)?, dup))
+        }) {
+            Ok((s, dup)) => {
+                controls.insert(id, dup);
+                s
+            }
+            Err(e) => {
+                tracing::warn!(peer = %client, error = %e, "cannot take over the connection");
+                return Ok(());
+            }
+        };
+        let auth = Arc::new(SessionAuth::new(self.accounts.clone()));
+        let storage_shared = self.shared.clone();
+        let control = controls.link(id);
+        let mut builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
+            Box::new(move || FtpStorage::new(storage_shared.clone(), client, control.clone())),
+            auth.clone(),
+        );
+        if let Some(t) = &self.tls {
+            // One rustls configuration for every session: its session cache and ticket keys
+            // let data connections resume the control connection's TLS session.
+            builder = builder
+                .ftps_manual::<std::path::PathBuf>(t.server_config.clone())
+                .ftps_required_for(self.tls_required.clone())
+                .ftps_require_resumption(self.require_reuse)
+                .ftps_implicit(implicit);
+        }
+        let server = builder
+            .authenticator(auth)
+            .greeting(GREETING)
+            .passive_ports(config.passive_ports.clone())
+            .passive_host(config.passive_host.clone())
+            .idle_session_timeout(config.idle_timeout.as_secs())
+            .login_timeout(config.login_timeout)
+            // A listing the client does not read ends after the data timeout, as RETR and STOR do
+            // (libunftp patch 17): it cannot hold the listing and its task for longer.
+            .data_stall_timeout(config.data_timeout)
+            .listing_permits(self.listings.clone())
+            .sitemd5(SiteMd5::None)
+            // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
+            // any connection (RFC 2577; our libunftp patches 6 and 7).
+            .active_passive_mode(if config.active {
+                ActivePassiveMode::ActiveAndPassive
+            } else {
+                ActivePassiveMode::PassiveOnly
+            })
+            .build()
+            .map_err(ServerError::Engine)?;
+        let controls = controls.clone();
+        let stop = self.stop.clone();
+        self.sessions.spawn(async move {
+            let _admission = admission;
+            let started = Instant::now();
+            tracing::debug!(peer = %client, via = ?proxied.map(|_| peer), "session opened");
+            if let Err(e) = server.service_with_peer(stream, proxied).await {
+                tracing::warn!(peer = %client, error = %e, "session failed");
+            }
+            let dup = controls.remove(id);
+            if let Some(s) = dup.and_then(|d| TcpStream::from_std(d).ok()) {
+                // libunftp closes right after `221` (QUIT); our duplicate keeps the socket
+                // open so that the client closes first and the TIME-WAIT is on its side
+                // (without this, 100 curl sessions in a row left 90 on ours).
+                linger(s, &stop).await;
+            }
+            tracing::debug!(peer = %client, secs = started.elapsed().as_secs_f64(), "session closed");
+        });
+        Ok(())
+    }
 }
 
 /// Refuses a connection beyond the limits with its `421` line. Cheap and bounded: the line goes
