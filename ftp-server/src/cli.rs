@@ -104,6 +104,11 @@ pub struct Cli {
     )]
     pub proxy_from: Vec<String>,
 
+    /// Serve HTTP health checks on this address: `GET /ready` (200 while accepting, 503 while
+    /// shutting down), `/live`, and `/metrics` (Prometheus).
+    #[arg(long, value_name = "ADDR:PORT", env = "FTP_SERVER_HEALTH_BIND")]
+    pub health_bind: Option<String>,
+
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,

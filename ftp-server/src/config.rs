@@ -253,6 +253,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The PROXY protocol (behind a load balancer), when on: which peers must send it.
     pub proxy: Option<ProxySettings>,
+    /// Where the HTTP health endpoint (`/ready`, `/live`, `/metrics`) listens, when on.
+    pub health_bind: Option<SocketAddr>,
 }
 
 /// PROXY protocol settings (docs/scale-out.md): with them, every control connection must come
@@ -333,6 +335,7 @@ impl Config {
             guests: Vec::new(),
             tls: None,
             proxy: None,
+            health_bind: None,
         }
     }
 
@@ -449,6 +452,10 @@ impl Config {
         }
         if let Some(h) = &raw.hidden {
             cfg.hidden = *h.get_ref();
+        }
+        if let Some(b) = &raw.health_bind {
+            cfg.health_bind =
+                Some(parse_bind(b.get_ref()).map_err(|m| ctx.err(b.span(), "health_bind", m))?);
         }
         if raw.proxy_protocol.is_some() || raw.proxy_from.is_some() {
             let on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
@@ -917,6 +924,12 @@ impl TryFrom<Cli> for Config {
         if cli.passive_only {
             cfg.active = false;
         }
+        if let Some(b) = &cli.health_bind {
+            cfg.health_bind = Some(parse_bind(b).map_err(|message| ConfigError::Flag {
+                flag: "--health-bind",
+                message,
+            })?);
+        }
         if cli.proxy_protocol || !cli.proxy_from.is_empty() {
             let from = if cli.proxy_from.is_empty() {
                 cfg.proxy
@@ -1106,6 +1119,7 @@ struct RawFile {
     hidden: Option<Spanned<bool>>,
     proxy_protocol: Option<Spanned<bool>>,
     proxy_from: Option<Spanned<Vec<String>>>,
+    health_bind: Option<Spanned<String>>,
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     tls_self_signed: Option<Spanned<bool>>,

@@ -28,6 +28,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod health;
 pub mod listing;
 pub mod names;
 pub mod path;

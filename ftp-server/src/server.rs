@@ -298,18 +298,20 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    serve(listener, None, prepare(config)?, shutdown).await
+    serve(listener, None, None, prepare(config)?, shutdown).await
 }
 
 /// Serves a [`Prepared`] configuration on `listener` and, for implicit FTPS (TLS from the first
-/// byte, `ftps://`), on `implicit`, until `shutdown` completes (as [`run`]).
+/// byte, `ftps://`), on `implicit`, until `shutdown` completes (as [`run`]); with `health`, the
+/// health endpoint ([`crate::health`]) on it, with libunftp's metrics collected.
 pub async fn run_prepared(
     listener: TcpListener,
     implicit: Option<TcpListener>,
+    health: Option<TcpListener>,
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    serve(listener, implicit, prepared, shutdown).await
+    serve(listener, implicit, health, prepared, shutdown).await
 }
 
 /// Accepts on `l`, or waits for ever when there is no such listener.
@@ -323,6 +325,7 @@ async fn accept_on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, Socke
 async fn serve(
     listener: TcpListener,
     implicit_listener: Option<TcpListener>,
+    health_listener: Option<TcpListener>,
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
@@ -349,7 +352,17 @@ async fn serve(
     let stop = CancellationToken::new();
     let sessions = TaskTracker::new();
     let controls: Arc<ControlConnections> = Arc::default();
+    let readiness = Arc::new(crate::health::Readiness::default());
+    let health_stop = CancellationToken::new();
+    let health = health_listener.map(|l| {
+        tokio::spawn(crate::health::serve(
+            l,
+            readiness.clone(),
+            health_stop.clone(),
+        ))
+    });
     let ctx = Arc::new(Sessions {
+        metrics: health.is_some(),
         limits: Limits::new(config.max_connections, config.max_connections_per_ip),
         refusers: Arc::new(Semaphore::new(MAX_REFUSERS)),
         listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
@@ -365,6 +378,7 @@ async fn serve(
     });
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
+    readiness.set(true);
     loop {
         let (accepted, implicit) = tokio::select! {
             () = &mut shutdown => break,
@@ -422,6 +436,8 @@ async fn serve(
             }
         });
     }
+    // The balancer's health check sees it first, and sends new sessions elsewhere.
+    readiness.set(false);
     stop.cancel();
     drop(listener);
     drop(implicit_listener);
@@ -460,6 +476,10 @@ async fn serve(
             "sessions still ending; the runtime's shutdown ends them"
         );
     }
+    health_stop.cancel();
+    if let Some(h) = health {
+        let _ = h.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -467,6 +487,8 @@ async fn serve(
 /// What every session of a server shares, and how a session is started.
 struct Sessions {
     config: Config,
+    /// Whether libunftp collects its Prometheus metrics (for the health endpoint).
+    metrics: bool,
     accounts: Arc<Accounts>,
     shared: Arc<StorageShared>,
     tls: Option<crate::tls::TlsMaterial>,
@@ -540,6 +562,9 @@ impl Sessions {
                 .ftps_required_for(self.tls_required.clone())
                 .ftps_require_resumption(self.require_reuse)
                 .ftps_implicit(implicit);
+        }
+        if self.metrics {
+            builder = builder.metrics();
         }
         let server = builder
             .authenticator(auth)
@@ -637,6 +662,7 @@ async fn linger(mut s: TcpStream, stop: &CancellationToken) {
 pub struct BackgroundServer {
     addr: SocketAddr,
     implicit_addr: Option<SocketAddr>,
+    health_addr: Option<SocketAddr>,
     fingerprint: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
@@ -667,6 +693,14 @@ impl BackgroundServer {
             Some(l) => Some(l.local_addr().map_err(ServerError::Listen)?),
             None => None,
         };
+        let health = match prepared.config.health_bind {
+            Some(a) => Some(bind(a)?),
+            None => None,
+        };
+        let health_addr = match &health {
+            Some(l) => Some(l.local_addr().map_err(ServerError::Listen)?),
+            None => None,
+        };
         let fingerprint = prepared.tls_fingerprint().map(str::to_string);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -684,7 +718,11 @@ impl BackgroundServer {
                         .map(TcpListener::from_std)
                         .transpose()
                         .map_err(ServerError::Listen)?;
-                    serve(listener, implicit, prepared, async {
+                    let health = health
+                        .map(TcpListener::from_std)
+                        .transpose()
+                        .map_err(ServerError::Listen)?;
+                    serve(listener, implicit, health, prepared, async {
                         let _ = rx.await;
                     })
                     .await
@@ -694,6 +732,7 @@ impl BackgroundServer {
         Ok(Self {
             addr,
             implicit_addr,
+            health_addr,
             fingerprint,
             stop: Some(tx),
             thread: Some(thread),
@@ -712,6 +751,11 @@ impl BackgroundServer {
     /// The SHA-256 fingerprint of the TLS certificate, when FTPS is on.
     pub fn tls_fingerprint(&self) -> Option<&str> {
         self.fingerprint.as_deref()
+    }
+
+    /// The health endpoint's address, when the configuration has one (`health_bind`).
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
     }
 
     /// Stops the server gracefully and waits for it.
