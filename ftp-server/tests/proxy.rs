@@ -6,27 +6,18 @@
 //! 127.0.0.1 plays the balancer; 127.0.0.2 and up (all of 127/8 is loopback on Linux) play
 //! clients, binding their sockets before connecting.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ftp_server::{BackgroundServer, Config};
 use test_kit::Fixture;
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
+use common::{Ftp, socket_from};
+
 const FILE: &str = "hostile ünï %20 name.txt";
 const BODY: &[u8] = b"proxied bytes\n";
-
-fn socket_from(src: [u8; 4], dst: SocketAddr) -> TcpStream {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from((src, 0)).into())
-        .unwrap_or_else(|e| panic!("bind {src:?}: {e}"));
-    s.connect_timeout(&dst.into(), IO_TIMEOUT).expect("connect");
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    s
-}
 
 /// A v1 header naming `client` as the source of a connection to `server`.
 fn v1(client: SocketAddr, server: SocketAddr) -> Vec<u8> {
@@ -49,82 +40,6 @@ fn v2(client: SocketAddr, server: SocketAddr) -> Vec<u8> {
     )
     .build()
     .expect("v2 header")
-}
-
-struct Ftp {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Ftp {
-    /// Connects from `from`, sends `header`, and reads the first reply (code 0: closed).
-    fn open(from: [u8; 4], server: SocketAddr, header: &[u8]) -> (Self, u16) {
-        let mut s = socket_from(from, server);
-        s.write_all(header).expect("header");
-        let w = s.try_clone().expect("clone");
-        let mut f = Self {
-            r: BufReader::new(s),
-            w,
-        };
-        let code = f.reply();
-        (f, code)
-    }
-
-    fn reply(&mut self) -> u16 {
-        loop {
-            let mut line = String::new();
-            match self.r.read_line(&mut line) {
-                Ok(0) | Err(_) => return 0,
-                Ok(_) => {}
-            }
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            }
-        }
-    }
-
-    fn cmd_text(&mut self, line: &str) -> (u16, String) {
-        self.w
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send");
-        // Multi-line replies (RFC 959 §4.2) run from `123-` to `123 `.
-        let mut text = String::new();
-        let mut first: Option<String> = None;
-        loop {
-            let mut l = String::new();
-            match self.r.read_line(&mut l) {
-                Ok(0) | Err(_) => return (0, text),
-                Ok(_) => {}
-            }
-            text.push_str(&l);
-            let code = l.get(..3).unwrap_or("").to_string();
-            let sep = l.as_bytes().get(3).copied();
-            match &first {
-                None if sep == Some(b'-') => first = Some(code),
-                Some(c) if *c != code || sep != Some(b' ') => {}
-                _ => return (code.parse().unwrap_or(0), text),
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> u16 {
-        self.cmd_text(line).0
-    }
-
-    fn login(&mut self, user: &str, pass: &str) -> u16 {
-        assert_eq!(self.cmd(&format!("USER {user}")), 331);
-        self.cmd(&format!("PASS {pass}"))
-    }
-
-    fn epsv_port(&mut self) -> u16 {
-        let (c, t) = self.cmd_text("EPSV");
-        assert_eq!(c, 229, "{t}");
-        t.split("(|||")
-            .nth(1)
-            .and_then(|s| s.split('|').next())
-            .and_then(|p| p.parse().ok())
-            .expect("EPSV port")
-    }
 }
 
 /// Opens a session once the client's previous one has been closed (its per-IP slot is given
