@@ -112,6 +112,19 @@ fn live_ready_and_metrics_then_not_ready_while_shutting_down() {
         .expect("send");
     assert_eq!(reply(&mut r), 150);
     data.write_all(b"some bytes").expect("data");
+    // The upload is running once its temporary file exists (the server counts it as running
+    // before creating it); only then does the shutdown have a transfer to wait for.
+    let incoming = f.path().join("pub/incoming");
+    for _ in 0..500 {
+        if std::fs::read_dir(&incoming).expect("incoming").count() > 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        std::fs::read_dir(&incoming).expect("incoming").count() > 1,
+        "the upload never started"
+    );
     let stopper = std::thread::spawn(move || srv.stop());
     let mut status = 0;
     for _ in 0..500 {
