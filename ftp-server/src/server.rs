@@ -13,6 +13,12 @@
 //!   [`TaskTracker`] says when running transfers are done (within the grace period), then the
 //!   remaining control connections are closed and the sessions' tracker is waited for.
 //!
+//! - behind a load balancer (`proxy_protocol`), take connections only from the listed balancers
+//!   and read each one's PROXY header ([`crate::proxy`]) in the connection's own task; the
+//!   client it names is then the session's address for the limits, the lockout, the data
+//!   connections' checks and the logs (libunftp patch 45: `Server::service_with_peer`);
+//! - serve the health endpoint ([`crate::health`]): `/ready` turns `503` when shutdown starts.
+//!
 //! libunftp's `service()` consumes its `Server` and has no shutdown signal, so a (cheap)
 //! `Server` is built per connection and a duplicate of each control socket is kept
 //! ([`crate::control`]) to close it at shutdown, and for the session's uploads to see whether
@@ -376,6 +382,7 @@ async fn serve(
         require_reuse,
         config,
     });
+    let headers = Arc::new(Semaphore::new(ctx.config.max_connections));
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     readiness.set(true);
@@ -410,6 +417,12 @@ async fn serve(
             tracing::warn!(peer = %peer, "connection refused: not a listed PROXY protocol balancer");
             continue;
         }
+        // Connections still sending their header are bounded like sessions: a balancer that
+        // opens many and sends nothing cannot pile up tasks beyond `max_connections`.
+        let Ok(pending) = Arc::clone(&headers).try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "connection refused: too many PROXY headers pending");
+            continue;
+        };
         let timeout = proxy.header_timeout;
         let ctx = ctx.clone();
         // The header is read in the connection's own task, so a slow balancer connection
@@ -420,6 +433,7 @@ async fn serve(
                 () = ctx.stop.cancelled() => return,
                 h = crate::proxy::read_header(&mut stream, timeout) => h,
             };
+            drop(pending);
             match header {
                 Ok(client) => {
                     if let Err(e) = ctx.start(stream, peer, client, id, implicit) {

@@ -169,3 +169,23 @@ fn headers_from_unlisted_addresses_and_listed_balancers_without_one_are_refused(
     assert_eq!(code, 220);
     assert_eq!(c.login("anonymous", "a@b"), 230);
 }
+
+#[test]
+fn connections_waiting_for_their_header_are_bounded_by_max_connections() {
+    use std::io::Write;
+    let f = fixture();
+    let srv = start(&f, "max_connections = 2");
+    let client = SocketAddr::from(([127, 0, 0, 9], 40000));
+    // Two balancer connections that have not sent their header yet hold both places ...
+    let mut quiet1 = socket_from([127, 0, 0, 1], srv.addr());
+    let _quiet2 = socket_from([127, 0, 0, 1], srv.addr());
+    // ... so a third is closed, even with a valid header.
+    let (_, code) = Ftp::open([127, 0, 0, 1], srv.addr(), &v1(client, srv.addr()));
+    assert_eq!(code, 0, "a third pending header");
+    // The first one's header then starts its session.
+    quiet1.write_all(&v1(client, srv.addr())).expect("header");
+    let mut r = std::io::BufReader::new(quiet1);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).expect("greeting");
+    assert!(line.starts_with("220"), "{line:?}");
+}
