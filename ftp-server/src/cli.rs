@@ -88,6 +88,27 @@ pub struct Cli {
     #[arg(long)]
     pub require_tls_reuse: bool,
 
+    /// Behind a load balancer: every control connection must come from a `--proxy-from`
+    /// address and start with a PROXY protocol header (v1 or v2) naming the client, whose
+    /// address the limits, lockout, data-connection checks and logs then see.
+    #[arg(long, env = "FTP_SERVER_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+
+    /// The load balancers allowed to send PROXY headers: addresses or networks
+    /// (`10.0.0.0/8`), comma-separated or repeated.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        value_delimiter = ',',
+        env = "FTP_SERVER_PROXY_FROM"
+    )]
+    pub proxy_from: Vec<String>,
+
+    /// Serve HTTP health checks on this address: `GET /ready` (200 while accepting, 503 while
+    /// shutting down), `/live`, and `/metrics` (Prometheus).
+    #[arg(long, value_name = "ADDR:PORT", env = "FTP_SERVER_HEALTH_BIND")]
+    pub health_bind: Option<String>,
+
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -251,6 +251,58 @@ pub struct Config {
     pub guests: Vec<Guest>,
     /// FTPS, when a certificate is configured.
     pub tls: Option<TlsSettings>,
+    /// The PROXY protocol (behind a load balancer), when on: which peers must send it.
+    pub proxy: Option<ProxySettings>,
+    /// Where the HTTP health endpoint (`/ready`, `/live`, `/metrics`) listens, when on.
+    pub health_bind: Option<SocketAddr>,
+}
+
+/// PROXY protocol settings (docs/scale-out.md): with them, every control connection must come
+/// from one of the listed balancer networks and start with a PROXY header (v1 or v2) naming the
+/// client; any other connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// The load balancers' addresses or networks (`proxy_from`), parsed once here.
+    pub from: Vec<ipnet::IpNet>,
+    /// How long a balancer has to send its header after connecting.
+    pub header_timeout: Duration,
+}
+
+impl ProxySettings {
+    /// Whether `ip` is one of the listed balancers (IPv4-mapped addresses compared as IPv4).
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.from.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Parses a `proxy_from` entry: a network (`10.0.0.0/8`, `fd00::/8`) or one address.
+pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<ipnet::IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{s:?} is neither an IP address nor a network like 10.0.0.0/8"))
+}
+
+/// Builds the PROXY settings from `proxy_protocol` and `proxy_from`.
+fn proxy_settings(on: bool, from: &[String]) -> Result<Option<ProxySettings>, String> {
+    if !on {
+        return Ok(None);
+    }
+    if from.is_empty() {
+        return Err("the PROXY protocol needs the balancers' addresses in `proxy_from`".into());
+    }
+    let from = from
+        .iter()
+        .map(|s| parse_network(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ProxySettings {
+        from,
+        header_timeout: Duration::from_secs(5),
+    }))
 }
 
 impl Config {
@@ -282,6 +334,8 @@ impl Config {
             guest_area: None,
             guests: Vec::new(),
             tls: None,
+            proxy: None,
+            health_bind: None,
         }
     }
 
@@ -398,6 +452,29 @@ impl Config {
         }
         if let Some(h) = &raw.hidden {
             cfg.hidden = *h.get_ref();
+        }
+        if let Some(b) = &raw.health_bind {
+            cfg.health_bind =
+                Some(parse_bind(b.get_ref()).map_err(|m| ctx.err(b.span(), "health_bind", m))?);
+        }
+        if raw.proxy_protocol.is_some() || raw.proxy_from.is_some() {
+            let on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
+            let (span, key) = match (&raw.proxy_from, &raw.proxy_protocol) {
+                (Some(f), _) if on => (f.span(), "proxy_from"),
+                (_, Some(p)) => (p.span(), "proxy_protocol"),
+                (Some(f), None) => (f.span(), "proxy_from"),
+                (None, None) => (0..0, "proxy_protocol"),
+            };
+            let from = raw.proxy_from.as_ref().map(|f| f.get_ref().clone());
+            if !on && from.is_some() {
+                return Err(ctx.err(
+                    span,
+                    key,
+                    "`proxy_from` needs `proxy_protocol = true`".into(),
+                ));
+            }
+            cfg.proxy = proxy_settings(on, from.as_deref().unwrap_or_default())
+                .map_err(|m| ctx.err(span, key, m))?;
         }
         if let Some(x) = &raw.xferlog {
             let p = Path::new(x.get_ref());
@@ -847,6 +924,37 @@ impl TryFrom<Cli> for Config {
         if cli.passive_only {
             cfg.active = false;
         }
+        if let Some(b) = &cli.health_bind {
+            cfg.health_bind = Some(parse_bind(b).map_err(|message| ConfigError::Flag {
+                flag: "--health-bind",
+                message,
+            })?);
+        }
+        if cli.proxy_protocol || !cli.proxy_from.is_empty() {
+            let from = if cli.proxy_from.is_empty() {
+                cfg.proxy
+                    .as_ref()
+                    .map(|p| p.from.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default()
+            } else {
+                cli.proxy_from.clone()
+            };
+            let on = cli.proxy_protocol || cfg.proxy.is_some();
+            if !on {
+                return Err(ConfigError::Flag {
+                    flag: "--proxy-from",
+                    message: "needs --proxy-protocol".into(),
+                });
+            }
+            cfg.proxy = proxy_settings(on, &from).map_err(|message| ConfigError::Flag {
+                flag: if cli.proxy_from.is_empty() {
+                    "--proxy-protocol"
+                } else {
+                    "--proxy-from"
+                },
+                message,
+            })?;
+        }
         if let Some(n) = cli.max_connections {
             if n == 0 {
                 return Err(ConfigError::Flag {
@@ -1009,6 +1117,9 @@ struct RawFile {
     shutdown_grace_secs: Option<Spanned<u64>>,
     xferlog: Option<Spanned<String>>,
     hidden: Option<Spanned<bool>>,
+    proxy_protocol: Option<Spanned<bool>>,
+    proxy_from: Option<Spanned<Vec<String>>>,
+    health_bind: Option<Spanned<String>>,
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     tls_self_signed: Option<Spanned<bool>>,
@@ -1472,5 +1583,97 @@ expires = "2026-12-31T23:59:59Z"
             Ok(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 21)))
         );
         assert_eq!(parse_bind("127.0.0.1").map(|a| a.port()), Ok(DEFAULT_PORT));
+    }
+
+    #[test]
+    fn proxy_from_is_parsed_once_and_needs_proxy_protocol() {
+        let d = tempfile::tempdir().expect("tmp");
+        let c = Config::from_toml_str(
+            "proxy_protocol = true\nproxy_from = [\"10.1.2.3/8\", \"192.0.2.9\", \"fd00::/8\"]\n",
+            d.path(),
+        )
+        .expect("valid");
+        let p = c.proxy.expect("on");
+        assert_eq!(p.from[0].to_string(), "10.0.0.0/8");
+        assert_eq!(p.from[1].to_string(), "192.0.2.9/32");
+        assert!(p.trusts("10.200.0.1".parse().expect("ip")));
+        assert!(
+            p.trusts("::ffff:192.0.2.9".parse().expect("ip")),
+            "IPv4-mapped"
+        );
+        assert!(!p.trusts("192.0.2.10".parse().expect("ip")));
+        for (text, line, key) in [
+            ("proxy_protocol = true\n", 1, "proxy_protocol"),
+            ("proxy_protocol = true\nproxy_from = []\n", 2, "proxy_from"),
+            (
+                "proxy_protocol = true\nproxy_from = [\"10.0.0.0/33\"]\n",
+                2,
+                "proxy_from",
+            ),
+            ("proxy_from = [\"10.0.0.1\"]\n", 1, "proxy_from"),
+        ] {
+            let e = Config::from_toml_str(text, d.path()).expect_err(text);
+            assert!(
+                matches!(&e, ConfigError::File { line: l, key: k, .. } if *l == line && k == key),
+                "{text}: {e:?}"
+            );
+        }
+        assert!(
+            Config::from_toml_str("", d.path())
+                .expect("ok")
+                .proxy
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn proxy_flags_build_the_same_settings_and_name_the_flag() {
+        use clap::Parser;
+        let d = tempfile::tempdir().expect("tmp");
+        let root = d.path().to_str().expect("utf-8");
+        let cli = crate::cli::Cli::try_parse_from([
+            "ftp-server",
+            "--root",
+            root,
+            "--proxy-protocol",
+            "--proxy-from",
+            "127.0.0.1,10.0.0.0/8",
+        ])
+        .expect("parse");
+        let p = Config::try_from(cli).expect("valid").proxy.expect("on");
+        assert_eq!(p.from.len(), 2);
+        let cli =
+            crate::cli::Cli::try_parse_from(["ftp-server", "--root", root, "--proxy-protocol"])
+                .expect("parse");
+        let e = Config::try_from(cli).expect_err("no balancers");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Flag {
+                    flag: "--proxy-protocol",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let cli = crate::cli::Cli::try_parse_from([
+            "ftp-server",
+            "--root",
+            root,
+            "--proxy-from",
+            "nonsense",
+        ])
+        .expect("parse");
+        let e = Config::try_from(cli).expect_err("no --proxy-protocol");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Flag {
+                    flag: "--proxy-from",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

@@ -99,6 +99,14 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             ),
             None => None,
         };
+        let health = match cfg.health_bind {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} (--health-bind)"))?,
+            ),
+            None => None,
+        };
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "Serving {}", cfg.root.display())?;
@@ -120,11 +128,20 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             if let Some(t) = cfg.tls_summary() {
                 writeln!(out, "TLS: {t}")?;
             }
+            if let Some(l) = &health {
+                writeln!(out, "Health: http://{}/ready", l.local_addr()?)?;
+            }
             writeln!(out, "Accounts: {}", cfg.classes_summary())?;
             out.flush()?;
         }
-        ftp_server::run_prepared(listener, implicit, prepared, filexfer::shutdown::signal())
-            .await
-            .context("server failed")
+        ftp_server::run_prepared(
+            listener,
+            implicit,
+            health,
+            prepared,
+            filexfer::shutdown::signal(),
+        )
+        .await
+        .context("server failed")
     })
 }

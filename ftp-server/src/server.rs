@@ -13,6 +13,12 @@
 //!   [`TaskTracker`] says when running transfers are done (within the grace period), then the
 //!   remaining control connections are closed and the sessions' tracker is waited for.
 //!
+//! - behind a load balancer (`proxy_protocol`), take connections only from the listed balancers
+//!   and read each one's PROXY header ([`crate::proxy`]) in the connection's own task; the
+//!   client it names is then the session's address for the limits, the lockout, the data
+//!   connections' checks and the logs (libunftp patch 45: `Server::service_with_peer`);
+//! - serve the health endpoint ([`crate::health`]): `/ready` turns `503` when shutdown starts.
+//!
 //! libunftp's `service_until()` consumes its `Server`, so a (cheap) `Server` is built per
 //! connection; the accounts, lockout state and xferlog are shared between them. Its shutdown
 //! signal (libunftp patch 42) closes the sessions at shutdown, and `close_linger` (patch 43)
@@ -307,18 +313,20 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    serve(listener, None, prepare(config)?, shutdown).await
+    serve(listener, None, None, prepare(config)?, shutdown).await
 }
 
 /// Serves a [`Prepared`] configuration on `listener` and, for implicit FTPS (TLS from the first
-/// byte, `ftps://`), on `implicit`, until `shutdown` completes (as [`run`]).
+/// byte, `ftps://`), on `implicit`, until `shutdown` completes (as [`run`]); with `health`, the
+/// health endpoint ([`crate::health`]) on it, with libunftp's metrics collected.
 pub async fn run_prepared(
     listener: TcpListener,
     implicit: Option<TcpListener>,
+    health: Option<TcpListener>,
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    serve(listener, implicit, prepared, shutdown).await
+    serve(listener, implicit, health, prepared, shutdown).await
 }
 
 /// Accepts on `l`, or waits for ever when there is no such listener.
@@ -332,6 +340,7 @@ async fn accept_on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, Socke
 async fn serve(
     listener: TcpListener,
     implicit_listener: Option<TcpListener>,
+    health_listener: Option<TcpListener>,
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
@@ -356,14 +365,37 @@ async fn serve(
     };
     let require_reuse = config.tls.as_ref().is_some_and(|t| t.require_reuse);
     let stop = CancellationToken::new();
-    let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
-    let refusers = Arc::new(Semaphore::new(MAX_REFUSERS));
-    let listings = Arc::new(Semaphore::new(MAX_LISTINGS));
     let sessions = TaskTracker::new();
     // Cancelled once running transfers are done (or the grace period is over): every session's
     // control connection is then closed (libunftp's `service_until`).
     let close = CancellationToken::new();
+    let readiness = Arc::new(crate::health::Readiness::default());
+    let health_stop = CancellationToken::new();
+    let health = health_listener.map(|l| {
+        tokio::spawn(crate::health::serve(
+            l,
+            readiness.clone(),
+            health_stop.clone(),
+        ))
+    });
+    let ctx = Arc::new(Sessions {
+        metrics: health.is_some(),
+        limits: Limits::new(config.max_connections, config.max_connections_per_ip),
+        refusers: Arc::new(Semaphore::new(MAX_REFUSERS)),
+        listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
+        sessions: sessions.clone(),
+        stop: stop.clone(),
+        close: close.clone(),
+        accounts,
+        shared: shared.clone(),
+        tls,
+        tls_required,
+        require_reuse,
+        config,
+    });
+    let headers = Arc::new(Semaphore::new(ctx.config.max_connections));
     tokio::pin!(shutdown);
+    readiness.set(true);
     loop {
         let (accepted, implicit) = tokio::select! {
             () = &mut shutdown => break,
@@ -382,73 +414,56 @@ async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(peer = %peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let admission = match limits.admit(peer.ip()) {
-            Ok(a) => a,
-            Err(refusal) => {
-                refuse(stream, peer, refusal, &refusers, &sessions, &stop);
-                continue;
-            }
+        let Some(proxy) = ctx.config.proxy.as_ref() else {
+            ctx.start(stream, peer, None, implicit)?;
+            continue;
         };
-        let auth = Arc::new(SessionAuth::new(accounts.clone()));
-        let storage_shared = shared.clone();
-        // Cancelled by libunftp when the session ends (patch 44): its uploads ask it whether
-        // their client is still there (crate::control).
-        let ended = CancellationToken::new();
-        let control = ControlLink::new(ended.clone());
-        let mut builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
-            Box::new(move || FtpStorage::new(storage_shared.clone(), peer, control.clone())),
-            auth.clone(),
-        );
-        if let Some(t) = &tls {
-            // One rustls configuration for every session: its session cache and ticket keys
-            // let data connections resume the control connection's TLS session.
-            builder = builder
-                .ftps_manual::<std::path::PathBuf>(t.server_config.clone())
-                .ftps_required_for(tls_required.clone())
-                .ftps_require_resumption(require_reuse)
-                .ftps_implicit(implicit);
+        // Behind a balancer only the listed balancers may connect, and only with a PROXY
+        // header: from anyone else a header would be a forged client address (and a direct
+        // client would bypass the balancer), so the connection is closed unread.
+        if !proxy.trusts(peer.ip()) {
+            tracing::warn!(peer = %peer, "connection refused: not a listed PROXY protocol balancer");
+            continue;
         }
-        let server = builder
-            .authenticator(auth)
-            .greeting(GREETING)
-            .passive_ports(config.passive_ports.clone())
-            .passive_host(config.passive_host.clone())
-            .idle_session_timeout(config.idle_timeout.as_secs())
-            .login_timeout(config.login_timeout)
-            // A listing the client does not read ends after the data timeout, as RETR and STOR do
-            // (libunftp patch 17): it cannot hold the listing and its task for longer.
-            .data_stall_timeout(config.data_timeout)
-            .listing_permits(listings.clone())
-            // libunftp closes right after `221` (QUIT); waiting for the client to close first
-            // leaves the TIME-WAIT on its side (without this, 100 curl sessions in a row left 90
-            // on ours). Cut short by the shutdown signal.
-            .close_linger(LINGER)
-            .session_end_signal(ended)
-            .sitemd5(SiteMd5::None)
-            // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
-            // any connection (RFC 2577; our libunftp patches 6 and 7).
-            .active_passive_mode(if config.active {
-                ActivePassiveMode::ActiveAndPassive
-            } else {
-                ActivePassiveMode::PassiveOnly
-            })
-            .build()
-            .map_err(ServerError::Engine)?;
-        let closed = close.clone().cancelled_owned();
+        // Connections still sending their header are bounded like sessions: a balancer that
+        // opens many and sends nothing cannot pile up tasks beyond `max_connections`.
+        let Ok(pending) = Arc::clone(&headers).try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "connection refused: too many PROXY headers pending");
+            continue;
+        };
+        let timeout = proxy.header_timeout;
+        let ctx = ctx.clone();
+        // The header is read in the connection's own task, so a slow balancer connection
+        // never holds up the accept loop.
         sessions.spawn(async move {
-            let _admission = admission;
-            let started = Instant::now();
-            tracing::debug!(peer = %peer, "session opened");
-            if let Err(e) = server.service_until(stream, closed).await {
-                tracing::warn!(peer = %peer, error = %e, "session failed");
+            let mut stream = stream;
+            let header = tokio::select! {
+                () = ctx.stop.cancelled() => return,
+                h = crate::proxy::read_header(&mut stream, timeout) => h,
+            };
+            drop(pending);
+            match header {
+                Ok(client) => {
+                    if let Err(e) = ctx.start(stream, peer, client, implicit) {
+                        tracing::warn!(peer = %peer, error = %e, "cannot start the session");
+                    }
+                }
+                // A balancer's TCP health check connects and closes without a byte.
+                Err(crate::proxy::ProxyError::Truncated) => {
+                    tracing::debug!(peer = %peer, "connection closed: no PROXY header");
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "connection refused: bad PROXY header");
+                }
             }
-            tracing::debug!(peer = %peer, secs = started.elapsed().as_secs_f64(), "session closed");
         });
     }
+    // The balancer's health check sees it first, and sends new sessions elsewhere.
+    readiness.set(false);
     stop.cancel();
     drop(listener);
     drop(implicit_listener);
-    let grace = config.shutdown_grace;
+    let grace = ctx.config.shutdown_grace;
     shared.transfers.close();
     let running = shared.transfers.len();
     tracing::info!(
@@ -483,8 +498,121 @@ async fn serve(
             "sessions still ending; the runtime's shutdown ends them"
         );
     }
+    health_stop.cancel();
+    if let Some(h) = health {
+        let _ = h.await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What every session of a server shares, and how a session is started.
+struct Sessions {
+    config: Config,
+    /// Whether libunftp collects its Prometheus metrics (for the health endpoint).
+    metrics: bool,
+    accounts: Arc<Accounts>,
+    shared: Arc<StorageShared>,
+    tls: Option<crate::tls::TlsMaterial>,
+    tls_required: libunftp::options::FtpsRequiredFor,
+    require_reuse: bool,
+    limits: Limits,
+    refusers: Arc<Semaphore>,
+    listings: Arc<Semaphore>,
+    sessions: TaskTracker,
+    stop: CancellationToken,
+    /// Cancelled once running transfers are done at shutdown: sessions then close.
+    close: CancellationToken,
+}
+
+impl Sessions {
+    /// Admits a connection from `peer` (on behalf of `proxied`, the client a PROXY header
+    /// named, when there is one) within the limits and starts its session.
+    fn start(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        proxied: Option<SocketAddr>,
+        implicit: bool,
+    ) -> Result<(), ServerError> {
+        // The client: what the limits, the lockout, the data-connection checks and the logs
+        // see (libunftp patch 45).
+        let client = proxied.unwrap_or(peer);
+        let admission = match self.limits.admit(client.ip()) {
+            Ok(a) => a,
+            Err(refusal) => {
+                refuse(
+                    stream,
+                    client,
+                    refusal,
+                    &self.refusers,
+                    &self.sessions,
+                    &self.stop,
+                );
+                return Ok(());
+            }
+        };
+        let config = &self.config;
+        let auth = Arc::new(SessionAuth::new(self.accounts.clone()));
+        let storage_shared = self.shared.clone();
+        // Cancelled by libunftp when the session ends (patch 44): its uploads ask it whether
+        // their client is still there (crate::control).
+        let ended = CancellationToken::new();
+        let control = ControlLink::new(ended.clone());
+        let mut builder = ServerBuilder::<FtpStorage, FtpUser>::with_user_detail_provider::<FtpUser>(
+            Box::new(move || FtpStorage::new(storage_shared.clone(), client, control.clone())),
+            auth.clone(),
+        );
+        if let Some(t) = &self.tls {
+            // One rustls configuration for every session: its session cache and ticket keys
+            // let data connections resume the control connection's TLS session.
+            builder = builder
+                .ftps_manual::<std::path::PathBuf>(t.server_config.clone())
+                .ftps_required_for(self.tls_required.clone())
+                .ftps_require_resumption(self.require_reuse)
+                .ftps_implicit(implicit);
+        }
+        if self.metrics {
+            builder = builder.metrics();
+        }
+        let server = builder
+            .authenticator(auth)
+            .greeting(GREETING)
+            .passive_ports(config.passive_ports.clone())
+            .passive_host(config.passive_host.clone())
+            .idle_session_timeout(config.idle_timeout.as_secs())
+            .login_timeout(config.login_timeout)
+            // A listing the client does not read ends after the data timeout, as RETR and STOR do
+            // (libunftp patch 17): it cannot hold the listing and its task for longer.
+            .data_stall_timeout(config.data_timeout)
+            .listing_permits(self.listings.clone())
+            // libunftp closes right after `221` (QUIT); waiting for the client to close first
+            // leaves the TIME-WAIT on its side (without this, 100 curl sessions in a row left 90
+            // on ours). Cut short by the shutdown signal.
+            .close_linger(LINGER)
+            .session_end_signal(ended)
+            .sitemd5(SiteMd5::None)
+            // PORT/EPRT connect only to the client's own host and ports >= 1024, checked before
+            // any connection (RFC 2577; our libunftp patches 6 and 7).
+            .active_passive_mode(if config.active {
+                ActivePassiveMode::ActiveAndPassive
+            } else {
+                ActivePassiveMode::PassiveOnly
+            })
+            .build()
+            .map_err(ServerError::Engine)?;
+        let closed = self.close.clone().cancelled_owned();
+        self.sessions.spawn(async move {
+            let _admission = admission;
+            let started = Instant::now();
+            tracing::debug!(peer = %client, via = ?proxied.map(|_| peer), "session opened");
+            if let Err(e) = server.service_with_peer_until(stream, proxied, closed).await {
+                tracing::warn!(peer = %client, error = %e, "session failed");
+            }
+            tracing::debug!(peer = %client, secs = started.elapsed().as_secs_f64(), "session closed");
+        });
+        Ok(())
+    }
 }
 
 /// Refuses a connection beyond the limits with its `421` line. Cheap and bounded: the line goes
@@ -540,6 +668,7 @@ async fn linger(mut s: TcpStream, stop: &CancellationToken) {
 pub struct BackgroundServer {
     addr: SocketAddr,
     implicit_addr: Option<SocketAddr>,
+    health_addr: Option<SocketAddr>,
     fingerprint: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
@@ -570,6 +699,14 @@ impl BackgroundServer {
             Some(l) => Some(l.local_addr().map_err(ServerError::Listen)?),
             None => None,
         };
+        let health = match prepared.config.health_bind {
+            Some(a) => Some(bind(a)?),
+            None => None,
+        };
+        let health_addr = match &health {
+            Some(l) => Some(l.local_addr().map_err(ServerError::Listen)?),
+            None => None,
+        };
         let fingerprint = prepared.tls_fingerprint().map(str::to_string);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -587,7 +724,11 @@ impl BackgroundServer {
                         .map(TcpListener::from_std)
                         .transpose()
                         .map_err(ServerError::Listen)?;
-                    serve(listener, implicit, prepared, async {
+                    let health = health
+                        .map(TcpListener::from_std)
+                        .transpose()
+                        .map_err(ServerError::Listen)?;
+                    serve(listener, implicit, health, prepared, async {
                         let _ = rx.await;
                     })
                     .await
@@ -597,6 +738,7 @@ impl BackgroundServer {
         Ok(Self {
             addr,
             implicit_addr,
+            health_addr,
             fingerprint,
             stop: Some(tx),
             thread: Some(thread),
@@ -615,6 +757,11 @@ impl BackgroundServer {
     /// The SHA-256 fingerprint of the TLS certificate, when FTPS is on.
     pub fn tls_fingerprint(&self) -> Option<&str> {
         self.fingerprint.as_deref()
+    }
+
+    /// The health endpoint's address, when the configuration has one (`health_bind`).
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
     }
 
     /// Stops the server gracefully and waits for it.

@@ -37,6 +37,8 @@ pub const PEERS: &[Peer] = &[
     Peer::PythonModule("pyftpdlib"),
     // iproute2's traffic control, for ftp-vs-tcp's shaped link (with `ip`, same package).
     Peer::Tool("tc"),
+    // The load balancer of the scale-out tests (ftp-server/tests/haproxy.rs).
+    Peer::Tool("haproxy"),
 ];
 
 impl Peer {

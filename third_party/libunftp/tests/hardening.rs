@@ -1610,3 +1610,51 @@ async fn a_served_session_holds_a_small_future() {
     drop(session);
     drop(client);
 }
+
+/// Serves as `serve` does, but every connection on behalf of `client` (as behind a proxy that
+/// passed the client's address): `Server::service_with_peer`.
+async fn serve_for(root: &Root, client: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let path = root.0.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let path = path.clone();
+            let server = plain(ServerBuilder::new(Box::new(move || Filesystem::new(path.clone()).unwrap())))
+                .build()
+                .unwrap();
+            tokio::spawn(server.service_with_peer(stream, Some(client)));
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn service_with_peer_takes_the_data_connection_from_the_given_client_not_the_proxy() {
+    let root = Root::new("with-peer");
+    // The control connection comes from 127.0.0.1 (the "proxy"); the client is 127.0.0.2.
+    let addr = serve_for(&root, SocketAddr::from(([127, 0, 0, 2], 40000))).await;
+    let mut c = Ctl::login(addr).await;
+    let (code, text) = c.cmd("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let data_addr = SocketAddr::new(addr.ip(), epsv_port(&text));
+    // The proxy's own address is not the client's: hung up on.
+    let mut proxy = tokio::time::timeout(WAIT, TcpStream::connect(data_addr)).await.unwrap().unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, proxy.read_to_end(&mut got)).await.expect("the proxy's address is hung up on");
+    assert!(got.is_empty());
+    // The client's own address gets the file.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+    let mut data = tokio::time::timeout(WAIT, sock.connect(data_addr)).await.unwrap().unwrap();
+    assert_eq!(c.cmd("RETR hello.txt").await.0, 150);
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(c.reply().await.0, 226);
+    assert_eq!(got, b"hello\n");
+    // And STAT names the client, not the proxy.
+    let (code, text) = c.cmd("STAT").await;
+    assert_eq!(code, 211, "{text}");
+    assert!(text.contains("127.0.0.2"), "{text}");
+}

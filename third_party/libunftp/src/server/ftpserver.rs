@@ -1233,7 +1233,7 @@ where
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
-        self.service_until(tcp_stream, futures_util::future::pending()).await
+        self.service_with_peer_until(tcp_stream, None, futures_util::future::pending()).await
     }
 
     /// Service a newly established connection as a control connection, as
@@ -1245,13 +1245,42 @@ where
     ///
     /// A caller that accepts connections itself can so end its sessions without holding a
     /// duplicate of each socket to shut it down from outside.
-    ///
-    /// The returned future holds only what the session needs while it runs (the `Server`, its
-    /// options and the spawn step are gone by then, patch 45): a process serving thousands of
-    /// sessions this way keeps a few hundred bytes per session here, not several KiB.
     pub fn service_until<F>(
         self,
         tcp_stream: tokio::net::TcpStream,
+        shutdown: F,
+    ) -> impl Future<Output = std::result::Result<(), crate::server::ControlChanError>> + Send + use<F, Storage, User>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        self.service_with_peer_until(tcp_stream, None, shutdown)
+    }
+
+    /// Service a newly established connection as a control connection, on behalf of the client
+    /// at `client` when the connection comes through a proxy (a load balancer that passed the
+    /// client's address with the PROXY protocol, which the caller has read and checked).
+    ///
+    /// `client` is then the address that the authenticator (and its failed-login policy) sees,
+    /// that passive data connections must come from, that `PORT`/`EPRT` must name and that the
+    /// logs show, as the connection's peer is otherwise. With `None` this is [`service`](Server::service).
+    pub async fn service_with_peer(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        client: Option<std::net::SocketAddr>,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_with_peer_until(tcp_stream, client, futures_util::future::pending()).await
+    }
+
+    /// [`service_with_peer`](Server::service_with_peer) until `shutdown` completes, as
+    /// [`service_until`](Server::service_until).
+    ///
+    /// The returned future holds only what the session needs while it runs (the `Server`, its
+    /// options and the spawn step are gone by then, patch 46): a process serving thousands of
+    /// sessions this way keeps a few hundred bytes per session here, not several KiB.
+    pub fn service_with_peer_until<F>(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        client: Option<std::net::SocketAddr>,
         shutdown: F,
     ) -> impl Future<Output = std::result::Result<(), crate::server::ControlChanError>> + Send + use<F, Storage, User>
     where
@@ -1269,7 +1298,16 @@ where
             let shutdown_listener = shutdown_notifier.subscribe().await;
             slog::debug!(logger, "Servicing control connection from");
             // Boxed too: its state (the loop's configuration) is gone once it has spawned the loop.
-            let result = Box::pin(controlchan::spawn_loop::<Storage, User>(*config, tcp_stream, None, None, shutdown_listener, failed_logins)).await;
+            let result = Box::pin(controlchan::spawn_loop::<Storage, User>(
+                *config,
+                tcp_stream,
+                client,
+                None,
+                None,
+                shutdown_listener,
+                failed_logins,
+            ))
+            .await;
             match result {
                 Err(err) => {
                     slog::error!(logger, "Could not spawn control channel loop: {:?}", err);

@@ -105,6 +105,9 @@ async fn wait_for_close(mut io: Box<dyn AsyncReadAsyncWriteSendUnpin>, linger: D
 pub(crate) async fn spawn<Storage, User>(
     config: Config<Storage, User>,
     tcp_stream: TcpStream,
+    // The client's address when the connection comes through a proxy that told it
+    // (`Server::service_with_peer`); otherwise the connection's peer is the client.
+    client: Option<std::net::SocketAddr>,
     control_connection: Option<SocketAddrPair>,
     switchboard_msg_tx: Option<SwitchboardSender<Storage, User>>,
     mut shutdown: shutdown::Listener,
@@ -147,7 +150,13 @@ where
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
     let local_addr = tcp_stream.local_addr()?;
-    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), tcp_stream.peer_addr()?)
+    let mut session: Session<Storage, User> = Session::new(
+        Arc::new(storage),
+        match client {
+            Some(c) => c,
+            None => tcp_stream.peer_addr()?,
+        },
+    )
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
         .control_msg_tx(control_msg_tx.clone())
