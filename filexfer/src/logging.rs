@@ -21,10 +21,30 @@ pub enum Style {
     Client,
 }
 
+/// Libraries whose debug lines carry secrets, capped at the level given whatever `RUST_LOG`
+/// asks: suppaftp logs every command it sends at `debug`, `PASS` and its password included
+/// (ftp-client's own `-v` trace masks it).
+const CAPPED: &[&str] = &["suppaftp=info"];
+
+/// The filter [`init`] installs: `rust_log` (the `RUST_LOG` value) when it parses, else
+/// `default`, with [`CAPPED`] on top.
+pub fn filter(rust_log: Option<&str>, default: &str) -> EnvFilter {
+    let mut filter = rust_log
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    for cap in CAPPED {
+        if let Ok(d) = cap.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 /// Installs the global subscriber with `default` as the filter when `RUST_LOG` is not set
 /// (`"info"`, `"warn"`, ...). A second call does nothing.
 pub fn init(default: &str, style: Style) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = filter(rust_log.as_deref(), default);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(EscapedStderr)
@@ -87,6 +107,21 @@ impl<W: Write> Write for EscapingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libraries_that_log_passwords_stay_capped_whatever_rust_log_says() {
+        for asked in [
+            "suppaftp=trace",
+            "trace",
+            "debug,suppaftp=debug",
+            "not a filter [",
+        ] {
+            let shown = filter(Some(asked), "warn").to_string();
+            assert!(shown.contains("suppaftp=info"), "{asked}: {shown}");
+            assert!(!shown.contains("suppaftp=debug"), "{asked}: {shown}");
+            assert!(!shown.contains("suppaftp=trace"), "{asked}: {shown}");
+        }
+    }
 
     #[test]
     fn control_characters_in_a_line_are_escaped_its_end_kept() {

@@ -119,3 +119,36 @@ fn refusals_before_150_give_the_documented_exit_codes() {
     );
     srv.stop().expect("stop");
 }
+
+/// `RUST_LOG=suppaftp=trace` (or `trace`) must not print the password: suppaftp logs every
+/// command it sends at `debug`, `PASS` included, and filexfer's logging caps it at `info`.
+#[test]
+fn rust_log_at_trace_never_prints_the_password() {
+    const PW: &str = "s3cret-Pa55word";
+    let root = Fixture::empty();
+    root.write("home/dave/a.txt", b"hello\n");
+    let phc = ftp_server::hash_password_with_cost(PW, 64, 1).expect("hash");
+    let cfg = Config::from_toml_str(
+        &format!("root = \".\"\n\n[[users]]\nname = \"dave\"\npassword = \"{phc}\"\nhome = \"home/dave\"\n"),
+        root.path(),
+    )
+    .expect("config");
+    let srv = BackgroundServer::start(cfg).expect("start ftp-server");
+    let out = Fixture::empty();
+    for rust_log in ["suppaftp=trace", "trace"] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_ftp-client"))
+            .env("RUST_LOG", rust_log)
+            .args(["get", "-o"])
+            .arg(out.path())
+            .arg(format!("ftp://dave:{PW}@{}/a.txt", srv.addr()))
+            .output()
+            .expect("run ftp-client");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "RUST_LOG={rust_log}: {stderr}");
+        assert!(
+            !stderr.contains(PW),
+            "RUST_LOG={rust_log} printed the password:\n{stderr}"
+        );
+    }
+    srv.stop().expect("stop");
+}
