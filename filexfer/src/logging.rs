@@ -27,7 +27,7 @@ pub enum Style {
 const CAPPED: &[&str] = &["suppaftp=info"];
 
 /// The filter [`init`] installs: `rust_log` (the `RUST_LOG` value) when it parses, else
-/// `default`, with [`CAPPED`] on top.
+/// `default`, with the libraries that log secrets capped on top (suppaftp at `info`).
 pub fn filter(rust_log: Option<&str>, default: &str) -> EnvFilter {
     let mut filter = rust_log
         .and_then(|v| EnvFilter::try_new(v).ok())
