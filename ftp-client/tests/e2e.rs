@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{client, enc, exit_code, path_str};
+use common::{accept_within, client, enc, exit_code, path_str};
 use ftp_client::{ClientError, Report};
 use test_kit::peers::{start_pyftpdlib, start_vsftpd};
 use test_kit::{Fixture, hostile_names, pattern_bytes, run, sha256, sha256_file};
@@ -409,26 +409,6 @@ struct Served {
     /// With `stall`: how the held data connection ended once the client had hung up, read to
     /// its end (`None`: a plain end of file, the FIN of a complete transfer).
     held_end: Option<std::io::ErrorKind>,
-}
-
-/// Accepts one connection on `l`, giving up after 10 s so a client that never comes cannot
-/// hang the test.
-fn accept_within(l: &TcpListener) -> Option<TcpStream> {
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        match l.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false).unwrap();
-                // No read or write on it may block the test forever either.
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-                return Some(s);
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    None
 }
 
 /// Writes `data` in pieces of `pace.0` bytes with `pace.1` between them.

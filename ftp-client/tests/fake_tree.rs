@@ -8,37 +8,12 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use common::{client, exit_code, path_str, walk};
-
-/// Every wait of the fake server ends after this long, so a client that never comes (or never
-/// reads) cannot hang the test.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// Accepts one connection on `l` within [`WAIT`], without polling in a sleep loop: `poll(2)`
-/// wakes on the connection itself.
-fn accept_within(l: &TcpListener) -> Option<TcpStream> {
-    let mut p = libc::pollfd {
-        fd: l.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, for a descriptor `l` keeps open during the call.
-    let n = unsafe { libc::poll(&mut p, 1, WAIT.as_millis() as i32) };
-    if n != 1 {
-        return None;
-    }
-    let (s, _) = l.accept().ok()?;
-    s.set_read_timeout(Some(WAIT)).ok()?;
-    s.set_write_timeout(Some(WAIT)).ok()?;
-    Some(s)
-}
+use common::{accept_within, client, exit_code, path_str, walk};
 
 /// What the fake serves: listings by directory path (`/`, `/sub`), as raw lines, and file
 /// contents by path.

@@ -1,12 +1,15 @@
 //! What every end-to-end test file of ftp-client shares: running the client in-process with a
-//! command line, and building URLs from hostile names.
+//! command line, building URLs from hostile names, and the fake servers' bounded accept.
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ftp_client::{ClientError, Report, Tracer};
 
@@ -83,4 +86,27 @@ pub fn walk(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
         }
     }
     out
+}
+
+/// Every wait of a fake server ends after this long, so a client that never comes (or never
+/// reads) cannot hang the test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Accepts one connection on `l` within [`WAIT`], without polling in a sleep loop: `poll(2)`
+/// wakes on the connection itself. Reads and writes on it time out after [`WAIT`] too.
+pub fn accept_within(l: &TcpListener) -> Option<TcpStream> {
+    let mut p = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for a descriptor `l` keeps open during the call.
+    let n = unsafe { libc::poll(&mut p, 1, WAIT.as_millis() as i32) };
+    if n != 1 {
+        return None;
+    }
+    let (s, _) = l.accept().ok()?;
+    s.set_read_timeout(Some(WAIT)).ok()?;
+    s.set_write_timeout(Some(WAIT)).ok()?;
+    Some(s)
 }
