@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ftp_client::tls::Trust;
 use indicatif::{ProgressBar, ProgressStyle};
 use tcp_fileserv::client::Client;
 use tcp_fileserv::config::HostPort;
@@ -642,20 +641,8 @@ fn shaped(
         local: true,
         tcp: TcpClients::new(Some(link.client_ns.clone())),
     };
-    let ftp_file = |dirs: Vec<String>, name: &str| FtpFile {
-        host: srv.ftp.ip().to_string(),
-        port: srv.ftp.port(),
-        user: "anonymous".into(),
-        password: "ftp-vs-tcp@".into(),
-        dirs,
-        name: name.to_owned(),
-        tls: None,
-    };
-    let ftps_file = |name: &str| FtpFile {
-        port: srv.ftps.port(),
-        tls: Some(Trust::Pin(srv.ftps_pin)),
-        ..ftp_file(Vec::new(), name)
-    };
+    let ftp_file = |dirs: Vec<String>, name: &str| srv.ftp_file(dirs, name);
+    let ftps_file = |name: &str| srv.ftps_file(name);
     let mut out = Shaped {
         link: format!(
             "{}, {} ms added each way (tbf{}, a veth pair between two network namespaces)",
@@ -768,20 +755,8 @@ pub fn run(config: &Config, workdir: &Path) -> Result<Report, RunError> {
                 local: true,
                 tcp: TcpClients::new(None),
             };
-            let ftp_file = |dirs: Vec<String>, name: &str| FtpFile {
-                host: srv.ftp.ip().to_string(),
-                port: srv.ftp.port(),
-                user: "anonymous".into(),
-                password: "ftp-vs-tcp@".into(),
-                dirs,
-                name: name.to_owned(),
-                tls: None,
-            };
-            let ftps_file = |name: &str| FtpFile {
-                port: srv.ftps.port(),
-                tls: Some(Trust::Pin(srv.ftps_pin)),
-                ..ftp_file(Vec::new(), name)
-            };
+            let ftp_file = |dirs: Vec<String>, name: &str| srv.ftp_file(dirs, name);
+            let ftps_file = |name: &str| srv.ftps_file(name);
             let pair = |s: &servers::Served| Pair {
                 size: s.size,
                 label: size_label(s.size),

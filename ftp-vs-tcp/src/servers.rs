@@ -222,6 +222,28 @@ pub struct Servers {
 }
 
 impl Servers {
+    /// `name` in `dirs` on the plain FTP server, as the anonymous user.
+    pub fn ftp_file(&self, dirs: Vec<String>, name: &str) -> crate::measure::FtpFile {
+        crate::measure::FtpFile {
+            host: self.ftp.ip().to_string(),
+            port: self.ftp.port(),
+            user: "anonymous".into(),
+            password: "ftp-vs-tcp@".into(),
+            dirs,
+            name: name.to_owned(),
+            tls: None,
+        }
+    }
+
+    /// `name` on the FTPS server, its certificate pinned.
+    pub fn ftps_file(&self, name: &str) -> crate::measure::FtpFile {
+        crate::measure::FtpFile {
+            port: self.ftps.port(),
+            tls: Some(ftp_client::tls::Trust::Pin(self.ftps_pin)),
+            ..self.ftp_file(Vec::new(), name)
+        }
+    }
+
     /// Starts tcp-fileserv and ftp-server (anonymous, read-only) over `root`, on
     /// `127.0.0.1:0`, with connection limits raised for `max_clients` at once.
     pub fn start(root: &Path, max_clients: usize) -> Result<Self, StartError> {
